@@ -1,0 +1,101 @@
+"""Run in a subprocess with KERAS_BACKEND set: records what Keras actually consumes.
+
+Usage: python keras_probe.py SPEC.json OUT.npz
+
+SPEC holds the dataset (`task`: "classification" or "segmentation", its directories), the
+loader options and a list of Keras configurations. For each configuration it records, in order:
+- `fit`: the batches seen inside `train_step` of an unbuilt model during
+  `model.fit(..., epochs=3, validation_data=..., shuffle=False)`;
+- `direct`: `ds[b]` for every batch of epochs 0, 1, 2, advancing with `on_epoch_end()`.
+Arrays are saved as `<config>/<mode>/<step>/x` and `.../y`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from parity_data import build_source  # noqa: E402
+
+from xloader.keras import PyDataset  # noqa: E402
+
+
+class RecordingModel(keras.Model):
+    """An unbuilt model whose train_step keeps a copy of every batch it trains on."""
+
+    def __init__(self, task: str, num_classes: int):
+        super().__init__()
+        self.task = task
+        self.rescale = keras.layers.Rescaling(1.0 / 255)
+        if task == "classification":
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(num_classes)
+        else:
+            self.head = keras.layers.Conv2D(num_classes, 1)
+        self.recorded: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def call(self, x, training=False):
+        x = self.rescale(x)
+        if self.task == "classification":
+            x = self.pool(x)
+        return self.head(x)
+
+    def train_step(self, *args):
+        data = args[-1]  # tf/torch: train_step(data); jax: train_step(state, data)
+        x, y = data
+        self.recorded.append((keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)))
+        return super().train_step(*args)
+
+
+def main() -> None:
+    spec_path, out_path = sys.argv[1], sys.argv[2]
+    with open(spec_path) as file:
+        spec = json.load(file)
+    source = build_source(spec)
+    val_source = build_source(spec, augment=False)
+    arrays: dict[str, np.ndarray] = {}
+    warned: dict[str, list[str]] = {}
+    for config in spec["keras_configs"]:
+        name = config["name"]
+        options = dict(spec["options"], workers=config["workers"], use_multiprocessing=config["processes"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with PyDataset(source, **options) as train, PyDataset(
+                val_source, batch_size=spec["options"]["batch_size"], workers=config["workers"],
+                use_multiprocessing=config["processes"],
+            ) as val:
+                model = RecordingModel(spec["task"], spec["num_classes"])
+                model.compile(
+                    optimizer="sgd",
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    run_eagerly=True,
+                )
+                model.fit(train, epochs=3, validation_data=val, shuffle=False, verbose=0)
+                for step, (x, y) in enumerate(model.recorded):
+                    arrays[f"{name}/fit/{step}/x"] = x
+                    arrays[f"{name}/fit/{step}/y"] = y
+            with PyDataset(source, **options) as direct:
+                step = 0
+                for _epoch in range(3):
+                    for b in range(len(direct)):
+                        x, y = direct[b]
+                        arrays[f"{name}/direct/{step}/x"] = x
+                        arrays[f"{name}/direct/{step}/y"] = y
+                        step += 1
+                    direct.on_epoch_end()
+        warned[name] = [str(w.message) for w in caught if "xloader" in str(w.message)]
+    arrays["__backend__"] = np.array(keras.backend.backend())
+    arrays["__warnings__"] = np.array(json.dumps(warned))
+    np.savez(out_path, **arrays)
+
+
+if __name__ == "__main__":
+    main()

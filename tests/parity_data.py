@@ -1,0 +1,31 @@
+"""The datasets and augmentations the parity tests share (imported by tests and by keras_probe.py)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import xloader as xl
+
+
+def augmentation(task: str):
+    import albumentations as A
+
+    steps = [
+        A.HorizontalFlip(p=0.5),
+        A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-30, 30), p=0.7),
+    ]
+    if task == "classification":
+        steps += [A.RandomBrightnessContrast(p=0.5), A.Normalize()]  # float32 output
+    else:
+        steps += [A.RandomBrightnessContrast(p=0.5)]  # uint8 image, uint8 mask
+    return A.Compose(steps)
+
+
+def build_source(spec: dict, augment: bool = True):
+    transform = augmentation(spec["task"]) if augment else None
+    size = tuple(spec["image_size"])
+    if spec["task"] == "classification":
+        return xl.ImageFolder(spec["root"], image_size=size, transform=transform)
+    return xl.ImageMaskFolder(spec["images_dir"], spec["masks_dir"], image_size=size, transform=transform)

@@ -1,0 +1,32 @@
+"""xloader: image batches that are bit-identical in Keras 3 and PyTorch.
+
+The core (this package) imports neither framework: `xloader.keras` and `xloader.torch` are the
+adapters, imported explicitly.
+"""
+
+from xloader.batching import Batch, Batches, LoaderOptions
+from xloader.errors import BadImageError, DatasetError, SampleError, XLoaderError
+from xloader.sampling import EpochPlan
+from xloader.sources import ArrayDataset, FileList, ImageFolder, ImageMaskFolder, Source, load_file
+from xloader.transforms import Transform
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArrayDataset",
+    "BadImageError",
+    "Batch",
+    "Batches",
+    "DatasetError",
+    "EpochPlan",
+    "FileList",
+    "ImageFolder",
+    "ImageMaskFolder",
+    "LoaderOptions",
+    "SampleError",
+    "Source",
+    "Transform",
+    "XLoaderError",
+    "load_file",
+    "__version__",
+]

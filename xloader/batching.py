@@ -1,0 +1,206 @@
+"""`Batches`: the framework-free loader every adapter is built on.
+
+# NOTE [ The one function ]
+`Batches.get_batch(epoch, b)` is a pure function of the dataset, the options and (epoch, b):
+it reads the plan (`EpochPlan`), loads each sample with the random state of
+(seed, epoch, sample index) and stacks the results. Keras's `PyDataset` adapter and torch's
+`DataLoader` adapter both call it, with the epoch passed explicitly, which is why their batches
+are bit-identical whatever the worker count, the start method or the framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from xloader._collate import BatchWriter
+from xloader._random import check_seed
+from xloader.errors import DatasetError, SampleError, XLoaderError
+from xloader.sampling import EpochPlan
+from xloader.sources._base import Source
+
+__all__ = ["Batch", "Batches", "LoaderOptions"]
+
+Batch = Union[tuple[np.ndarray, np.ndarray], np.ndarray]
+"""`(x, y)` when fitting a source with targets, else `x` alone."""
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoaderOptions:
+    """The loader options shared by `Batches` and both adapters, validated once.
+
+    Attributes:
+        batch_size: samples per batch, >= 1.
+        shuffle: a new sample order every epoch, fixed by (seed, epoch).
+        seed: non-negative int; fixes the order and every augmentation.
+        drop_last: drop each epoch's last incomplete batch.
+        to_fit: batches are `(x, y)`; False gives `x` only (prediction).
+    """
+
+    batch_size: int
+    shuffle: bool = False
+    seed: int = 0
+    drop_last: bool = False
+    to_fit: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be a positive int, got {self.batch_size!r}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size}.")
+        check_seed(self.seed)
+        for name in ("shuffle", "drop_last", "to_fit"):
+            _check_bool(name, getattr(self, name))
+
+
+class Batches:
+    """Batches of a source, by (epoch, batch index), with no framework involved.
+
+    `len(batches)` is the number of batches per epoch: `ceil(len(dataset) / batch_size)`, or
+    `floor` with `drop_last`. Every sample appears exactly once per epoch (except, with
+    `drop_last`, the last `len(dataset) % batch_size` of that epoch's order).
+
+    A batch is `(x, y)` (or `x` alone with `to_fit=False` or a source without targets): NumPy
+    arrays with the batch on the first axis, images as (N, H, W, C), in the dtype the source (and
+    its transform) produced. `get_batch(epoch, b)` returns the same bits for the same dataset,
+    options and (epoch, b), in any process or thread, in any order of calls.
+
+    Args:
+        dataset: a source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`, or
+            anything following `xloader.sources.Source`).
+        batch_size, shuffle, seed, drop_last, to_fit: see `LoaderOptions`.
+
+    Raises:
+        TypeError, ValueError: invalid options, or `drop_last` leaving no batch at all.
+
+    Example:
+        >>> data = ArrayDataset(np.arange(10).reshape(10, 1), np.arange(10))
+        >>> batches = Batches(data, batch_size=4, shuffle=True, seed=0)
+        >>> len(batches)
+        3
+        >>> x, y = batches.get_batch(0, 2)   # the last, partial batch of epoch 0
+        >>> x.shape
+        (2, 1)
+    """
+
+    def __init__(
+        self,
+        dataset: Source,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        to_fit: bool = True,
+    ):
+        if not isinstance(dataset, Source):
+            raise TypeError(
+                f"dataset must be an xloader source (ImageFolder, ImageMaskFolder, FileList, ArrayDataset "
+                f"or an object with __len__, load, describe), got {type(dataset).__name__}."
+            )
+        self.options = LoaderOptions(
+            batch_size=batch_size, shuffle=shuffle, seed=int(seed) if isinstance(seed, np.integer) else seed,
+            drop_last=drop_last, to_fit=to_fit,
+        )
+        self.dataset = dataset
+        num_samples = len(dataset)
+        self.plan = EpochPlan(
+            num_samples,
+            batch_size=self.options.batch_size,
+            shuffle=self.options.shuffle,
+            seed=self.options.seed,
+            drop_last=self.options.drop_last,
+        )
+        if len(self.plan) == 0:
+            raise ValueError(
+                f"drop_last=True with {num_samples} samples and batch_size={batch_size} leaves no batch. "
+                "Use a smaller batch_size or drop_last=False."
+            )
+        self.with_targets = self.options.to_fit and dataset.has_targets
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __repr__(self) -> str:
+        o = self.options
+        return (
+            f"Batches({self.dataset!r}, batch_size={o.batch_size}, shuffle={o.shuffle}, seed={o.seed}, "
+            f"drop_last={o.drop_last}, to_fit={o.to_fit})"
+        )
+
+    @property
+    def epoch(self) -> int:
+        """The epoch that `batches[b]` and iteration read."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make `epoch` the current epoch (as `DistributedSampler.set_epoch`)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}.")
+        self._epoch = int(epoch)
+
+    def batch_indices(self, epoch: int, batch: int) -> np.ndarray:
+        """Dataset indices of the samples in `batch` of `epoch`, in batch order (int64, read-only)."""
+        return self.plan.batch_indices(epoch, batch)
+
+    def get_batch(self, epoch: int, batch: int) -> Batch:
+        """Batch `batch` of `epoch`: `(x, y)` or `x`, see the class docstring.
+
+        Raises:
+            IndexError: `batch` is not in `range(len(self))`.
+            BadImageError: a file cannot be read (the message names it; a note adds the
+                epoch, batch and sample index).
+            SampleError: any other failure while loading or transforming a sample, chained to
+                the original exception.
+        """
+        indices = self.plan.batch_indices(epoch, batch)
+        xs = BatchWriter(len(indices), "x")
+        ys = BatchWriter(len(indices), "y") if self.with_targets else None
+        for position, index in enumerate(indices.tolist()):
+            where = lambda index=index: self._where(epoch, batch, index)  # noqa: E731 - built only on error
+            try:
+                x, y = self.dataset.load(
+                    index, seed=self.options.seed, epoch=epoch, with_targets=self.with_targets
+                )
+                xs.put(position, x, where)
+                if ys is not None:
+                    if y is None:
+                        raise DatasetError(f"{where()} returned no target.")
+                    ys.put(position, y, where)
+            except XLoaderError as error:
+                error.add_note(f"while loading {where()}")
+                raise
+            except Exception as error:
+                raise SampleError(
+                    f"{where()} failed: {type(error).__name__}: {error}",
+                    epoch=epoch, batch=batch, index=index, path=self.dataset.describe(index),
+                ) from error
+        assert xs.array is not None  # a batch has at least one sample
+        if ys is None:
+            return xs.array
+        assert ys.array is not None
+        return xs.array, ys.array
+
+    def _where(self, epoch: int, batch: int, index: int) -> str:
+        return f"sample {index} ({self.dataset.describe(index)}) of batch {batch}, epoch {epoch}"
+
+    def __getitem__(self, batch: int) -> Batch:
+        """Batch `batch` of the current epoch."""
+        return self.get_batch(self._epoch, batch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        """The batches of the current epoch in order; when they are all read, the next epoch
+        becomes current (each full pass is a new epoch, as with the torch adapter)."""
+        epoch = self._epoch
+        for batch in range(len(self)):
+            yield self.get_batch(epoch, batch)
+        self._epoch = epoch + 1

@@ -1,0 +1,169 @@
+"""`xloader.keras.PyDataset`: xloader batches for Keras 3 `model.fit` (TensorFlow, JAX or PyTorch backend).
+
+# NOTE [ What model.fit trains on ]
+Keras 3.15 calls `on_epoch_end` before the first epoch and after each validation run, pulls a
+batch to build an unbuilt model (TensorFlow pulls two more to infer the output signature),
+shuffles the batch order unless `fit(shuffle=False)`, and its own worker pool serves batches
+prefetched in the previous epoch. So this adapter:
+- shows Keras `workers=1` (Keras calls `__getitem__` in order, in its own loop) and runs
+  xloader's workers behind `__getitem__`, keyed by (epoch, batch) (NOTE [ Keyed prefetch ]);
+- advances its epoch in `on_epoch_end` only once every batch of the current epoch has been
+  requested, so extra hook calls and build passes change nothing;
+- warns if batches are requested out of order, which means `fit` was not given `shuffle=False`.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from itertools import islice
+from typing import Any
+
+import keras
+import numpy as np
+
+from xloader._prefetch import Prefetcher
+from xloader.batching import Batch, Batches
+from xloader.sources._base import Source
+
+__all__ = ["PyDataset"]
+
+
+class PyDataset(keras.utils.PyDataset):
+    """A real `keras.utils.PyDataset` over an xloader source.
+
+    Use it with `model.fit(dataset, shuffle=False, ...)`: xloader shuffles the *samples*
+    itself (`shuffle=True` here), and Keras's batch-order shuffle would break parity with torch.
+    Batch `b` of epoch `e` is `Batches.get_batch(e, b)`: `(x, y)` NumPy arrays (or `x` alone with
+    `to_fit=False`), images as (N, H, W, C), bit-identical to `xloader.torch.DataLoader`'s batch
+    for the same dataset, options and epoch (after its NCHW transpose).
+
+    Epochs: the first pass is epoch 0; the epoch advances at `on_epoch_end` once every batch of
+    the current epoch has been served, so it counts full passes over the data whatever extra
+    hook calls Keras makes. `set_epoch(e)` sets it (e.g. when resuming with `initial_epoch=e`).
+
+    Args:
+        dataset: an xloader source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`).
+        batch_size, shuffle, seed, drop_last, to_fit: see `xloader.Batches`.
+        workers: xloader workers computing batches ahead of `model.fit` (threads, or processes
+            with `use_multiprocessing=True`). They live as long as this object (`close()` stops
+            them). Keras itself is shown `workers=1`: its own pool is bypassed.
+        use_multiprocessing: use worker processes (started with `multiprocessing_context`,
+            forkserver by default); the dataset must be picklable and scripts need the
+            `if __name__ == "__main__":` guard, as for torch's workers.
+        max_queue_size: how many batches are computed ahead.
+        multiprocessing_context: "forkserver", "spawn" or "fork" (fork is unsafe once JAX,
+            TensorFlow or CUDA have started threads).
+
+    Example:
+        >>> train = PyDataset(ImageFolder("data/train", image_size=(224, 224)),  # doctest: +SKIP
+        ...                   batch_size=32, shuffle=True, seed=0, workers=2)
+        >>> model.fit(train, epochs=5, shuffle=False)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        dataset: Source,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        to_fit: bool = True,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+        multiprocessing_context: str | None = None,
+    ):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be an int >= 0, got {workers!r}.")
+        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 0:
+            raise ValueError(f"max_queue_size must be an int >= 0, got {max_queue_size!r}.")
+        # Keras's enqueuer must stay off: see NOTE [ What model.fit trains on ].
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
+        self.batches = Batches(
+            dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, to_fit=to_fit
+        )
+        self.loader_workers = workers
+        self.loader_use_multiprocessing = bool(use_multiprocessing)
+        self._prefetcher = Prefetcher(
+            self.batches,
+            workers=workers,
+            use_processes=bool(use_multiprocessing),
+            queue_size=max_queue_size,
+            start_method=multiprocessing_context,
+        )
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._served = np.zeros(len(self.batches), dtype=bool)
+        self._next_expected = 0
+        self._warned_order = False
+
+    @property
+    def dataset(self) -> Source:
+        return self.batches.dataset
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next batches are served from."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve epoch `epoch` from now on (forgetting which batches of the current one were served)."""
+        self.batches.set_epoch(epoch)  # validates
+        with self._lock:
+            self._epoch = int(epoch)
+            self._served[:] = False
+            self._next_expected = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _upcoming(self, epoch: int, batch: int):
+        count = len(self.batches)
+        yield from ((epoch, b) for b in range(batch + 1, count))
+        yield from ((epoch + 1, b) for b in range(count))
+
+    def __getitem__(self, index: int) -> Batch:
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"batch index must be an int, got {index!r}.")
+        index = int(index)
+        if not 0 <= index < len(self.batches):
+            raise IndexError(f"batch {index} is out of range: this PyDataset has {len(self.batches)} batches.")
+        with self._lock:
+            epoch = self._epoch
+            if index not in (0, self._next_expected) and not self._warned_order:
+                self._warned_order = True
+                warnings.warn(
+                    f"xloader.keras.PyDataset: Keras asked for batch {index} after batch "
+                    f"{self._next_expected - 1}. model.fit shuffles the batch order unless given "
+                    "shuffle=False, which breaks the batch order shared with torch. xloader already "
+                    "shuffles samples each epoch (PyDataset(shuffle=True)): call model.fit(..., shuffle=False).",
+                    stacklevel=2,
+                )
+            self._next_expected = index + 1
+            self._served[index] = True
+        upcoming = islice(self._upcoming(epoch, index), self._prefetcher.queue_size)
+        return self._prefetcher.get((epoch, index), upcoming)
+
+    def on_epoch_end(self) -> None:
+        """Advance to the next epoch if every batch of this one was served; otherwise do nothing."""
+        with self._lock:
+            if self._served.all():
+                self._epoch += 1
+                self._served[:] = False
+                self._next_expected = 0
+
+    def close(self) -> None:
+        """Stop xloader's worker threads or processes (they restart if more batches are asked for)."""
+        self._prefetcher.close()
+
+    def __enter__(self) -> PyDataset:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "processes" if self.loader_use_multiprocessing else "threads"
+        return f"xloader.keras.PyDataset({self.batches!r}, workers={self.loader_workers} {mode}, epoch={self._epoch})"

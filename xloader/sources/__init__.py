@@ -1,0 +1,9 @@
+"""Sources: what samples exist and how sample `i` becomes arrays."""
+
+from xloader.sources._base import Source
+from xloader.sources.arrays import ArrayDataset
+from xloader.sources.file_list import FileList, load_file
+from xloader.sources.image_folder import ImageFolder
+from xloader.sources.image_mask_folder import ImageMaskFolder
+
+__all__ = ["ArrayDataset", "FileList", "ImageFolder", "ImageMaskFolder", "Source", "load_file"]

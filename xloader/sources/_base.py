@@ -1,0 +1,99 @@
+"""What a source is: the dataset side of xloader, one sample at a time.
+
+A source knows which samples exist (its index) and how to turn sample `i` into arrays.
+Everything about order, batching and epochs belongs to `xloader.Batches`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from xloader.errors import DatasetError
+from xloader.transforms import TransformRunner, check_transform
+
+__all__ = ["Source"]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """The protocol `Batches` and both adapters rely on.
+
+    Attributes:
+        has_targets: whether `load(..., with_targets=True)` returns a target (`y`).
+        x_is_image: True if `x` is an (H, W, C) image (the torch adapter moves C first),
+            False if not, None to decide from the batch (4-D batches are images).
+    """
+
+    has_targets: bool
+    x_is_image: bool | None
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Sample `index` as `(x, y)` (`y` None without targets), transformed with the
+        per-sample random state of (seed, epoch, index)."""
+        ...
+
+    def describe(self, index: int) -> str:
+        """Where sample `index` comes from (a path or an id), for error messages."""
+        ...
+
+
+class TransformedSource:
+    """Shared plumbing: the optional transform and its per-sample seeding."""
+
+    has_targets: bool = False
+    x_is_image: bool | None = True
+
+    def __init__(self, transform: object):
+        checked = check_transform(transform)
+        self.transform = checked
+        self._runner = TransformRunner(checked) if checked is not None else None
+
+    def _transform(self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int) -> dict[str, Any]:
+        if self._runner is None:
+            return data
+        return self._runner(data, seed=seed, epoch=epoch, index=index)
+
+
+def check_image_size(image_size: object) -> tuple[int, int] | None:
+    """Validate `image_size` = (height, width) of positive ints, or None (keep file sizes)."""
+    if image_size is None:
+        return None
+    if (
+        not isinstance(image_size, Sequence)
+        or len(image_size) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in image_size)
+    ):
+        raise TypeError(f"image_size must be (height, width) as two ints, or None; got {image_size!r}.")
+    height, width = (int(v) for v in image_size)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size!r}.")
+    return height, width
+
+
+def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}; got {value!r}.")
+
+
+def check_directory(path: str | os.PathLike[str], what: str) -> str:
+    """Return `path` as a string if it is an existing directory, else raise with the path named."""
+    text = os.fspath(path)
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"{what} {text!r} does not exist.")
+    if not os.path.isdir(text):
+        raise DatasetError(f"{what} {text!r} is not a directory.")
+    return text
+
+
+def list_preview(items: Sequence[str], limit: int = 10) -> str:
+    """`a, b, c and 7 more` for error messages that must name every bad file without flooding."""
+    shown = ", ".join(items[:limit])
+    more = len(items) - limit
+    return f"{shown} and {more} more" if more > 0 else shown

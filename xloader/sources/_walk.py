@@ -1,0 +1,45 @@
+"""Listing image files under a directory: one scandir walk, sorted like Keras's flow_from_directory."""
+
+from __future__ import annotations
+
+import os
+
+from xloader.decoding import is_image_file
+
+# The extensions Keras's flow_from_directory accepts (matched case-insensitively).
+IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff"})
+
+
+def list_image_files(top: str, *, follow_links: bool, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """Paths of image files under `top`, relative to it, recursively.
+
+    Order: directories sorted by path, files sorted by name within each (the order of
+    `keras.preprocessing.image.DirectoryIterator`). With `follow_links`, a directory reached
+    twice (a symlink loop) is visited once.
+    """
+    found: list[tuple[str, list[str]]] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        if follow_links:
+            info = os.stat(directory)
+            key = (info.st_dev, info.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+        names: list[str] = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=follow_links):
+                    pending.append(entry.path)
+                elif is_image_file(entry.name, extensions):
+                    # Not checked further: an unreadable or dangling entry fails at decode, by name.
+                    names.append(entry.name)
+        found.append((directory, sorted(names)))
+    found.sort(key=lambda item: item[0])
+    files: list[str] = []
+    for directory, names in found:
+        prefix = os.path.relpath(directory, top)
+        files.extend(names if prefix == os.curdir else [os.path.join(prefix, name) for name in names])
+    return files

@@ -1,0 +1,157 @@
+"""`FileList`: the hand-written generator's pattern, a list of ids with labels, one file per sample."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from xloader._strings import StringTable
+from xloader.decoding import read_image
+from xloader.errors import BadImageError, DatasetError, SampleError
+from xloader.sources._base import TransformedSource
+
+__all__ = ["FileList", "load_file"]
+
+
+def load_file(path: str) -> np.ndarray:
+    """The default loader: `.npy` files with `numpy.load`, anything else decoded as an RGB image."""
+    if path.lower().endswith(".npy"):
+        try:
+            return np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise BadImageError(f"cannot read {path}: file not found.", path=path, reason="file not found") from None
+        except (ValueError, OSError) as error:
+            reason = f"not a valid .npy file ({error})"
+            raise BadImageError(f"cannot read {path}: {reason}.", path=path, reason=reason) from None
+    return read_image(path, "rgb")
+
+
+def _labels_in_order(ids: Sequence[str], labels: object) -> np.ndarray:
+    if isinstance(labels, Mapping):
+        missing = [i for i in ids if i not in labels]
+        if missing:
+            raise DatasetError(f"labels has no entry for {len(missing)} ids, e.g. {missing[:5]}.")
+        values = [labels[i] for i in ids]
+    else:
+        values = list(labels)  # type: ignore[call-overload]
+        if len(values) != len(ids):
+            raise ValueError(f"labels has {len(values)} entries but there are {len(ids)} ids; they must match.")
+    array = np.asarray(values)
+    if array.dtype == object:
+        raise TypeError("labels must be numbers or equal-length arrays of numbers.")
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        return array.astype(np.int64)
+    return array
+
+
+class FileList(TransformedSource):
+    """Samples described by ids (or paths) with labels, each loaded by a function: the pattern of
+    the classic Keras `DataGenerator(keras.utils.Sequence)` tutorial (one `.npy` per sample).
+
+    Sample `i` is `x = load(path)` with `path = os.path.join(root, f"{ids[i]}{suffix}")`, passed
+    through `transform(image=x)` if a transform is given, and `y = labels[i]` (or
+    `labels[ids[i]]` if `labels` is a mapping, as in the tutorial's `labels` dict). Integer labels
+    are int64; with `num_classes` they become float32 one-hot vectors. `x` keeps the dtype and
+    shape `load` returns; all samples must agree to be batched.
+
+    Args:
+        ids: sample ids or paths, in index order; each must be unique.
+        labels: a sequence aligned with `ids`, a mapping from id to label, or None (no targets).
+        root: folder prefixed to every id.
+        suffix: text appended to every id, e.g. ".npy".
+        load: `load(path) -> numpy.ndarray`; default `load_file` (`.npy` via `numpy.load`,
+            anything else decoded as an RGB uint8 image). With process workers it must be
+            picklable: a module-level function, not a lambda.
+        transform: an albumentations `Compose` (or any `xloader.transforms.Transform`) applied as
+            `transform(image=x)`.
+        num_classes: if given, integer labels become one-hot float32 of this length.
+        x_is_image: whether `x` is an (H, W, C) image (the torch adapter moves C first); None
+            decides from the batch (4-D batches are images).
+
+    Raises:
+        DatasetError: empty or duplicated ids, missing labels.
+        SampleError: at load time, when `load` raises (with the path and the original error).
+
+    Example:
+        >>> ids = ["id-1", "id-2"]; labels = {"id-1": 0, "id-2": 1}
+        >>> data = FileList(ids, labels, root="data", suffix=".npy")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        labels: Sequence[Any] | Mapping[str, Any] | np.ndarray | None = None,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        suffix: str = "",
+        load: Callable[[str], np.ndarray] | None = None,
+        transform: object = None,
+        num_classes: int | None = None,
+        x_is_image: bool | None = None,
+    ):
+        super().__init__(transform)
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("ids must be a sequence of ids, not a single string.")
+        id_list = [str(i) for i in ids]
+        if not id_list:
+            raise DatasetError("FileList needs at least one id; ids is empty.")
+        repeated = sorted(i for i, count in Counter(id_list).items() if count > 1)
+        if repeated:
+            raise DatasetError(f"ids must be unique; listed more than once: {repeated[:10]}.")
+        if load is not None and not callable(load):
+            raise TypeError(f"load must be a function path -> numpy array, got {type(load).__name__}.")
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+        self.root = os.fspath(root) if root is not None else None
+        self.suffix = suffix
+        self.load_fn = load or load_file
+        self.num_classes = num_classes
+        self.x_is_image = x_is_image
+        self._ids = StringTable(id_list)
+        self._labels = _labels_in_order(id_list, labels) if labels is not None else None
+        self.has_targets = self._labels is not None
+        if num_classes is not None and self._labels is not None:
+            if not np.issubdtype(self._labels.dtype, np.integer) or self._labels.ndim != 1:
+                raise TypeError("num_classes needs one integer class index per id.")
+            bad = self._labels[(self._labels < 0) | (self._labels >= num_classes)]
+            if bad.size:
+                raise ValueError(f"labels must be in [0, {num_classes}); found {sorted(set(bad.tolist()))[:10]}.")
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> list[str]:
+        return self._ids.tolist()
+
+    def describe(self, index: int) -> str:
+        name = f"{self._ids[index]}{self.suffix}"
+        return os.path.join(self.root, name) if self.root is not None else name
+
+    def _target(self, index: int) -> np.ndarray:
+        assert self._labels is not None
+        label = self._labels[index]
+        if self.num_classes is None:
+            return np.asarray(label)
+        one_hot = np.zeros(self.num_classes, dtype=np.float32)
+        one_hot[label] = 1.0
+        return one_hot
+
+    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        path = self.describe(index)
+        try:
+            x = np.asarray(self.load_fn(path))
+        except (BadImageError, SampleError):
+            raise
+        except Exception as error:
+            raise SampleError(
+                f"load({path!r}) raised {type(error).__name__}: {error}", index=index, path=path
+            ) from error
+        if self._runner is not None:
+            x = self._transform({"image": x}, seed=seed, epoch=epoch, index=index)["image"]
+        target = self._target(index) if with_targets and self.has_targets else None
+        return x, target

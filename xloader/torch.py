@@ -1,0 +1,162 @@
+"""`xloader.torch.DataLoader`: xloader batches as a real `torch.utils.data.DataLoader`.
+
+# NOTE [ Epochs in torch workers ]
+The sampler yields `(epoch, batch)` keys and each worker computes `Batches.get_batch(epoch, b)`,
+so the epoch travels with the work: persistent workers, which keep the dataset copy they were
+started with, still compute the right epoch. The sampler reads the epoch lazily, when its
+iterator is first advanced, because a multi-process `DataLoader` calls `iter()` on it twice for
+the first epoch. Auto-batching is off (`batch_size=None`): the core returns whole batches, so
+torch's `default_collate` (tuple -> list, float64 promotion) never touches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from xloader.batching import Batches
+from xloader.sources._base import Source
+
+__all__ = ["DataLoader"]
+
+
+class _EpochBatchSampler(torch.utils.data.Sampler):
+    def __init__(self, num_batches: int):
+        self.num_batches = num_batches
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch  # read at the first next(), see NOTE [ Epochs in torch workers ]
+        for batch in range(self.num_batches):
+            yield epoch, batch
+
+
+class _BatchDataset(torch.utils.data.Dataset):
+    """Map-style view of `Batches` keyed by (epoch, batch), returning tensors."""
+
+    def __init__(self, batches: Batches, layout: str):
+        self.batches = batches
+        self.layout = layout
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _x_tensor(self, x: np.ndarray) -> torch.Tensor:
+        is_image = self.batches.dataset.x_is_image
+        if is_image is None:
+            is_image = x.ndim == 4
+        if self.layout == "NCHW" and is_image and x.ndim == 4:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return torch.from_numpy(x)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, batch = key
+        out = self.batches.get_batch(epoch, batch)
+        if isinstance(out, tuple):
+            x, y = out
+            return self._x_tensor(x), torch.from_numpy(np.ascontiguousarray(y))
+        return self._x_tensor(out)
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+class DataLoader(torch.utils.data.DataLoader):
+    """A real `torch.utils.data.DataLoader` over an xloader source.
+
+    Each pass (`for x, y in loader`) is the next epoch, starting at 0; `set_epoch(e)` makes the
+    next pass epoch `e` (as `DistributedSampler.set_epoch`). Batch `b` of epoch `e` is
+    `xloader.Batches.get_batch(e, b)` as tensors: `(x, y)` (or `x` alone with `to_fit=False`),
+    images as (N, C, H, W) by default (`layout="NHWC"` keeps (N, H, W, C)), other arrays as they
+    are; dtypes are kept (uint8 images unless the transform normalises, int64 class labels).
+    The values are bit-identical to `xloader.keras.PyDataset`'s for the same dataset, options
+    and epoch, for any `num_workers`, persistent or not.
+
+    Args:
+        dataset: an xloader source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`).
+        batch_size, shuffle, seed, drop_last, to_fit: see `xloader.Batches`.
+        layout: "NCHW" (default, what `torch.nn.Conv2d` expects) or "NHWC".
+        num_workers, pin_memory, persistent_workers, prefetch_factor, timeout,
+        multiprocessing_context, worker_init_fn, pin_memory_device, in_order: as in torch.
+
+    Example:
+        >>> loader = DataLoader(ImageFolder("data/train", image_size=(224, 224)),  # doctest: +SKIP
+        ...                     batch_size=32, shuffle=True, seed=0, num_workers=2)
+        >>> for epoch in range(5):  # doctest: +SKIP
+        ...     for x, y in loader:
+        ...         ...
+    """
+
+    def __init__(
+        self,
+        dataset: Source,
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        to_fit: bool = True,
+        layout: Literal["NCHW", "NHWC"] = "NCHW",
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        timeout: float = 0,
+        multiprocessing_context: Any = None,
+        worker_init_fn: Any = None,
+        **torch_kwargs: Any,
+    ):
+        if layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}.")
+        for reserved in ("sampler", "batch_sampler", "collate_fn", "generator"):
+            if reserved in torch_kwargs:
+                raise TypeError(f"xloader.torch.DataLoader decides {reserved} itself; do not pass it.")
+        batches = Batches(
+            dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, to_fit=to_fit
+        )
+        self.batches = batches
+        self.layout = layout
+        self._epoch_sampler = _EpochBatchSampler(len(batches))
+        self._next_epoch = 0
+        super().__init__(
+            _BatchDataset(batches, layout),
+            batch_size=None,
+            sampler=self._epoch_sampler,
+            collate_fn=_identity,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            timeout=timeout,
+            multiprocessing_context=multiprocessing_context,
+            worker_init_fn=worker_init_fn,
+            **torch_kwargs,
+        )
+
+    @property
+    def source(self) -> Source:
+        """The xloader source (`loader.dataset` is torch's view of it, keyed by (epoch, batch))."""
+        return self.batches.dataset
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass over the loader will produce."""
+        return self._next_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch `epoch`; later passes continue from there."""
+        self.batches.set_epoch(epoch)  # validates
+        self._next_epoch = int(epoch)
+
+    def __iter__(self) -> Any:
+        self._epoch_sampler.epoch = self._next_epoch
+        self._next_epoch += 1
+        return super().__iter__()
