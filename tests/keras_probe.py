@@ -2,12 +2,13 @@
 
 Usage: python keras_probe.py SPEC.json OUT.npz
 
-SPEC holds the dataset (`task`: "classification" or "segmentation", its directories), the
-loader options and a list of Keras configurations. For each configuration it records, in order:
+SPEC holds a list of `datasets` (each: `name`, `task` "classification" or "segmentation", its
+directories, `image_size`, `num_classes`, loader `options`) and a list of Keras configurations.
+For each dataset and configuration it records, in order:
 - `fit`: the batches seen inside `train_step` of an unbuilt model during
   `model.fit(..., epochs=3, validation_data=..., shuffle=False)`;
 - `direct`: `ds[b]` for every batch of epochs 0, 1, 2, advancing with `on_epoch_end()`.
-Arrays are saved as `<config>/<mode>/<step>/x` and `.../y`.
+Arrays are saved as `<dataset>/<config>/<mode>/<step>/x` and `.../y`.
 """
 
 from __future__ import annotations
@@ -55,43 +56,47 @@ class RecordingModel(keras.Model):
         return super().train_step(*args)
 
 
+def record(dataset: dict, config: dict, name: str, arrays: dict[str, np.ndarray]) -> None:
+    source = build_source(dataset)
+    val_source = build_source(dataset, augment=False)
+    options = dict(dataset["options"], workers=config["workers"], use_multiprocessing=config["processes"])
+    val_options = dict(batch_size=dataset["options"]["batch_size"], workers=config["workers"],
+                       use_multiprocessing=config["processes"])
+    with PyDataset(source, **options) as train, PyDataset(val_source, **val_options) as val:
+        model = RecordingModel(dataset["task"], dataset["num_classes"])
+        model.compile(
+            optimizer="sgd",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            run_eagerly=True,
+        )
+        model.fit(train, epochs=3, validation_data=val, shuffle=False, verbose=0)
+        for step, (x, y) in enumerate(model.recorded):
+            arrays[f"{name}/fit/{step}/x"] = x
+            arrays[f"{name}/fit/{step}/y"] = y
+    with PyDataset(source, **options) as direct:
+        step = 0
+        for _epoch in range(3):
+            for b in range(len(direct)):
+                x, y = direct[b]
+                arrays[f"{name}/direct/{step}/x"] = x
+                arrays[f"{name}/direct/{step}/y"] = y
+                step += 1
+            direct.on_epoch_end()
+
+
 def main() -> None:
     spec_path, out_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as file:
         spec = json.load(file)
-    source = build_source(spec)
-    val_source = build_source(spec, augment=False)
     arrays: dict[str, np.ndarray] = {}
     warned: dict[str, list[str]] = {}
-    for config in spec["keras_configs"]:
-        name = config["name"]
-        options = dict(spec["options"], workers=config["workers"], use_multiprocessing=config["processes"])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with PyDataset(source, **options) as train, PyDataset(
-                val_source, batch_size=spec["options"]["batch_size"], workers=config["workers"],
-                use_multiprocessing=config["processes"],
-            ) as val:
-                model = RecordingModel(spec["task"], spec["num_classes"])
-                model.compile(
-                    optimizer="sgd",
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    run_eagerly=True,
-                )
-                model.fit(train, epochs=3, validation_data=val, shuffle=False, verbose=0)
-                for step, (x, y) in enumerate(model.recorded):
-                    arrays[f"{name}/fit/{step}/x"] = x
-                    arrays[f"{name}/fit/{step}/y"] = y
-            with PyDataset(source, **options) as direct:
-                step = 0
-                for _epoch in range(3):
-                    for b in range(len(direct)):
-                        x, y = direct[b]
-                        arrays[f"{name}/direct/{step}/x"] = x
-                        arrays[f"{name}/direct/{step}/y"] = y
-                        step += 1
-                    direct.on_epoch_end()
-        warned[name] = [str(w.message) for w in caught if "xloader" in str(w.message)]
+    for dataset in spec["datasets"]:
+        for config in spec["keras_configs"]:
+            name = f"{dataset['name']}/{config['name']}"
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                record(dataset, config, name, arrays)
+            warned[name] = [str(w.message) for w in caught if "xloader" in str(w.message)]
     arrays["__backend__"] = np.array(keras.backend.backend())
     arrays["__warnings__"] = np.array(json.dumps(warned))
     np.savez(out_path, **arrays)

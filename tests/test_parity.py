@@ -1,0 +1,119 @@
+"""The promise: Keras (each backend, in its own process) and torch get the same batches, bit for bit.
+
+For each Keras backend a subprocess (`keras_probe.py`) records the batches an unbuilt model's
+`train_step` receives during `model.fit(epochs=3, validation_data=..., shuffle=False)`, and the
+batches `ds[b]` gives directly, for Keras workers 1 / 2 threads / 2 processes. Here torch loops
+with num_workers 0 / 2 / 2 persistent run epochs 0, 1, 2. Everything must equal
+`Batches.get_batch(epoch, b)`, with augmentation on (flip, affine, brightness/contrast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from parity_data import build_source
+
+import xloader as xl
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EPOCHS = 3
+KERAS_CONFIGS = [
+    {"name": "workers1", "workers": 1, "processes": False},
+    {"name": "threads2", "workers": 2, "processes": False},
+    {"name": "processes2", "workers": 2, "processes": True},
+]
+TORCH_CONFIGS = [
+    {"num_workers": 0, "persistent_workers": False},
+    {"num_workers": 2, "persistent_workers": False},
+    {"num_workers": 2, "persistent_workers": True},
+]
+
+
+@pytest.fixture(scope="module")
+def datasets(class_root, seg_dirs) -> list[dict]:
+    images_dir, masks_dir = seg_dirs
+    return [
+        # 28 images, batch 8: 4 batches, the last one partial.
+        {"name": "classification", "task": "classification", "root": class_root, "image_size": [40, 48],
+         "num_classes": 4, "options": {"batch_size": 8, "shuffle": True, "seed": 7}},
+        # 22 pairs, batch 5, drop_last: 4 batches of 5 (2 samples dropped each epoch).
+        {"name": "segmentation", "task": "segmentation", "images_dir": images_dir, "masks_dir": masks_dir,
+         "image_size": [32, 40], "num_classes": 3,
+         "options": {"batch_size": 5, "shuffle": True, "seed": 11, "drop_last": True}},
+    ]
+
+
+def expected_epochs(dataset: dict) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    batches = xl.Batches(build_source(dataset), **dataset["options"])
+    return [[batches.get_batch(epoch, b) for b in range(len(batches))] for epoch in range(EPOCHS)]
+
+
+def assert_batch_equal(actual: tuple, expected: tuple, where: str) -> None:
+    for name, a, e in zip(("x", "y"), actual, expected):
+        assert a.dtype == e.dtype, f"{where}: {name} dtype {a.dtype} != {e.dtype}"
+        np.testing.assert_array_equal(a, e, err_msg=f"{where}: {name} differs")
+
+
+@pytest.fixture(scope="module")
+def expected(datasets) -> dict[str, list]:
+    return {d["name"]: expected_epochs(d) for d in datasets}
+
+
+def test_batches_cover_every_sample_once_per_epoch(datasets, expected):
+    for dataset in datasets:
+        batches = xl.Batches(build_source(dataset), **dataset["options"])
+        for epoch in range(EPOCHS):
+            seen = np.concatenate([batches.batch_indices(epoch, b) for b in range(len(batches))])
+            n = len(batches.dataset)
+            kept = n - (n % batches.options.batch_size if batches.options.drop_last else 0)
+            assert len(seen) == kept and len(np.unique(seen)) == kept
+        orders = [batches.plan.order(epoch).tolist() for epoch in range(EPOCHS)]
+        assert orders[0] != orders[1] != orders[2], "shuffle must give each epoch its own order"
+
+
+@pytest.mark.parametrize("config", TORCH_CONFIGS, ids=lambda c: f"w{c['num_workers']}{'p' if c['persistent_workers'] else ''}")
+def test_torch_loader_matches_core(datasets, expected, config):
+    from xloader.torch import DataLoader
+
+    for dataset in datasets:
+        loader = DataLoader(build_source(dataset), **dataset["options"], **config)
+        for epoch in range(EPOCHS):
+            got = [(x.numpy(), y.numpy()) for x, y in loader]
+            assert len(got) == len(expected[dataset["name"]][epoch])
+            for b, ((x, y), (ex, ey)) in enumerate(zip(got, expected[dataset["name"]][epoch])):
+                assert x.shape == (ex.shape[0], ex.shape[3], ex.shape[1], ex.shape[2]), "torch images are NCHW"
+                assert_batch_equal((x.transpose(0, 2, 3, 1), y), (ex, ey), f"{dataset['name']} {config} e{epoch} b{b}")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_keras_fit_trains_on_the_torch_batches(tmp_path, datasets, expected, backend):
+    spec = {"datasets": datasets, "keras_configs": KERAS_CONFIGS}
+    spec_path, out_path = tmp_path / "spec.json", tmp_path / "out.npz"
+    spec_path.write_text(json.dumps(spec))
+    env = dict(os.environ, KERAS_BACKEND=backend, NO_ALBUMENTATIONS_UPDATE="1", TF_CPP_MIN_LOG_LEVEL="2")
+    run = subprocess.run(
+        [sys.executable, os.path.join(HERE, "keras_probe.py"), str(spec_path), str(out_path)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    recorded = np.load(out_path)
+    assert str(recorded["__backend__"]) == backend
+    assert json.loads(str(recorded["__warnings__"])) == {
+        f"{d['name']}/{c['name']}": [] for d in datasets for c in KERAS_CONFIGS
+    }, "no out-of-order warning with fit(shuffle=False)"
+    for dataset in datasets:
+        flat = [batch for epoch in expected[dataset["name"]] for batch in epoch]
+        for config in KERAS_CONFIGS:
+            for mode in ("fit", "direct"):
+                prefix = f"{dataset['name']}/{config['name']}/{mode}"
+                steps = sorted({int(k.split("/")[3]) for k in recorded.files if k.startswith(prefix + "/")})
+                assert steps == list(range(len(flat))), f"{prefix}: {len(steps)} batches, expected {len(flat)}"
+                for step, (ex, ey) in enumerate(flat):
+                    got = (recorded[f"{prefix}/{step}/x"], recorded[f"{prefix}/{step}/y"])
+                    assert_batch_equal(got, (ex, ey), f"{backend} {prefix} step {step}")
