@@ -36,15 +36,15 @@ _worker_batches: Batches | None = None
 _worker_slots: list | None = None
 
 
-def _init_process(batches: Batches, slots: list) -> None:
+def _init_process(batches: Batches, slots: list, pin_opencv: bool) -> None:
     global _worker_batches, _worker_slots
     _worker_batches, _worker_slots = batches, slots
-    try:  # one OpenCV thread per worker process: the processes already use the cores
+    if pin_opencv:
+        # One OpenCV thread per worker: the processes already use the cores. Never after fork:
+        # reconfiguring a thread pool inherited from a parent that used it deadlocks.
         import cv2
 
         cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - OpenCV is a dependency
-        pass
 
 
 Layout = list[tuple[tuple[int, ...], str, int]]
@@ -130,7 +130,7 @@ class Prefetcher:
             max_workers=max(self.workers, 1),
             mp_context=context,
             initializer=_init_process,
-            initargs=(self.batches, self._slots),
+            initargs=(self.batches, self._slots, self.start_method != "fork"),
         )
 
     def _submit(self, executor: Executor, key: Key, *, required: bool) -> tuple[Future, int | None] | None:
