@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# In-process Keras tests use the torch backend; each backend is tested in its own process by test_parity.
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import pytest
 

@@ -134,11 +134,13 @@ class PyDataset(keras.utils.PyDataset):
             epoch = self._epoch
             if index not in (0, self._next_expected) and not self._warned_order:
                 self._warned_order = True
+                previous = f"after batch {self._next_expected - 1}" if self._next_expected else "first"
                 warnings.warn(
-                    f"xloader.keras.PyDataset: Keras asked for batch {index} after batch "
-                    f"{self._next_expected - 1}. model.fit shuffles the batch order unless given "
-                    "shuffle=False, which breaks the batch order shared with torch. xloader already "
-                    "shuffles samples each epoch (PyDataset(shuffle=True)): call model.fit(..., shuffle=False).",
+                    f"xloader.keras.PyDataset: batch {index} was requested {previous} in epoch {epoch}. "
+                    "model.fit shuffles the batch order unless given shuffle=False, which breaks the "
+                    "batch order shared with torch; xloader already shuffles the samples each epoch "
+                    "(PyDataset(shuffle=True)), so call model.fit(..., shuffle=False). "
+                    "(Reading batches out of order yourself is fine: each index still gives its batch.)",
                     stacklevel=2,
                 )
             self._next_expected = index + 1
