@@ -11,6 +11,7 @@ torch's `default_collate` (tuple -> list, float64 promotion) never touches them.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -67,6 +68,37 @@ class _BatchDataset(torch.utils.data.Dataset):
 
 def _identity(batch: Any) -> Any:
     return batch
+
+
+# NOTE [ OpenCV threads in workers ]
+# Each worker process already keeps a core busy; OpenCV's own thread pool inside each of them
+# oversubscribes the cores (measured: 2 forked workers barely beat 0). Calling
+# cv2.setNumThreads(1) inside a *forked* worker deadlocks when the parent had used the pool,
+# so forked workers are started while the parent is set to one thread (restored right after),
+# and workers started by spawn/forkserver pin themselves in their init function.
+
+
+class _WorkerInit:
+    """Pins OpenCV to one thread in a spawn/forkserver worker, then runs the user's
+    `worker_init_fn`. A class rather than a closure so spawn can pickle it."""
+
+    def __init__(self, user_fn: Any, pin_opencv: bool):
+        self.user_fn = user_fn
+        self.pin_opencv = pin_opencv
+
+    def __call__(self, worker_id: int) -> None:
+        if self.pin_opencv:
+            import cv2
+
+            cv2.setNumThreads(1)
+        if self.user_fn is not None:
+            self.user_fn(worker_id)
+
+
+def _start_method(context: Any) -> str:
+    if context is None:
+        return multiprocessing.get_start_method()
+    return context if isinstance(context, str) else context.get_start_method()
 
 
 class DataLoader(torch.utils.data.DataLoader):
@@ -137,7 +169,7 @@ class DataLoader(torch.utils.data.DataLoader):
             prefetch_factor=prefetch_factor,
             timeout=timeout,
             multiprocessing_context=multiprocessing_context,
-            worker_init_fn=worker_init_fn,
+            worker_init_fn=_WorkerInit(worker_init_fn, _start_method(multiprocessing_context) != "fork"),
             **torch_kwargs,
         )
 
@@ -159,4 +191,14 @@ class DataLoader(torch.utils.data.DataLoader):
     def __iter__(self) -> Any:
         self._epoch_sampler.epoch = self._next_epoch
         self._next_epoch += 1
-        return super().__iter__()
+        starts_workers = self.num_workers > 0 and (self._iterator is None or not self.persistent_workers)
+        if not starts_workers:
+            return super().__iter__()
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # see NOTE [ OpenCV threads in workers ]
+        try:
+            return super().__iter__()
+        finally:
+            cv2.setNumThreads(threads)
