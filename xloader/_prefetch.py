@@ -17,20 +17,14 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 
-import numpy as np
 
+from xloader import _slots
 from xloader.batching import Batch, Batches
 from xloader.errors import XLoaderError
 
 Key = tuple[int, int]
 
-# NOTE [ Shared-memory slots ]
-# Worker processes return batches through preallocated shared memory instead of pickling them
-# through a pipe (for float32 224x224 batches the pipe costs more than decoding). The slots are
-# `multiprocessing` RawArrays: their backing file is unlinked as soon as it is created and the
-# descriptor is handed to each worker when it starts, so no segment can outlive the processes,
-# even after SIGKILL. A slot belongs to one in-flight task at a time; a batch that does not fit
-# its slot (e.g. images of varying size) comes back pickled instead.
+# Process workers return batches through shared memory: NOTE [ Shared-memory slots ] in _slots.py.
 
 _worker_batches: Batches | None = None
 _worker_slots: list | None = None
@@ -47,33 +41,11 @@ def _init_process(batches: Batches, slots: list, pin_opencv: bool) -> None:
         cv2.setNumThreads(1)
 
 
-Layout = list[tuple[tuple[int, ...], str, int]]
-
-
 def _compute_in_process(epoch: int, batch: int, slot: int | None) -> tuple[str, object]:
     assert _worker_batches is not None and _worker_slots is not None, "worker process was not initialised"
     result = _worker_batches.get_batch(epoch, batch)
-    arrays = result if isinstance(result, tuple) else (result,)
-    if slot is None or sum(a.nbytes for a in arrays) > len(_worker_slots[slot]):
-        return "inline", result
-    buffer = np.frombuffer(_worker_slots[slot], dtype=np.uint8)
-    layout: Layout = []
-    offset = 0
-    for array in arrays:
-        buffer[offset : offset + array.nbytes] = array.reshape(-1).view(np.uint8)
-        layout.append((array.shape, array.dtype.str, offset))
-        offset += array.nbytes
-    return "slot", (isinstance(result, tuple), layout)
-
-
-def _read_slot(slot_memory, packed: tuple[bool, Layout]) -> Batch:
-    is_tuple, layout = packed
-    buffer = np.frombuffer(slot_memory, dtype=np.uint8)
-    arrays = []
-    for shape, dtype, offset in layout:
-        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        arrays.append(buffer[offset : offset + size].view(dtype).reshape(shape).copy())
-    return tuple(arrays) if is_tuple else arrays[0]
+    layout = _slots.write(_worker_slots[slot], result) if slot is not None else None
+    return ("inline", result) if layout is None else ("slot", layout)
 
 
 def default_start_method() -> str:
@@ -121,10 +93,9 @@ class Prefetcher:
         return self.workers <= 1 and not self.use_processes
 
     def _start_processes(self, first_batch: Batch) -> Executor:
-        arrays = first_batch if isinstance(first_batch, tuple) else (first_batch,)
-        slot_bytes = max(sum(a.nbytes for a in arrays), 1)
         context = multiprocessing.get_context(self.start_method)
-        self._slots = [context.RawArray("B", slot_bytes) for _ in range(self.queue_size + max(self.workers, 1))]
+        count = self.queue_size + max(self.workers, 1)
+        self._slots = _slots.allocate(count, _slots.batch_nbytes(first_batch), self.start_method)
         self._free_slots = list(range(len(self._slots)))
         return ProcessPoolExecutor(
             max_workers=max(self.workers, 1),
@@ -197,7 +168,7 @@ class Prefetcher:
         try:
             if kind == "inline":
                 return payload  # type: ignore[return-value]
-            return _read_slot(self._slots[slot], payload)  # type: ignore[index,arg-type]
+            return _slots.read(self._slots[slot], payload)  # type: ignore[index,arg-type]
         finally:
             self._release_slot(slot, generation)
 

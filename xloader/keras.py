@@ -85,11 +85,12 @@ class PyDataset(keras.utils.PyDataset):
             dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, to_fit=to_fit
         )
         self.loader_workers = workers
-        self.loader_use_multiprocessing = bool(use_multiprocessing)
+        # As in Keras: workers=0 means "in the main thread", whatever use_multiprocessing says.
+        self.loader_use_multiprocessing = bool(use_multiprocessing) and workers > 0
         self._prefetcher = Prefetcher(
             self.batches,
             workers=workers,
-            use_processes=bool(use_multiprocessing),
+            use_processes=self.loader_use_multiprocessing,
             queue_size=max_queue_size,
             start_method=multiprocessing_context,
         )

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 import torch.utils.data
 
+from xloader import _slots
 from xloader.batching import Batches
 from xloader.sources._base import Source
 
@@ -26,44 +27,89 @@ __all__ = ["DataLoader"]
 
 
 class _EpochBatchSampler(torch.utils.data.Sampler):
+    """Yields (epoch, batch, slot) keys; `slot` is None unless shared-memory slots are in use."""
+
     def __init__(self, num_batches: int):
         self.num_batches = num_batches
         self.epoch = 0
+        self.slot_count = 0
 
     def __len__(self) -> int:
         return self.num_batches
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch  # read at the first next(), see NOTE [ Epochs in torch workers ]
+    def __iter__(self) -> Iterator[tuple[int, int, int | None]]:
+        epoch, slot_count = self.epoch, self.slot_count  # read at the first next(): NOTE [ Epochs in torch workers ]
         for batch in range(self.num_batches):
-            yield epoch, batch
+            yield epoch, batch, (batch % slot_count if slot_count else None)
+
+
+class _InSlot(NamedTuple):
+    """What a worker returns when the batch is in shared-memory slot `slot`."""
+
+    slot: int
+    layout: Any
 
 
 class _BatchDataset(torch.utils.data.Dataset):
-    """Map-style view of `Batches` keyed by (epoch, batch), returning tensors."""
+    """Map-style view of `Batches` keyed by (epoch, batch, slot), returning tensors or `_InSlot`."""
 
     def __init__(self, batches: Batches, layout: str):
         self.batches = batches
         self.layout = layout
+        self.slots: list[Any] | None = None  # set by DataLoader before its workers start
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def _x_tensor(self, x: np.ndarray) -> torch.Tensor:
+    def _to_layout(self, x: np.ndarray) -> np.ndarray:
         is_image = self.batches.dataset.x_is_image
         if is_image is None:
             is_image = x.ndim == 4
         if self.layout == "NCHW" and is_image and x.ndim == 4:
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        return torch.from_numpy(x)
+            return x.transpose(0, 3, 1, 2)
+        return x
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, batch = key
+    def __getitem__(self, key: tuple[int, int, int | None]) -> Any:
+        epoch, batch, slot = key
         out = self.batches.get_batch(epoch, batch)
+        if slot is not None and self.slots is not None:
+            layout = _slots.write(self.slots[slot], out, (self._to_layout, None))
+            if layout is not None:
+                return _InSlot(slot, layout)
         if isinstance(out, tuple):
             x, y = out
-            return self._x_tensor(x), torch.from_numpy(np.ascontiguousarray(y))
-        return self._x_tensor(out)
+            return _tensor(self._to_layout(x)), _tensor(y)
+        return _tensor(self._to_layout(out))
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class _SlotReader:
+    """Wraps torch's iterator: copies batches out of their slot before the slot can be reused.
+
+    torch keeps at most `num_workers * prefetch_factor` tasks ahead, in order, and dispatches
+    the next one only when a batch is returned; with more slots than that, the slot of batch j
+    is not written again before batch j has been copied out here.
+    """
+
+    def __init__(self, iterator: Any, slots: list[Any]):
+        self.iterator = iterator
+        self.slots = slots
+
+    def __iter__(self) -> _SlotReader:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.iterator)
+
+    def __next__(self) -> Any:
+        item = next(self.iterator)
+        if not isinstance(item, _InSlot):
+            return item
+        out = _slots.read(self.slots[item.slot], item.layout)
+        return tuple(torch.from_numpy(a) for a in out) if isinstance(out, tuple) else torch.from_numpy(out)
 
 
 def _identity(batch: Any) -> Any:
@@ -188,17 +234,32 @@ class DataLoader(torch.utils.data.DataLoader):
         self.batches.set_epoch(epoch)  # validates
         self._next_epoch = int(epoch)
 
+    def _uses_slots(self) -> bool:
+        # Slots need in-order delivery and no pin-memory thread between workers and us.
+        return self.num_workers > 0 and not self.pin_memory and getattr(self, "in_order", True)
+
+    def _allocate_slots(self) -> None:
+        x, y = self.batches.dataset.load(0, seed=self.batches.options.seed, epoch=0, with_targets=self.batches.with_targets)
+        nbytes = self.batches.options.batch_size * (np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0))
+        count = self.num_workers * (self.prefetch_factor or 2) + 2
+        self.dataset.slots = _slots.allocate(count, nbytes, _start_method(self.multiprocessing_context))
+        self._epoch_sampler.slot_count = count
+
     def __iter__(self) -> Any:
         self._epoch_sampler.epoch = self._next_epoch
         self._next_epoch += 1
         starts_workers = self.num_workers > 0 and (self._iterator is None or not self.persistent_workers)
         if not starts_workers:
-            return super().__iter__()
-        import cv2
+            iterator = super().__iter__()
+        else:
+            if self._uses_slots():
+                self._allocate_slots()  # before the workers start: they inherit these slots
+            import cv2
 
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # see NOTE [ OpenCV threads in workers ]
-        try:
-            return super().__iter__()
-        finally:
-            cv2.setNumThreads(threads)
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)  # see NOTE [ OpenCV threads in workers ]
+            try:
+                iterator = super().__iter__()
+            finally:
+                cv2.setNumThreads(threads)
+        return _SlotReader(iterator, self.dataset.slots) if self._uses_slots() else iterator
