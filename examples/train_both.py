@@ -20,7 +20,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import xloader as xl  # noqa: E402
@@ -136,7 +135,7 @@ def main() -> int:
     for epoch in range(args.epochs):
         k = keras_seen[epoch * per_epoch:(epoch + 1) * per_epoch]
         t = torch_seen[epoch * per_epoch:(epoch + 1) * per_epoch]
-        same = sum(a == b for a, b in zip(k, t))
+        same = sum(a == b for a, b in zip(k, t, strict=True))
         print(f"epoch {epoch}: {same}/{len(t)} batches identical (first: keras {k[0]} torch {t[0]})")
     if matched:
         print(f"PASS: Keras model.fit and the torch loop trained on the same {len(torch_seen)} batches, bit for bit.")

@@ -16,7 +16,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from parity_data import build_source
 
 import xloader as xl
@@ -55,7 +54,7 @@ def expected_epochs(dataset: dict) -> list[list[tuple[np.ndarray, np.ndarray]]]:
 
 
 def assert_batch_equal(actual: tuple, expected: tuple, where: str) -> None:
-    for name, a, e in zip(("x", "y"), actual, expected):
+    for name, a, e in zip(("x", "y"), actual, expected, strict=True):
         assert a.dtype == e.dtype, f"{where}: {name} dtype {a.dtype} != {e.dtype}"
         np.testing.assert_array_equal(a, e, err_msg=f"{where}: {name} differs")
 
@@ -86,7 +85,7 @@ def test_torch_loader_matches_core(datasets, expected, config):
         for epoch in range(EPOCHS):
             got = [(x.numpy(), y.numpy()) for x, y in loader]
             assert len(got) == len(expected[dataset["name"]][epoch])
-            for b, ((x, y), (ex, ey)) in enumerate(zip(got, expected[dataset["name"]][epoch])):
+            for b, ((x, y), (ex, ey)) in enumerate(zip(got, expected[dataset["name"]][epoch], strict=True)):
                 assert x.shape == (ex.shape[0], ex.shape[3], ex.shape[1], ex.shape[2]), "torch images are NCHW"
                 assert_batch_equal((x.transpose(0, 2, 3, 1), y), (ex, ey), f"{dataset['name']} {config} e{epoch} b{b}")
 

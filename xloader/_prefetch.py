@@ -17,7 +17,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 
-
 from xloader import _slots
 from xloader.batching import Batch, Batches
 from xloader.errors import XLoaderError

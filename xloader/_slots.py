@@ -42,7 +42,7 @@ def write(slot: Any, batch: Any, transforms: Sequence[Any] | None = None) -> Lay
     """
     arrays = batch if isinstance(batch, tuple) else (batch,)
     if transforms is not None:
-        arrays = tuple(t(a) if t is not None else a for t, a in zip(transforms, arrays))
+        arrays = tuple(t(a) if t is not None else a for t, a in zip(transforms, arrays, strict=False))
     if sum(a.nbytes for a in arrays) > len(slot):
         return None
     buffer = np.frombuffer(slot, dtype=np.uint8)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from xloader.sources._base import Source
 
 __all__ = ["Batch", "Batches", "LoaderOptions"]
 
-Batch = Union[tuple[np.ndarray, np.ndarray], np.ndarray]
+Batch = tuple[np.ndarray, np.ndarray] | np.ndarray
 """`(x, y)` when fitting a source with targets, else `x` alone."""
 
 

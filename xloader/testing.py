@@ -43,11 +43,11 @@ def assert_same_batches(actual: Iterable[Any], expected: Iterable[Any]) -> None:
     actual_list, expected_list = list(actual), list(expected)
     if len(actual_list) != len(expected_list):
         raise AssertionError(f"{len(actual_list)} batches, expected {len(expected_list)}.")
-    for index, (got, want) in enumerate(zip(actual_list, expected_list)):
+    for index, (got, want) in enumerate(zip(actual_list, expected_list, strict=True)):
         got_parts, want_parts = _parts(got), _parts(want)
         if len(got_parts) != len(want_parts):
             raise AssertionError(f"batch {index}: {len(got_parts)} parts, expected {len(want_parts)}.")
-        for part, (a, e) in enumerate(zip(got_parts, want_parts)):
+        for part, (a, e) in enumerate(zip(got_parts, want_parts, strict=True)):
             a, e = _as_numpy(a), _as_numpy(e)
             if a.dtype != e.dtype or a.shape != e.shape:
                 raise AssertionError(f"batch {index} part {part}: {a.shape} {a.dtype}, expected {e.shape} {e.dtype}.")
