@@ -143,8 +143,10 @@ class Batches:
 
     def set_epoch(self, epoch: int) -> None:
         """Make `epoch` the current epoch (as `DistributedSampler.set_epoch`)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}.")
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+            raise TypeError(f"epoch must be a non-negative int, got {epoch!r} ({type(epoch).__name__}).")
+        if epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch}.")
         self._epoch = int(epoch)
 
     def batch_indices(self, epoch: int, batch: int) -> np.ndarray:
