@@ -23,9 +23,9 @@ GOLDEN_PERMUTATIONS = {
 def test_shuffle_order_is_the_golden_literal(seed, epoch):
     assert epoch_permutation(seed, epoch, 10).tolist() == GOLDEN_PERMUTATIONS[(seed, epoch)]
     plan = EpochPlan(10, batch_size=4, shuffle=True, seed=seed, drop_last=False)
-    assert np.concatenate([plan.batch_indices(epoch, b) for b in range(3)]).tolist() == GOLDEN_PERMUTATIONS[
-        (seed, epoch)
-    ]
+    assert (
+        np.concatenate([plan.batch_indices(epoch, b) for b in range(3)]).tolist() == GOLDEN_PERMUTATIONS[(seed, epoch)]
+    )
 
 
 def test_sample_random_state_is_the_golden_literal():
@@ -152,7 +152,7 @@ def test_batches_from_threads_equal_serial(augmented_batches):
     serial = [augmented_batches.get_batch(*key) for key in keys]
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda key: augmented_batches.get_batch(*key), keys))
-    for (x_serial, y_serial), (x_thread, y_thread) in zip(serial, threaded):
+    for (x_serial, y_serial), (x_thread, y_thread) in zip(serial, threaded, strict=True):
         np.testing.assert_array_equal(x_serial, x_thread)
         np.testing.assert_array_equal(y_serial, y_thread)
 
@@ -186,7 +186,9 @@ def test_iteration_advances_the_epoch_after_a_full_pass():
     np.testing.assert_array_equal(batches[1][1], batches.get_batch(1, 1)[1])
 
 
-@pytest.mark.parametrize(("bad_epoch", "error"), [(-1, ValueError), (1.0, TypeError), (True, TypeError), ("1", TypeError)])
+@pytest.mark.parametrize(
+    ("bad_epoch", "error"), [(-1, ValueError), (1.0, TypeError), (True, TypeError), ("1", TypeError)]
+)
 def test_set_epoch_refuses_non_epochs(bad_epoch, error):
     batches = Batches(ArrayDataset(np.arange(6)), batch_size=4)
     with pytest.raises(error, match="epoch must be a non-negative int"):

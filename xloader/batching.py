@@ -106,8 +106,11 @@ class Batches:
                 f"or an object with __len__, load, describe), got {type(dataset).__name__}."
             )
         self.options = LoaderOptions(
-            batch_size=batch_size, shuffle=shuffle, seed=int(seed) if isinstance(seed, np.integer) else seed,
-            drop_last=drop_last, to_fit=to_fit,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=int(seed) if isinstance(seed, np.integer) else seed,
+            drop_last=drop_last,
+            to_fit=to_fit,
         )
         self.dataset = dataset
         num_samples = len(dataset)
@@ -169,9 +172,7 @@ class Batches:
         for position, index in enumerate(indices.tolist()):
             where = lambda index=index: self._where(epoch, batch, index)  # noqa: E731 - built only on error
             try:
-                x, y = self.dataset.load(
-                    index, seed=self.options.seed, epoch=epoch, with_targets=self.with_targets
-                )
+                x, y = self.dataset.load(index, seed=self.options.seed, epoch=epoch, with_targets=self.with_targets)
                 xs.put(position, x, where)
                 if ys is not None:
                     if y is None:
@@ -183,7 +184,10 @@ class Batches:
             except Exception as error:
                 raise SampleError(
                     f"{where()} failed: {type(error).__name__}: {error}",
-                    epoch=epoch, batch=batch, index=index, path=self.dataset.describe(index),
+                    epoch=epoch,
+                    batch=batch,
+                    index=index,
+                    path=self.dataset.describe(index),
                 ) from error
         assert xs.array is not None  # a batch has at least one sample
         if ys is None:

@@ -239,8 +239,12 @@ class DataLoader(torch.utils.data.DataLoader):
         return self.num_workers > 0 and not self.pin_memory and getattr(self, "in_order", True)
 
     def _allocate_slots(self) -> None:
-        x, y = self.batches.dataset.load(0, seed=self.batches.options.seed, epoch=0, with_targets=self.batches.with_targets)
-        nbytes = self.batches.options.batch_size * (np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0))
+        x, y = self.batches.dataset.load(
+            0, seed=self.batches.options.seed, epoch=0, with_targets=self.batches.with_targets
+        )
+        nbytes = self.batches.options.batch_size * (
+            np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0)
+        )
         count = self.num_workers * (self.prefetch_factor or 2) + 2
         self.dataset.slots = _slots.allocate(count, nbytes, _start_method(self.multiprocessing_context))
         self._epoch_sampler.slot_count = count

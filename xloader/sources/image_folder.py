@@ -109,9 +109,7 @@ class ImageFolder(TransformedSource):
     def _find_classes(self, class_names: Sequence[str] | None) -> list[str]:
         with os.scandir(self.root) as entries:
             folders = sorted(
-                entry.name
-                for entry in entries
-                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=True)
+                entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=True)
             )
         if class_names is None:
             if not folders:
@@ -162,8 +160,7 @@ class ImageFolder(TransformedSource):
             )
         if empty:
             message = (
-                f"class folders with no images in {self.root!r}: "
-                f"{[os.path.join(self.root, name) for name in empty]}."
+                f"class folders with no images in {self.root!r}: {[os.path.join(self.root, name) for name in empty]}."
             )
             if not allow_empty_classes:
                 raise DatasetError(
