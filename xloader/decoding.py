@@ -66,11 +66,34 @@ def read_bytes(path: str) -> bytes:
     return data
 
 
+def _first_scan_offset(data: bytes) -> int:
+    """Offset of the first start-of-scan marker, found by walking the marker segments by their
+    lengths (so EXIF thumbnails, which hold their own markers, are skipped); -1 if none."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return -1
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+        elif marker == 0xDA:
+            return position
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return -1
+
+
 def _check_not_truncated(path: str, data: bytes) -> None:
     # libjpeg-turbo decodes a truncated JPEG "successfully" (grey bottom rows, a warning on
-    # stderr); a missing end-of-image marker is how we notice. Some writers append padding or
-    # metadata after the marker, so look near the end rather than only at the last two bytes.
-    if data.startswith(_JPEG_START) and _JPEG_END not in data[-4096:]:
+    # stderr); a missing end-of-image marker is how we notice. Inside entropy-coded data 0xFF is
+    # always followed by 0x00 or a restart marker, so the first FF D9 after the first scan is the
+    # image's end; anything after it (padding, a motion photo's video) is ignored.
+    if not data.startswith(_JPEG_START):
+        return
+    scan = _first_scan_offset(data)
+    if scan < 0 or data.find(_JPEG_END, scan) < 0:
         raise _bad(path, "truncated JPEG (no end-of-image marker); the file is incomplete")
 
 
