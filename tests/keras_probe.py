@@ -60,8 +60,9 @@ def record(dataset: dict, config: dict, name: str, arrays: dict[str, np.ndarray]
     source = build_source(dataset)
     val_source = build_source(dataset, augment=False)
     options = dict(dataset["options"], workers=config["workers"], use_multiprocessing=config["processes"])
-    val_options = dict(batch_size=dataset["options"]["batch_size"], workers=config["workers"],
-                       use_multiprocessing=config["processes"])
+    val_options = dict(
+        batch_size=dataset["options"]["batch_size"], workers=config["workers"], use_multiprocessing=config["processes"]
+    )
     with PyDataset(source, **options) as train, PyDataset(val_source, **val_options) as val:
         model = RecordingModel(dataset["task"], dataset["num_classes"])
         model.compile(

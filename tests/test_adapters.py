@@ -27,6 +27,7 @@ def folder_with_bad_file(tmp_path, class_root) -> str:
 
 # --- Keras --------------------------------------------------------------------------------------
 
+
 def test_keras_pydataset_is_a_pydataset_that_shows_keras_one_worker():
     import keras
 
@@ -89,7 +90,9 @@ def test_keras_predict_with_to_fit_false_gets_inputs_only():
     assert model.predict(ds, verbose=0).shape == (20, 1)
 
 
-@pytest.mark.parametrize(("workers", "processes"), [(1, False), (2, False), (2, True)], ids=["sync", "threads", "processes"])
+@pytest.mark.parametrize(
+    ("workers", "processes"), [(1, False), (2, False), (2, True)], ids=["sync", "threads", "processes"]
+)
 def test_keras_worker_errors_name_the_file(folder_with_bad_file, workers, processes):
     from xloader.keras import PyDataset
 
@@ -117,6 +120,7 @@ def test_keras_process_workers_live_across_epochs():
 
 
 # --- torch --------------------------------------------------------------------------------------
+
 
 def test_torch_loader_epochs_layout_and_length():
     import torch
@@ -149,7 +153,9 @@ def test_torch_loader_rejects_options_it_decides():
 def test_torch_worker_errors_name_the_file(folder_with_bad_file, num_workers):
     from xloader.torch import DataLoader
 
-    loader = DataLoader(xl.ImageFolder(folder_with_bad_file, image_size=(16, 16)), batch_size=8, num_workers=num_workers)
+    loader = DataLoader(
+        xl.ImageFolder(folder_with_bad_file, image_size=(16, 16)), batch_size=8, num_workers=num_workers
+    )
     with pytest.raises(xl.BadImageError, match=r"broken\.jpg"):
         for _ in loader:
             pass

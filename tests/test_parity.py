@@ -39,12 +39,24 @@ def datasets(class_root, seg_dirs) -> list[dict]:
     images_dir, masks_dir = seg_dirs
     return [
         # 28 images, batch 8: 4 batches, the last one partial.
-        {"name": "classification", "task": "classification", "root": class_root, "image_size": [40, 48],
-         "num_classes": 4, "options": {"batch_size": 8, "shuffle": True, "seed": 7}},
+        {
+            "name": "classification",
+            "task": "classification",
+            "root": class_root,
+            "image_size": [40, 48],
+            "num_classes": 4,
+            "options": {"batch_size": 8, "shuffle": True, "seed": 7},
+        },
         # 22 pairs, batch 5, drop_last: 4 batches of 5 (2 samples dropped each epoch).
-        {"name": "segmentation", "task": "segmentation", "images_dir": images_dir, "masks_dir": masks_dir,
-         "image_size": [32, 40], "num_classes": 3,
-         "options": {"batch_size": 5, "shuffle": True, "seed": 11, "drop_last": True}},
+        {
+            "name": "segmentation",
+            "task": "segmentation",
+            "images_dir": images_dir,
+            "masks_dir": masks_dir,
+            "image_size": [32, 40],
+            "num_classes": 3,
+            "options": {"batch_size": 5, "shuffle": True, "seed": 11, "drop_last": True},
+        },
     ]
 
 
@@ -76,7 +88,9 @@ def test_batches_cover_every_sample_once_per_epoch(datasets, expected):
         assert orders[0] != orders[1] != orders[2], "shuffle must give each epoch its own order"
 
 
-@pytest.mark.parametrize("config", TORCH_CONFIGS, ids=lambda c: f"w{c['num_workers']}{'p' if c['persistent_workers'] else ''}")
+@pytest.mark.parametrize(
+    "config", TORCH_CONFIGS, ids=lambda c: f"w{c['num_workers']}{'p' if c['persistent_workers'] else ''}"
+)
 def test_torch_loader_matches_core(datasets, expected, config):
     from xloader.torch import DataLoader
 
@@ -98,7 +112,10 @@ def test_keras_fit_trains_on_the_torch_batches(tmp_path, datasets, expected, bac
     env = dict(os.environ, KERAS_BACKEND=backend, NO_ALBUMENTATIONS_UPDATE="1", TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(
         [sys.executable, os.path.join(HERE, "keras_probe.py"), str(spec_path), str(out_path)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-4000:]
     recorded = np.load(out_path)

@@ -48,7 +48,7 @@ def test_seed_and_epoch_are_not_added():
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_every_sample_once_per_epoch(num_samples, batch_size, drop_last, shuffle):
     if drop_last and num_samples < batch_size:
-        with pytest.raises(ValueError, match="leaves no batch"):
+        with pytest.raises(ValueError, match="leave no batch. Use a smaller batch_size, or drop_last=False.$"):
             Batches(ArrayDataset(np.arange(num_samples)), batch_size=batch_size, drop_last=True)
         return
     plan = EpochPlan(num_samples, batch_size=batch_size, shuffle=shuffle, seed=3, drop_last=drop_last)
@@ -89,9 +89,9 @@ def test_batch_index_out_of_range_and_negative_epoch():
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
-        ({"batch_size": 2.0}, TypeError, "batch_size must be a positive int, got 2.0"),
-        ({"batch_size": True}, TypeError, "batch_size must be a positive int, got True"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1, got 0"),
+        ({"batch_size": 2.0}, TypeError, "batch_size must be an int >= 1, got 2.0"),
+        ({"batch_size": True}, TypeError, "batch_size must be an int >= 1, got True"),
         ({"batch_size": 2, "seed": -1}, ValueError, "seed must be a non-negative int, got -1"),
         ({"batch_size": 2, "seed": "0"}, TypeError, "seed must be a non-negative int, got '0'"),
         ({"batch_size": 2, "shuffle": 1}, TypeError, "shuffle must be True or False, got 1"),

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from xloader._collate import BatchWriter
 from xloader._random import check_seed
+from xloader._state import check_state, dataset_fingerprint, make_state
 from xloader.errors import DatasetError, SampleError, XLoaderError
-from xloader.sampling import EpochPlan
+from xloader.sampling import SHARD_MODES, EpochPlan
 from xloader.sources._base import Source
 
 __all__ = ["Batch", "Batches", "LoaderOptions"]
@@ -32,6 +34,13 @@ def _check_bool(name: str, value: object) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}.")
 
 
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}.")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoaderOptions:
     """The loader options shared by `Batches` and both adapters, validated once.
@@ -42,6 +51,9 @@ class LoaderOptions:
         seed: non-negative int; fixes the order and every augmentation.
         drop_last: drop each epoch's last incomplete batch.
         to_fit: batches are `(x, y)`; False gives `x` only (prediction).
+        rank, world_size: this process's shard of each epoch (0 and 1: no sharding).
+        shard_mode: "pad" (default), "drop" or "exact": how an uneven split is evened out,
+            see `xloader.sampling` NOTE [ Batches and shards ].
     """
 
     batch_size: int
@@ -49,15 +61,21 @@ class LoaderOptions:
     seed: int = 0
     drop_last: bool = False
     to_fit: bool = True
+    rank: int = 0
+    world_size: int = 1
+    shard_mode: str = "pad"
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)):
-            raise TypeError(f"batch_size must be a positive int, got {self.batch_size!r}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size}.")
+        _check_int("batch_size", self.batch_size, 1)
         check_seed(self.seed)
         for name in ("shuffle", "drop_last", "to_fit"):
             _check_bool(name, getattr(self, name))
+        _check_int("world_size", self.world_size, 1)
+        _check_int("rank", self.rank, 0)
+        if self.rank >= self.world_size:
+            raise ValueError(f"rank must be in range(world_size={self.world_size}), got {self.rank}.")
+        if self.shard_mode not in SHARD_MODES:
+            raise ValueError(f"shard_mode must be one of {', '.join(map(repr, SHARD_MODES))}; got {self.shard_mode!r}.")
 
 
 class Batches:
@@ -99,6 +117,9 @@ class Batches:
         seed: int = 0,
         drop_last: bool = False,
         to_fit: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        shard_mode: str = "pad",
     ):
         if not isinstance(dataset, Source):
             raise TypeError(
@@ -111,32 +132,47 @@ class Batches:
             seed=int(seed) if isinstance(seed, np.integer) else seed,
             drop_last=drop_last,
             to_fit=to_fit,
+            rank=rank,
+            world_size=world_size,
+            shard_mode=shard_mode,
         )
         self.dataset = dataset
         num_samples = len(dataset)
+        o = self.options
         self.plan = EpochPlan(
             num_samples,
-            batch_size=self.options.batch_size,
-            shuffle=self.options.shuffle,
-            seed=self.options.seed,
-            drop_last=self.options.drop_last,
+            batch_size=o.batch_size,
+            shuffle=o.shuffle,
+            seed=o.seed,
+            drop_last=o.drop_last,
+            rank=o.rank,
+            world_size=o.world_size,
+            shard_mode=o.shard_mode,
         )
-        if len(self.plan) == 0:
+        # An evaluation shard may legitimately be empty; a training loader with no batch is a mistake.
+        if len(self.plan) == 0 and o.shard_mode != "exact":
+            shards = f" over world_size={o.world_size} ranks (shard_mode={o.shard_mode!r})" if o.world_size > 1 else ""
             raise ValueError(
-                f"drop_last=True with {num_samples} samples and batch_size={batch_size} leaves no batch. "
-                "Use a smaller batch_size or drop_last=False."
+                f"{num_samples} samples in batches of {o.batch_size} (drop_last={o.drop_last}){shards} leave no batch. "
+                "Use a smaller batch_size"
+                + (", or drop_last=False" if o.drop_last else "")
+                + (", or shard_mode='pad'" if o.world_size > 1 else "")
+                + "."
             )
-        self.with_targets = self.options.to_fit and dataset.has_targets
+        self.with_targets = o.to_fit and dataset.has_targets
         self._epoch = 0
+        self._next_batch = 0
+        self._fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.plan)
 
     def __repr__(self) -> str:
         o = self.options
+        shards = f", rank={o.rank}, world_size={o.world_size}, shard_mode={o.shard_mode!r}" if o.world_size > 1 else ""
         return (
             f"Batches({self.dataset!r}, batch_size={o.batch_size}, shuffle={o.shuffle}, seed={o.seed}, "
-            f"drop_last={o.drop_last}, to_fit={o.to_fit})"
+            f"drop_last={o.drop_last}, to_fit={o.to_fit}{shards})"
         )
 
     @property
@@ -145,12 +181,44 @@ class Batches:
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Make `epoch` the current epoch (as `DistributedSampler.set_epoch`)."""
+        """Make `epoch` the current epoch, its iteration starting at batch 0 (as `DistributedSampler.set_epoch`)."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
             raise TypeError(f"epoch must be a non-negative int, got {epoch!r} ({type(epoch).__name__}).")
         if epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch}.")
         self._epoch = int(epoch)
+        self._next_batch = 0
+
+    def fingerprint(self) -> str:
+        """A digest of the dataset index (type, length, each sample's path or id), computed once."""
+        if self._fingerprint is None:
+            self._fingerprint = dataset_fingerprint(self.dataset)
+        return self._fingerprint
+
+    def make_state(self, epoch: int, next_batch: int) -> dict[str, Any]:
+        """The state of a loader over these batches positioned at (`epoch`, `next_batch`)."""
+        if next_batch >= len(self):
+            epoch, next_batch = epoch + 1, 0
+        return make_state(self.options, self.fingerprint(), len(self.dataset), epoch, next_batch)
+
+    def read_state(self, state: dict[str, Any]) -> tuple[int, int]:
+        """(epoch, next_batch) of `state`, after checking it belongs to a loader like this one.
+
+        Raises:
+            ValueError: the state was saved with other options (batch_size, shuffle, seed,
+                drop_last, world_size, shard_mode) or on another dataset; the message shows both sides.
+        """
+        return check_state(state, self.make_state(0, 0), len(self))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where iteration stands: the epoch and the next batch, with the options and a dataset
+        fingerprint. A plain dict of ints, strings and bools (JSON- and `torch.save`-friendly)."""
+        return self.make_state(self._epoch, self._next_batch)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where the loader that saved `state` stopped, whatever its framework
+        or worker count. Raises `ValueError` if it was built on other data or options."""
+        self._epoch, self._next_batch = self.read_state(state)
 
     def batch_indices(self, epoch: int, batch: int) -> np.ndarray:
         """Dataset indices of the samples in `batch` of `epoch`, in batch order (int64, read-only)."""
@@ -179,6 +247,9 @@ class Batches:
                         raise DatasetError(f"{where()} returned no target.")
                     ys.put(position, y, where)
             except XLoaderError as error:
+                if isinstance(error, SampleError) and error.epoch is None:
+                    error.epoch, error.batch, error.index = epoch, batch, index
+                    error.path = error.path or self.dataset.describe(index)
                 error.add_note(f"while loading {where()}")
                 raise
             except Exception as error:
@@ -203,9 +274,11 @@ class Batches:
         return self.get_batch(self._epoch, batch)
 
     def __iter__(self) -> Iterator[Batch]:
-        """The batches of the current epoch in order; when they are all read, the next epoch
-        becomes current (each full pass is a new epoch, as with the torch adapter)."""
+        """The rest of the current epoch's batches in order (all of them unless a state was
+        loaded mid-epoch); when they are all read, the next epoch becomes current (each full
+        pass is a new epoch, as with the torch adapter)."""
         epoch = self._epoch
-        for batch in range(len(self)):
+        for batch in range(self._next_batch, len(self)):
+            self._next_batch = batch + 1  # before the yield: a state saved now resumes after it
             yield self.get_batch(epoch, batch)
-        self._epoch = epoch + 1
+        self._epoch, self._next_batch = epoch + 1, 0
