@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
@@ -26,7 +27,57 @@ from xloader._prefetch import Prefetcher
 from xloader.batching import Batch, Batches
 from xloader.sources._base import Source
 
-__all__ = ["PyDataset"]
+__all__ = ["EpochSync", "PyDataset"]
+
+
+def _process_shard(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world_size): as given, else this process's place in a multi-process run of the
+    Keras backend (JAX's process index and count; torch.distributed when initialised), else (0, 1)."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    found = (0, 1)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        found = (jax.process_index(), jax.process_count())
+    elif backend == "torch":
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            found = (torch.distributed.get_rank(), torch.distributed.get_world_size())
+    if found[1] == 1 and (rank is not None or world_size is not None):
+        raise ValueError(
+            f"pass both rank and world_size, or neither (read from the {backend} backend's processes); "
+            f"got rank={rank}, world_size={world_size} in a single-process run."
+        )
+    return (found[0] if rank is None else rank, found[1] if world_size is None else world_size)
+
+
+class EpochSync(keras.callbacks.Callback):
+    """Keeps xloader datasets on the epoch `model.fit` is running, for resumed runs.
+
+    `fit(initial_epoch=e)` and `keras.callbacks.BackupAndRestore` restart training at epoch
+    `e`, but a new `PyDataset` starts at epoch 0. With this callback, each epoch `k` of `fit`
+    trains on the dataset's epoch `k` (its order and augmentations), exactly as in an
+    uninterrupted run. Without a resume it changes nothing.
+
+    Example:
+        >>> model.fit(train, epochs=10, shuffle=False,  # doctest: +SKIP
+        ...           callbacks=[keras.callbacks.BackupAndRestore("backup"), EpochSync(train)])
+    """
+
+    def __init__(self, *datasets: PyDataset):
+        super().__init__()
+        for dataset in datasets:
+            if not isinstance(dataset, PyDataset):
+                raise TypeError(f"EpochSync takes xloader.keras.PyDataset objects, got {type(dataset).__name__}.")
+        self.datasets = datasets
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        for dataset in self.datasets:
+            if dataset.epoch != epoch:
+                dataset.set_epoch(epoch)
 
 
 class PyDataset(keras.utils.PyDataset):
@@ -40,7 +91,7 @@ class PyDataset(keras.utils.PyDataset):
 
     Epochs: the first pass is epoch 0; the epoch advances at `on_epoch_end` once every batch of
     the current epoch has been served, so it counts full passes over the data whatever extra
-    hook calls Keras makes. `set_epoch(e)` sets it (e.g. when resuming with `initial_epoch=e`).
+    hook calls Keras makes. `set_epoch(e)` sets it; the `EpochSync` callback sets it from `fit`.
 
     Args:
         dataset: an xloader source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`).
@@ -54,6 +105,14 @@ class PyDataset(keras.utils.PyDataset):
         max_queue_size: how many batches are computed ahead.
         multiprocessing_context: "forkserver", "spawn" or "fork" (fork is unsafe once JAX,
             TensorFlow or CUDA have started threads).
+        rank, world_size: this process's shard of every epoch (`xloader.Batches`); None reads
+            them from the backend's multi-process setup (JAX process index/count, or
+            `torch.distributed` when initialised), else no sharding.
+        shard_mode: "pad" (default), "drop" or "exact" (evaluation), see `xloader.Batches`.
+
+    Exact resume: `state_dict()` / `load_state_dict()` (the format `xloader.torch.DataLoader`
+    and `xloader.Batches` use); with `model.fit`, add `EpochSync(dataset)` to the callbacks when
+    resuming with `initial_epoch` or `BackupAndRestore`.
 
     Example:
         >>> train = PyDataset(ImageFolder("data/train", image_size=(224, 224)),  # doctest: +SKIP
@@ -74,6 +133,9 @@ class PyDataset(keras.utils.PyDataset):
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
         multiprocessing_context: str | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        shard_mode: str = "pad",
     ):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}.")
@@ -81,8 +143,17 @@ class PyDataset(keras.utils.PyDataset):
             raise ValueError(f"max_queue_size must be an int >= 0, got {max_queue_size!r}.")
         # Keras's enqueuer must stay off: see NOTE [ What model.fit trains on ].
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
+        rank, world_size = _process_shard(rank, world_size)
         self.batches = Batches(
-            dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, to_fit=to_fit
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            to_fit=to_fit,
+            rank=rank,
+            world_size=world_size,
+            shard_mode=shard_mode,
         )
         self.loader_workers = workers
         # As in Keras: workers=0 means "in the main thread", whatever use_multiprocessing says.
@@ -112,10 +183,35 @@ class PyDataset(keras.utils.PyDataset):
     def set_epoch(self, epoch: int) -> None:
         """Serve epoch `epoch` from now on (forgetting which batches of the current one were served)."""
         self.batches.set_epoch(epoch)  # validates
+        self._move_to(int(epoch), 0)
+
+    def _move_to(self, epoch: int, next_batch: int) -> None:
         with self._lock:
-            self._epoch = int(epoch)
+            self._epoch = epoch
             self._served[:] = False
-            self._next_expected = 0
+            self._served[:next_batch] = True
+            self._next_expected = next_batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch being served and the next batch (the number served in order so far), with
+        the options and a dataset fingerprint: the format of `xloader.Batches.state_dict`, so a
+        state saved here resumes in `xloader.torch.DataLoader` or `Batches`, and back."""
+        with self._lock:
+            return self.batches.make_state(self._epoch, self._next_expected)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue where the saved loader stopped. Iterating this object (`for x, y in ds`)
+        resumes mid-epoch; `model.fit` always starts an epoch at its batch 0, so with `fit`
+        resume at an epoch boundary (see `EpochSync`). Raises `ValueError` if the state was
+        saved with other options or on other data (the message shows both sides)."""
+        self._move_to(*self.batches.read_state(state))
+
+    def __iter__(self) -> Iterator[Batch]:
+        """The rest of the current epoch (from the next batch), then the epoch advances: the
+        same iteration contract as `xloader.Batches` and `xloader.torch.DataLoader`."""
+        for batch in range(self._next_expected, len(self)):
+            yield self[batch]
+        self.on_epoch_end()
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -27,19 +27,22 @@ __all__ = ["DataLoader"]
 
 
 class _EpochBatchSampler(torch.utils.data.Sampler):
-    """Yields (epoch, batch, slot) keys; `slot` is None unless shared-memory slots are in use."""
+    """Yields (epoch, batch, slot) keys from `start_batch` on; `slot` is None unless shared-memory
+    slots are in use."""
 
     def __init__(self, num_batches: int):
         self.num_batches = num_batches
         self.epoch = 0
+        self.start_batch = 0
         self.slot_count = 0
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[tuple[int, int, int | None]]:
-        epoch, slot_count = self.epoch, self.slot_count  # read at the first next(): NOTE [ Epochs in torch workers ]
-        for batch in range(self.num_batches):
+        # Read at the first next(): NOTE [ Epochs in torch workers ].
+        epoch, start_batch, slot_count = self.epoch, self.start_batch, self.slot_count
+        for batch in range(start_batch, self.num_batches):
             yield epoch, batch, (batch % slot_count if slot_count else None)
 
 
@@ -86,30 +89,53 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-class _SlotReader:
-    """Wraps torch's iterator: copies batches out of their slot before the slot can be reused.
+class _PassIterator:
+    """Wraps torch's iterator for one pass: counts the batches handed out (the resume position)
+    and copies batches out of their shared-memory slot before the slot can be reused.
 
     torch keeps at most `num_workers * prefetch_factor` tasks ahead, in order, and dispatches
     the next one only when a batch is returned; with more slots than that, the slot of batch j
     is not written again before batch j has been copied out here.
     """
 
-    def __init__(self, iterator: Any, slots: list[Any]):
+    def __init__(self, iterator: Any, slots: list[Any] | None, position: list[int], num_batches: int):
         self.iterator = iterator
         self.slots = slots
+        self.position = position  # [epoch, next batch], shared with the DataLoader
+        self.num_batches = num_batches
 
-    def __iter__(self) -> _SlotReader:
+    def __iter__(self) -> _PassIterator:
         return self
 
     def __len__(self) -> int:
-        return len(self.iterator)
+        return self.num_batches - self.position[1]
 
     def __next__(self) -> Any:
         item = next(self.iterator)
+        self.position[1] += 1
         if not isinstance(item, _InSlot):
             return item
+        assert self.slots is not None
         out = _slots.read(self.slots[item.slot], item.layout)
         return tuple(torch.from_numpy(a) for a in out) if isinstance(out, tuple) else torch.from_numpy(out)
+
+
+def _distributed_shard(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world_size): as given, else from `torch.distributed` when it is initialised, else (0, 1)."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if not initialised:
+        if rank is not None or world_size is not None:
+            raise ValueError(
+                f"pass both rank and world_size, or neither (read from torch.distributed); got rank={rank}, "
+                f"world_size={world_size} and torch.distributed is not initialised."
+            )
+        return 0, 1
+    return (
+        torch.distributed.get_rank() if rank is None else rank,
+        torch.distributed.get_world_size() if world_size is None else world_size,
+    )
 
 
 def _identity(batch: Any) -> Any:
@@ -164,6 +190,15 @@ class DataLoader(torch.utils.data.DataLoader):
         layout: "NCHW" (default, what `torch.nn.Conv2d` expects) or "NHWC".
         num_workers, pin_memory, persistent_workers, prefetch_factor, timeout,
         multiprocessing_context, worker_init_fn, pin_memory_device, in_order: as in torch.
+        rank, world_size: this process's shard of every epoch (`xloader.Batches`); None reads
+            them from `torch.distributed` when it is initialised (e.g. under `torchrun`), else no
+            sharding. Replaces `DistributedSampler`: the same `set_epoch` contract.
+        shard_mode: "pad" (default: equal batch counts, a few batches repeated), "drop" (equal
+            counts, the tail left out) or "exact" (evaluation: no duplicates, no losses).
+
+    Exact resume: `state_dict()` / `load_state_dict()` save and restore the position (epoch and
+    next batch) with the options and a dataset fingerprint; a state from any `num_workers`, from
+    `xloader.keras.PyDataset` or from `xloader.Batches` resumes the same batches.
 
     Example:
         >>> loader = DataLoader(ImageFolder("data/train", image_size=(224, 224)),  # doctest: +SKIP
@@ -190,6 +225,9 @@ class DataLoader(torch.utils.data.DataLoader):
         timeout: float = 0,
         multiprocessing_context: Any = None,
         worker_init_fn: Any = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        shard_mode: str = "pad",
         **torch_kwargs: Any,
     ):
         if layout not in ("NCHW", "NHWC"):
@@ -197,13 +235,24 @@ class DataLoader(torch.utils.data.DataLoader):
         for reserved in ("sampler", "batch_sampler", "collate_fn", "generator"):
             if reserved in torch_kwargs:
                 raise TypeError(f"xloader.torch.DataLoader decides {reserved} itself; do not pass it.")
+        rank, world_size = _distributed_shard(rank, world_size)
         batches = Batches(
-            dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, to_fit=to_fit
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            to_fit=to_fit,
+            rank=rank,
+            world_size=world_size,
+            shard_mode=shard_mode,
         )
         self.batches = batches
         self.layout = layout
         self._epoch_sampler = _EpochBatchSampler(len(batches))
         self._next_epoch = 0
+        self._start_batch = 0
+        self._position: list[int] | None = None  # [epoch, next batch] of the pass in progress
         super().__init__(
             _BatchDataset(batches, layout),
             batch_size=None,
@@ -230,9 +279,25 @@ class DataLoader(torch.utils.data.DataLoader):
         return self._next_epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch `epoch`; later passes continue from there."""
+        """Make the next pass epoch `epoch`, from its first batch; later passes continue from there."""
         self.batches.set_epoch(epoch)  # validates
-        self._next_epoch = int(epoch)
+        self._next_epoch, self._start_batch, self._position = int(epoch), 0, None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this loader stands: inside a pass, the epoch and the next batch to hand out;
+        between passes, the next pass. See `xloader.Batches.state_dict` (the same format: a state
+        saved here loads into `Batches`, `xloader.keras.PyDataset` or a loader with another
+        `num_workers`)."""
+        if self._position is not None:
+            return self.batches.make_state(*self._position)
+        return self.batches.make_state(self._next_epoch, self._start_batch)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next pass continue where the saved loader stopped: the rest of the saved
+        epoch, then the following epochs. Raises `ValueError` if the state was saved with other
+        options or on other data (the message shows both sides)."""
+        self._next_epoch, self._start_batch = self.batches.read_state(state)
+        self._position = None
 
     def _uses_slots(self) -> bool:
         # Slots need in-order delivery and no pin-memory thread between workers and us.
@@ -250,8 +315,10 @@ class DataLoader(torch.utils.data.DataLoader):
         self._epoch_sampler.slot_count = count
 
     def __iter__(self) -> Any:
-        self._epoch_sampler.epoch = self._next_epoch
-        self._next_epoch += 1
+        epoch, start_batch = self._next_epoch, self._start_batch
+        self._epoch_sampler.epoch, self._epoch_sampler.start_batch = epoch, start_batch
+        self._next_epoch, self._start_batch = epoch + 1, 0
+        self._position = [epoch, start_batch]
         starts_workers = self.num_workers > 0 and (self._iterator is None or not self.persistent_workers)
         if not starts_workers:
             iterator = super().__iter__()
@@ -266,4 +333,5 @@ class DataLoader(torch.utils.data.DataLoader):
                 iterator = super().__iter__()
             finally:
                 cv2.setNumThreads(threads)
-        return _SlotReader(iterator, self.dataset.slots) if self._uses_slots() else iterator
+        slots = self.dataset.slots if self._uses_slots() else None
+        return _PassIterator(iterator, slots, self._position, len(self.batches))
