@@ -1,0 +1,82 @@
+"""Run under `torchrun --nproc_per_node=2`: DDP training and sharded evaluation from xloader.
+
+Usage: python -m torch.distributed.run --standalone --nproc_per_node=2 ddp_run.py OUT_DIR
+Each rank writes OUT_DIR/rank<r>.json with the sample ids of every batch it trained on, the ids
+it evaluated, and the evaluation counts summed over ranks (and, on rank 0, computed by one process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import xloader as xl
+from xloader.torch import DataLoader
+
+TRAIN_SAMPLES, EVAL_SAMPLES = 40, 37
+
+
+def dataset(n: int) -> xl.ArrayDataset:
+    """Column 0 of x is the sample id, so batches can be traced back to samples."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    x[:, 0] = np.arange(n)
+    y = (x[:, 1] + x[:, 2] > 0).astype(np.int64)
+    return xl.ArrayDataset(x, y)
+
+
+def correct_and_count(model: torch.nn.Module, loader) -> torch.Tensor:
+    totals = torch.zeros(2, dtype=torch.int64)
+    with torch.no_grad():
+        for x, y in loader:
+            totals[0] += int((model(x[:, 1:]).argmax(1) == y).sum())
+            totals[1] += len(y)
+    return totals
+
+
+def main(out_dir: str) -> None:
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    torch.manual_seed(0)  # the same initial weights on every rank
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(5, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    # rank and world_size come from torch.distributed; the worker count differs per rank on purpose.
+    # Worker processes start by forkserver under torch.distributed (a forked one can abort the rank).
+    train = DataLoader(dataset(TRAIN_SAMPLES), batch_size=4, shuffle=True, seed=7, num_workers=rank)
+    assert rank == 0 or train.multiprocessing_context.get_start_method() == "forkserver"
+    trained_on = []
+    for _epoch in range(2):
+        epoch_ids = []
+        for x, y in train:
+            epoch_ids.append(x[:, 0].int().tolist())
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[:, 1:]), y).backward()
+            optimizer.step()
+        trained_on.append(epoch_ids)
+
+    evaluation = DataLoader(dataset(EVAL_SAMPLES), batch_size=6, shard_mode="exact")
+    evaluated = [x[:, 0].int().tolist() for x, _ in evaluation]
+    sharded = correct_and_count(model.module, evaluation)
+    dist.all_reduce(sharded)
+    result = {
+        "rank": rank,
+        "world_size": dist.get_world_size(),
+        "trained_on": trained_on,
+        "evaluated": evaluated,
+        "sharded_metric": sharded.tolist(),
+    }
+    if rank == 0:
+        whole = DataLoader(dataset(EVAL_SAMPLES), batch_size=6, rank=0, world_size=1)
+        result["single_process_metric"] = correct_and_count(model.module, whole).tolist()
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as file:
+        json.dump(result, file)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
