@@ -186,3 +186,31 @@ def test_epoch_sync_refuses_other_datasets():
 
     with pytest.raises(TypeError, match="EpochSync takes xloader.keras.PyDataset objects, got list"):
         EpochSync([1, 2])
+
+
+# --- sharding -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shard_mode", ["pad", "drop", "exact"])
+def test_the_same_rank_gets_the_same_batches_in_keras_and_torch(shard_mode):
+    from xloader.keras import PyDataset
+    from xloader.torch import DataLoader
+
+    shard = {"rank": 1, "world_size": 4, "shard_mode": shard_mode}
+    loader = DataLoader(augmented(), batch_size=BATCH, shuffle=True, seed=SEED, layout="NHWC", **shard)
+    core = xl.Batches(augmented(), batch_size=BATCH, shuffle=True, seed=SEED, **shard)
+    with PyDataset(augmented(), batch_size=BATCH, shuffle=True, seed=SEED, workers=2, **shard) as ds:
+        assert len(ds) == len(loader) == len(core) == {"pad": 2, "drop": 1, "exact": 2}[shard_mode]
+        for epoch in range(2):
+            want = [core.get_batch(epoch, b) for b in range(len(core))]
+            assert_batches(list(ds), want)
+            assert_batches(list(loader), want)
+
+
+def test_half_given_shard_is_refused_outside_a_distributed_run():
+    with pytest.raises(ValueError, match="pass both rank and world_size, or neither"):
+        torch_loader(0, rank=1)
+    from xloader.keras import PyDataset
+
+    with pytest.raises(ValueError, match="pass both rank and world_size, or neither"):
+        PyDataset(augmented(), batch_size=BATCH, world_size=2)
