@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import torch  # noqa: E402
 
 import xloader as xl  # noqa: E402
-from xloader.keras import PyDataset  # noqa: E402
+from xloader.keras import EpochSync, PyDataset  # noqa: E402
 from xloader.synthetic import make_segmentation_folders  # noqa: E402
 from xloader.testing import assert_same_batches  # noqa: E402
 from xloader.torch import DataLoader  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> int:
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   run_eagerly=True)
     with PyDataset(seg, **options, workers=2) as train:
-        model.fit(train, epochs=1, shuffle=False, verbose=2)
+        model.fit(train, epochs=1, shuffle=False, verbose=2, callbacks=[EpochSync(train)])
 
     # torch: x uint8 (8, 3, 64, 64), y int64 (8, 64, 64), what nn.CrossEntropyLoss takes.
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, NUM_CLASSES, 1))

@@ -61,7 +61,7 @@ class KerasCNN(keras.Model):
 
 
 def train_keras(dataset, args) -> tuple[list[str], float]:
-    from xloader.keras import PyDataset
+    from xloader.keras import EpochSync, PyDataset
 
     train = PyDataset(dataset, batch_size=args.batch_size, shuffle=True, seed=args.seed,
                       workers=args.workers, use_multiprocessing=args.processes)
@@ -71,7 +71,7 @@ def train_keras(dataset, args) -> tuple[list[str], float]:
                   metrics=["accuracy"], run_eagerly=True)  # eager only so train_step can fingerprint
     start = time.perf_counter()
     # shuffle=False: xloader shuffles the samples; Keras must keep the batch order.
-    history = model.fit(train, epochs=args.epochs, shuffle=False, verbose=2)
+    history = model.fit(train, epochs=args.epochs, shuffle=False, verbose=2, callbacks=[EpochSync(train)])
     seconds = time.perf_counter() - start
     train.close()
     print(f"keras ({keras.backend.backend()}): final accuracy {history.history['accuracy'][-1]:.2f}")

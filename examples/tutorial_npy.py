@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import xloader as xl  # noqa: E402
-from xloader.keras import PyDataset  # noqa: E402
+from xloader.keras import EpochSync, PyDataset  # noqa: E402
 
 N_CLASSES = 3
 SHAPE = (32, 32, 1)
@@ -59,10 +59,11 @@ def main() -> int:
         keras.layers.Dense(N_CLASSES, activation="softmax"),
     ])
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    training = PyDataset(train, batch_size=32, shuffle=True, seed=0, workers=2)
     model.fit(
-        PyDataset(train, batch_size=32, shuffle=True, seed=0, workers=2),
+        training,
         validation_data=PyDataset(validation, batch_size=32),
-        epochs=5, shuffle=False, verbose=2,
+        epochs=5, shuffle=False, verbose=2, callbacks=[EpochSync(training)],
     )
     # to_fit=False: inputs only, for predict (the tutorial's to_fit switch).
     predictions = model.predict(PyDataset(validation, batch_size=32, to_fit=False), verbose=0)

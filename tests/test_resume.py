@@ -214,3 +214,31 @@ def test_half_given_shard_is_refused_outside_a_distributed_run():
 
     with pytest.raises(ValueError, match="pass both rank and world_size, or neither"):
         PyDataset(augmented(), batch_size=BATCH, world_size=2)
+
+
+@pytest.mark.parametrize("batch_size", [N, N // 2 + 1])  # one and two batches per epoch
+def test_fit_with_epoch_sync_counts_epochs_right_for_tiny_datasets(batch_size):
+    # fit reads batch 0 (TensorFlow: 0 and 1) before the first epoch: with so few batches that
+    # looks like a whole epoch, and only EpochSync, which hears fit's epoch number, can tell.
+    from xloader.keras import EpochSync, PyDataset
+
+    model = recording_model()
+    with PyDataset(augmented(), batch_size=batch_size, shuffle=True, seed=SEED) as ds:
+        model.fit(ds, epochs=3, shuffle=False, verbose=0, callbacks=[EpochSync(ds)])
+    reference = xl.Batches(augmented(), batch_size=batch_size, shuffle=True, seed=SEED)
+    want = [reference.get_batch(e, b)[1].tolist() for e in range(3) for b in range(len(reference))]
+    assert [y.tolist() for y in model.recorded] == want
+
+
+def test_epoch_sync_stands_aside_when_fit_epochs_are_not_dataset_passes():
+    import keras
+
+    from xloader.keras import EpochSync, PyDataset
+
+    model = recording_model()
+    with PyDataset(augmented(), batch_size=BATCH, shuffle=True, seed=SEED) as ds, pytest.warns(
+        UserWarning, match="EpochSync does nothing: fit runs 3 steps per epoch but the dataset has 6 batches"
+    ):
+        model.fit(ds, epochs=4, steps_per_epoch=3, shuffle=False, verbose=0, callbacks=[EpochSync(ds)])
+    assert [y.tolist() for y in model.recorded] == labels_of_epochs(range(0, 2))
+    assert isinstance(EpochSync(ds), keras.callbacks.Callback)

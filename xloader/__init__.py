@@ -5,7 +5,7 @@ adapters, imported explicitly.
 """
 
 from xloader.batching import Batch, Batches, LoaderOptions
-from xloader.errors import BadImageError, DatasetError, SampleError, XLoaderError
+from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
 from xloader.sampling import EpochPlan
 from xloader.sources import ArrayDataset, FileList, ImageFolder, ImageMaskFolder, Source, load_file
 from xloader.transforms import Transform
@@ -26,6 +26,7 @@ __all__ = [
     "SampleError",
     "Source",
     "Transform",
+    "WorkerDiedError",
     "XLoaderError",
     "load_file",
     "__version__",

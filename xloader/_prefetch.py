@@ -19,7 +19,7 @@ from itertools import islice
 
 from xloader import _slots
 from xloader.batching import Batch, Batches
-from xloader.errors import XLoaderError
+from xloader.errors import WorkerDiedError
 
 Key = tuple[int, int]
 
@@ -50,10 +50,6 @@ def _compute_in_process(epoch: int, batch: int, slot: int | None) -> tuple[str, 
 def default_start_method() -> str:
     """forkserver where available (no fork of a process that may run JAX/TF/CUDA threads), else spawn."""
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-class WorkerDiedError(XLoaderError, RuntimeError):
-    """A worker process ended abruptly (killed by a signal, e.g. the out-of-memory killer)."""
 
 
 class Prefetcher:
@@ -94,7 +90,10 @@ class Prefetcher:
     def _start_processes(self, first_batch: Batch) -> Executor:
         context = multiprocessing.get_context(self.start_method)
         count = self.queue_size + max(self.workers, 1)
-        self._slots = _slots.allocate(count, _slots.batch_nbytes(first_batch), self.start_method)
+        # Sized for a full batch even when the first one computed is the short last batch.
+        samples = len(first_batch[0] if isinstance(first_batch, tuple) else first_batch)
+        nbytes = -(-_slots.batch_nbytes(first_batch) // samples) * self.batches.options.batch_size
+        self._slots = _slots.allocate(count, nbytes, self.start_method)
         self._free_slots = list(range(len(self._slots)))
         return ProcessPoolExecutor(
             max_workers=max(self.workers, 1),

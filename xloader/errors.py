@@ -6,7 +6,7 @@ in the data itself, so a training script can tell "my call is wrong" from "a fil
 
 from __future__ import annotations
 
-__all__ = ["XLoaderError", "BadImageError", "DatasetError", "SampleError"]
+__all__ = ["XLoaderError", "BadImageError", "DatasetError", "SampleError", "WorkerDiedError"]
 
 
 class XLoaderError(Exception):
@@ -56,3 +56,7 @@ class SampleError(XLoaderError):
 class DatasetError(XLoaderError, ValueError):
     """The dataset on disk (or as given) cannot be used: an empty root, a class folder with no
     images, images without masks, a duplicate file. The message names the paths and the fix."""
+
+
+class WorkerDiedError(XLoaderError, RuntimeError):
+    """A worker process ended abruptly (killed by a signal, e.g. the out-of-memory killer)."""

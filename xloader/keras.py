@@ -1,14 +1,17 @@
 """`xloader.keras.PyDataset`: xloader batches for Keras 3 `model.fit` (TensorFlow, JAX or PyTorch backend).
 
 # NOTE [ What model.fit trains on ]
-Keras 3.15 calls `on_epoch_end` before the first epoch and after each validation run, pulls a
-batch to build an unbuilt model (TensorFlow pulls two more to infer the output signature),
-shuffles the batch order unless `fit(shuffle=False)`, and its own worker pool serves batches
-prefetched in the previous epoch. So this adapter:
+Keras 3.15's `fit` reads batch 0 before the first epoch, even for a built model (to build the
+compiled metrics; TensorFlow reads batches 0 and 1 to infer the output signature), then calls
+`on_epoch_end`; it calls `on_epoch_end` again around each validation run, shuffles the batch
+order unless `fit(shuffle=False)`, and its own worker pool serves batches prefetched in the
+previous epoch. So this adapter:
 - shows Keras `workers=1` (Keras calls `__getitem__` in order, in its own loop) and runs
   xloader's workers behind `__getitem__`, keyed by (epoch, batch) (NOTE [ Keyed prefetch ]);
 - advances its epoch in `on_epoch_end` only once every batch of the current epoch has been
-  requested, so extra hook calls and build passes change nothing;
+  requested, so extra hook calls and build passes change nothing, with one exception: with one
+  batch per epoch (two on TensorFlow) the early reads cannot be told from a whole epoch, and only
+  the `EpochSync` callback, which hears fit's epoch numbers, keeps the count right;
 - warns if batches are requested out of order, which means `fit` was not given `shuffle=False`.
 """
 
@@ -73,9 +76,21 @@ class EpochSync(keras.callbacks.Callback):
             if not isinstance(dataset, PyDataset):
                 raise TypeError(f"EpochSync takes xloader.keras.PyDataset objects, got {type(dataset).__name__}.")
         self.datasets = datasets
+        self._warned = False
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        steps = self.params.get("steps") if self.params else None
         for dataset in self.datasets:
+            if steps is not None and steps != len(dataset):
+                # fit's epochs are not passes over this dataset (steps_per_epoch): leave it alone.
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(
+                        f"EpochSync does nothing: fit runs {steps} steps per epoch but the dataset has "
+                        f"{len(dataset)} batches, so fit's epoch numbers are not the dataset's epochs.",
+                        stacklevel=2,
+                    )
+                continue
             if dataset.epoch != epoch:
                 dataset.set_epoch(epoch)
 
@@ -137,10 +152,11 @@ class PyDataset(keras.utils.PyDataset):
         world_size: int | None = None,
         shard_mode: str = "pad",
     ):
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ValueError(f"workers must be an int >= 0, got {workers!r}.")
-        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 0:
-            raise ValueError(f"max_queue_size must be an int >= 0, got {max_queue_size!r}.")
+        for name, value in (("workers", workers), ("max_queue_size", max_queue_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int >= 0, got {value!r}.")
+            if value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value}.")
         # Keras's enqueuer must stay off: see NOTE [ What model.fit trains on ].
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         rank, world_size = _process_shard(rank, world_size)

@@ -240,6 +240,11 @@ class DataLoader(torch.utils.data.DataLoader):
         for reserved in ("sampler", "batch_sampler", "collate_fn", "generator"):
             if reserved in torch_kwargs:
                 raise TypeError(f"xloader.torch.DataLoader decides {reserved} itself; do not pass it.")
+        if torch_kwargs.get("in_order", True) is not True:
+            raise ValueError(
+                "in_order=False hands out batches in the order workers finish them, so the batch order "
+                "would depend on timing and differ from Keras's; xloader.torch.DataLoader keeps in_order=True."
+            )
         rank, world_size = _distributed_shard(rank, world_size)
         if multiprocessing_context is None and num_workers > 0 and _distributed_is_running():
             # A worker forked from a rank whose process group runs (gloo/NCCL threads) can abort
@@ -310,7 +315,7 @@ class DataLoader(torch.utils.data.DataLoader):
 
     def _uses_slots(self) -> bool:
         # Slots need in-order delivery and no pin-memory thread between workers and us.
-        return self.num_workers > 0 and not self.pin_memory and getattr(self, "in_order", True)
+        return self.num_workers > 0 and not self.pin_memory
 
     def _allocate_slots(self) -> None:
         x, y = self.batches.dataset.load(

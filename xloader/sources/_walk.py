@@ -15,7 +15,8 @@ def list_image_files(top: str, *, follow_links: bool, extensions: frozenset[str]
 
     Order: directories sorted by path, files sorted by name within each (the order of
     `keras.preprocessing.image.DirectoryIterator`). With `follow_links`, a directory reached
-    twice (a symlink loop) is visited once.
+    twice (a symlink loop) is visited once. Hidden entries (names starting with ".") are
+    skipped: macOS `._photo.jpg` resource forks and `.ipynb_checkpoints` are not images.
     """
     found: list[tuple[str, list[str]]] = []
     seen: set[tuple[int, int]] = set()
@@ -31,6 +32,8 @@ def list_image_files(top: str, *, follow_links: bool, extensions: frozenset[str]
         names: list[str] = []
         with os.scandir(directory) as entries:
             for entry in entries:
+                if entry.name.startswith("."):
+                    continue
                 if entry.is_dir(follow_symlinks=follow_links):
                     pending.append(entry.path)
                 elif is_image_file(entry.name, extensions):

@@ -133,11 +133,12 @@ class ImageFolder(TransformedSource):
         return names
 
     def _index(self, allow_empty_classes: bool) -> tuple[list[str], list[int]]:
-        loose = [
-            entry.name
-            for entry in os.scandir(self.root)
-            if entry.is_file() and os.path.splitext(entry.name)[1][1:].lower() in IMAGE_EXTENSIONS
-        ]
+        with os.scandir(self.root) as entries:
+            loose = [
+                entry.name
+                for entry in entries
+                if entry.is_file() and os.path.splitext(entry.name)[1][1:].lower() in IMAGE_EXTENSIONS
+            ]
         if loose:
             warnings.warn(
                 f"{len(loose)} image files directly in {self.root!r} are not in a class folder and are "
