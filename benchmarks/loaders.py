@@ -36,10 +36,16 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 BATCH = 32
 SIZE = 224
 CONFIGS = [
-    "keras-tutorial-w1", "keras-tutorial-w2-threads", "keras-tutorial-w2-processes",
-    "xloader-keras-w1", "xloader-keras-w2-threads", "xloader-keras-w2-processes",
-    "torch-dataset-w0", "torch-dataset-w2",
-    "xloader-torch-w0", "xloader-torch-w2",
+    "keras-tutorial-w1",
+    "keras-tutorial-w2-threads",
+    "keras-tutorial-w2-processes",
+    "xloader-keras-w1",
+    "xloader-keras-w2-threads",
+    "xloader-keras-w2-processes",
+    "torch-dataset-w0",
+    "torch-dataset-w2",
+    "xloader-torch-w0",
+    "xloader-torch-w2",
 ]
 
 
@@ -50,8 +56,9 @@ def augment(resize: bool):
     steps += [
         A.HorizontalFlip(p=0.5),
         A.RandomBrightnessContrast(p=0.5),
-        A.Affine(translate_percent=(-0.0625, 0.0625), scale=(0.9, 1.1), rotate=(-45, 45),
-                 border_mode=4, p=0.5),  # ShiftScaleRotate's defaults, reflect-101
+        A.Affine(
+            translate_percent=(-0.0625, 0.0625), scale=(0.9, 1.1), rotate=(-45, 45), border_mode=4, p=0.5
+        ),  # ShiftScaleRotate's defaults, reflect-101
         A.Normalize(),
     ]
     return A.Compose(steps)
@@ -74,7 +81,7 @@ def tutorial_pydataset(paths, labels, workers, processes):
             return -(-len(paths) // BATCH)
 
         def __getitem__(self, index):
-            chosen = self.order[index * BATCH:(index + 1) * BATCH]
+            chosen = self.order[index * BATCH : (index + 1) * BATCH]
             x = np.empty((len(chosen), SIZE, SIZE, 3), dtype=np.float32)
             for i, k in enumerate(chosen):
                 image = np.asarray(Image.open(paths[k]).convert("RGB"))
@@ -103,8 +110,9 @@ def torch_dataset_loader(paths, labels, workers):
             image = np.asarray(Image.open(paths[k]).convert("RGB"))
             return torch.from_numpy(self.transform(image=image)["image"]).permute(2, 0, 1), labels[k]
 
-    return torch.utils.data.DataLoader(Photos(), batch_size=BATCH, shuffle=True, num_workers=workers,
-                                       persistent_workers=workers > 0)
+    return torch.utils.data.DataLoader(
+        Photos(), batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0
+    )
 
 
 def keras_epochs(dataset, epochs):
@@ -140,15 +148,17 @@ def run_config(name: str, root: str, epochs: int) -> list[tuple[int, float]]:
     if name.startswith("xloader-keras"):
         from xloader.keras import PyDataset
 
-        with PyDataset(folder, batch_size=BATCH, shuffle=True, seed=0, workers=workers,
-                       use_multiprocessing=processes) as dataset:
+        with PyDataset(
+            folder, batch_size=BATCH, shuffle=True, seed=0, workers=workers, use_multiprocessing=processes
+        ) as dataset:
             return list(keras_epochs(dataset, epochs))
     if name.startswith("torch-dataset"):
         return list(torch_epochs(torch_dataset_loader(paths, labels, workers), epochs))
     from xloader.torch import DataLoader
 
-    loader = DataLoader(folder, batch_size=BATCH, shuffle=True, seed=0, num_workers=workers,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(
+        folder, batch_size=BATCH, shuffle=True, seed=0, num_workers=workers, persistent_workers=workers > 0
+    )
     return list(torch_epochs(loader, epochs))
 
 
@@ -167,8 +177,11 @@ def main() -> None:
 
     from xloader.synthetic import make_image_folder
 
-    root = make_image_folder(os.path.join(tempfile.mkdtemp(prefix="xloader-bench-"), "train"),
-                             images_per_class=args.images_per_class, long_side=(350, 500))
+    root = make_image_folder(
+        os.path.join(tempfile.mkdtemp(prefix="xloader-bench-"), "train"),
+        images_per_class=args.images_per_class,
+        long_side=(350, 500),
+    )
     for dirpath, _, files in os.walk(root):  # warm the page cache
         for f in files:
             with open(os.path.join(dirpath, f), "rb") as fh:
@@ -176,15 +189,20 @@ def main() -> None:
     results: dict[str, list[list[float]]] = {name: [] for name in args.configs}
     for repeat in range(args.repeats):
         for name in args.configs:
-            out = subprocess.run([sys.executable, __file__, "--_child", name, root],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--_child", name, root], capture_output=True, text=True, check=True
+            )
             epochs = json.loads(out.stdout.strip().splitlines()[-1])
             results[name].append([count / seconds for count, seconds in epochs])
-            print(f"repeat {repeat + 1}/{args.repeats} {name:30s} " +
-                  "  ".join(f"epoch {i + 1}: {rate:6.0f} img/s" for i, rate in enumerate(results[name][-1])),
-                  file=sys.stderr)
-    print(f"\n{args.images_per_class * 4} images/epoch, batch {BATCH}, {SIZE}x{SIZE} float32, "
-          f"median of {args.repeats} repeats, {os.cpu_count()} CPUs")
+            print(
+                f"repeat {repeat + 1}/{args.repeats} {name:30s} "
+                + "  ".join(f"epoch {i + 1}: {rate:6.0f} img/s" for i, rate in enumerate(results[name][-1])),
+                file=sys.stderr,
+            )
+    print(
+        f"\n{args.images_per_class * 4} images/epoch, batch {BATCH}, {SIZE}x{SIZE} float32, "
+        f"median of {args.repeats} repeats, {os.cpu_count()} CPUs"
+    )
     print(f"{'configuration':30s} {'epoch 1 img/s':>14s} {'epoch 2 img/s':>14s}")
     medians = {name: [statistics.median(r[i] for r in runs) for i in range(2)] for name, runs in results.items()}
     for name, (first, second) in medians.items():

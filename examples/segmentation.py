@@ -39,13 +39,20 @@ def main() -> int:
         make_segmentation_folders(root, count=48, num_classes=NUM_CLASSES)
     # Geometric steps move image and mask together (the mask with nearest-neighbour);
     # pixel steps (brightness/contrast) touch the image only.
-    aug = A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(rotate=(-20, 20), scale=(0.9, 1.1), p=0.7),
-        A.RandomBrightnessContrast(p=0.5),
-    ])
-    seg = xl.ImageMaskFolder(os.path.join(root, "images"), os.path.join(root, "masks"),
-                             image_size=(64, 64), transform=aug, mask_dtype="int64")
+    aug = A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(rotate=(-20, 20), scale=(0.9, 1.1), p=0.7),
+            A.RandomBrightnessContrast(p=0.5),
+        ]
+    )
+    seg = xl.ImageMaskFolder(
+        os.path.join(root, "images"),
+        os.path.join(root, "masks"),
+        image_size=(64, 64),
+        transform=aug,
+        mask_dtype="int64",
+    )
     print(seg)
     options = dict(batch_size=8, shuffle=True, seed=0)
 
@@ -68,13 +75,14 @@ def main() -> int:
             return super().train_step(*args)
 
     model = Segmenter()
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  run_eagerly=True)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
     with PyDataset(seg, **options, workers=2) as train:
         model.fit(train, epochs=1, shuffle=False, verbose=2, callbacks=[EpochSync(train)])
 
     # torch: x uint8 (8, 3, 64, 64), y int64 (8, 64, 64), what nn.CrossEntropyLoss takes.
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, NUM_CLASSES, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, NUM_CLASSES, 1)
+    )
     optimizer = torch.optim.Adam(net.parameters())
     torch_batches = []
     for x, y in DataLoader(seg, **options, num_workers=2):

@@ -28,12 +28,14 @@ from xloader.testing import fingerprint  # noqa: E402
 
 
 def augmentation() -> A.Compose:
-    return A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-20, 20), p=0.7),
-        A.RandomBrightnessContrast(p=0.5),
-        A.Normalize(),  # float32, ImageNet mean/std
-    ])
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-20, 20), p=0.7),
+            A.RandomBrightnessContrast(p=0.5),
+            A.Normalize(),  # float32, ImageNet mean/std
+        ]
+    )
 
 
 class KerasCNN(keras.Model):
@@ -63,12 +65,21 @@ class KerasCNN(keras.Model):
 def train_keras(dataset, args) -> tuple[list[str], float]:
     from xloader.keras import EpochSync, PyDataset
 
-    train = PyDataset(dataset, batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                      workers=args.workers, use_multiprocessing=args.processes)
+    train = PyDataset(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        workers=args.workers,
+        use_multiprocessing=args.processes,
+    )
     model = KerasCNN(len(dataset.class_names))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], run_eagerly=True)  # eager only so train_step can fingerprint
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        run_eagerly=True,
+    )  # eager only so train_step can fingerprint
     start = time.perf_counter()
     # shuffle=False: xloader shuffles the samples; Keras must keep the batch order.
     history = model.fit(train, epochs=args.epochs, shuffle=False, verbose=2, callbacks=[EpochSync(train)])
@@ -81,12 +92,21 @@ def train_keras(dataset, args) -> tuple[list[str], float]:
 def train_torch(dataset, args) -> tuple[list[str], float]:
     from xloader.torch import DataLoader
 
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                        num_workers=args.workers, persistent_workers=args.workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+    )
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, stride=2), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Conv2d(3, 16, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
         torch.nn.Linear(32, len(dataset.class_names)),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -130,11 +150,13 @@ def main() -> int:
 
     per_epoch = len(keras_seen) // args.epochs
     images = len(dataset) * args.epochs
-    print(f"\nthroughput incl. training: keras {images / keras_seconds:.0f} img/s, torch {images / torch_seconds:.0f} img/s")
+    print(
+        f"\nthroughput incl. training: keras {images / keras_seconds:.0f} img/s, torch {images / torch_seconds:.0f} img/s"
+    )
     matched = keras_seen == torch_seen
     for epoch in range(args.epochs):
-        k = keras_seen[epoch * per_epoch:(epoch + 1) * per_epoch]
-        t = torch_seen[epoch * per_epoch:(epoch + 1) * per_epoch]
+        k = keras_seen[epoch * per_epoch : (epoch + 1) * per_epoch]
+        t = torch_seen[epoch * per_epoch : (epoch + 1) * per_epoch]
         same = sum(a == b for a, b in zip(k, t, strict=True))
         print(f"epoch {epoch}: {same}/{len(t)} batches identical (first: keras {k[0]} torch {t[0]})")
     if matched:

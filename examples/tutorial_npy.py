@@ -39,7 +39,7 @@ def write_samples(folder: str, count: int) -> tuple[dict[str, list[str]], dict[s
         np.save(os.path.join(folder, f"{sample_id}.npy"), sample)
         labels[sample_id] = label
     ids = sorted(labels)
-    return {"train": ids[: count * 3 // 4], "validation": ids[count * 3 // 4:]}, labels
+    return {"train": ids[: count * 3 // 4], "validation": ids[count * 3 // 4 :]}, labels
 
 
 def main() -> int:
@@ -53,17 +53,22 @@ def main() -> int:
     train = xl.FileList(partition["train"], labels, root=folder, suffix=".npy", num_classes=N_CLASSES)
     validation = xl.FileList(partition["validation"], labels, root=folder, suffix=".npy", num_classes=N_CLASSES)
 
-    model = keras.Sequential([
-        keras.Input(SHAPE),
-        keras.layers.Flatten(),
-        keras.layers.Dense(N_CLASSES, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(SHAPE),
+            keras.layers.Flatten(),
+            keras.layers.Dense(N_CLASSES, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     training = PyDataset(train, batch_size=32, shuffle=True, seed=0, workers=2)
     model.fit(
         training,
         validation_data=PyDataset(validation, batch_size=32),
-        epochs=5, shuffle=False, verbose=2, callbacks=[EpochSync(training)],
+        epochs=5,
+        shuffle=False,
+        verbose=2,
+        callbacks=[EpochSync(training)],
     )
     # to_fit=False: inputs only, for predict (the tutorial's to_fit switch).
     predictions = model.predict(PyDataset(validation, batch_size=32, to_fit=False), verbose=0)

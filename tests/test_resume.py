@@ -236,8 +236,11 @@ def test_epoch_sync_stands_aside_when_fit_epochs_are_not_dataset_passes():
     from xloader.keras import EpochSync, PyDataset
 
     model = recording_model()
-    with PyDataset(augmented(), batch_size=BATCH, shuffle=True, seed=SEED) as ds, pytest.warns(
-        UserWarning, match="EpochSync does nothing: fit runs 3 steps per epoch but the dataset has 6 batches"
+    with (
+        PyDataset(augmented(), batch_size=BATCH, shuffle=True, seed=SEED) as ds,
+        pytest.warns(
+            UserWarning, match="EpochSync does nothing: fit runs 3 steps per epoch but the dataset has 6 batches"
+        ),
     ):
         model.fit(ds, epochs=4, steps_per_epoch=3, shuffle=False, verbose=0, callbacks=[EpochSync(ds)])
     assert [y.tolist() for y in model.recorded] == labels_of_epochs(range(0, 2))
