@@ -1,0 +1,38 @@
+"""Load functions that misbehave on purpose, importable by worker processes (module level)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+
+import numpy as np
+
+
+def load_or_die(path: str) -> np.ndarray:
+    """Kills its own process (as the out-of-memory killer would) for ids named 'die', in a worker."""
+    if os.path.basename(path) == "die" and multiprocessing.parent_process() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return np.full((4, 4, 3), len(path) % 251, dtype=np.uint8)
+
+
+def load_slowly(path: str) -> np.ndarray:
+    time.sleep(0.05)
+    return np.full((8, 8, 3), len(path) % 251, dtype=np.uint8)
+
+
+def private_dirty_kib() -> int:
+    """Memory this process has written to itself (copy-on-write copies included), in KiB."""
+    with open("/proc/self/smaps_rollup") as file:
+        for line in file:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1])
+    raise RuntimeError("no Private_Dirty in /proc/self/smaps_rollup")
+
+
+def load_and_report_memory(path: str) -> np.ndarray:
+    """(pid, private dirty KiB) for ids ending in '000' (a probe every 1,000 samples), else zeros."""
+    if path.endswith("000"):
+        return np.array([os.getpid(), private_dirty_kib()], dtype=np.int64)
+    return np.zeros(2, dtype=np.int64)
