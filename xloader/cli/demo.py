@@ -1,11 +1,11 @@
-"""The main job: one xloader dataset, trained on with Keras `model.fit` and with a torch loop.
+"""`xloader demo`: one xloader dataset, trained on with Keras `model.fit` and with a torch loop.
 
 It writes a small dataset of real photos to disk (crops of pictures that ship with
 scikit-image, 4 classes), trains a small CNN for two epochs with Keras (backend from
 KERAS_BACKEND, "torch" by default) and the same CNN with plain PyTorch, and checks that both
 trained on the same batches, bit for bit, epoch by epoch, with augmentation on.
 
-    scripts/demo                      # or: python examples/train_both.py --workers 2 --epochs 2
+    xloader demo                      # or: scripts/demo, python -m xloader demo --workers 2 --epochs 2
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 import keras  # noqa: E402
 import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import xloader as xl  # noqa: E402
 from xloader.synthetic import make_image_folder  # noqa: E402
@@ -82,7 +83,8 @@ def train_keras(dataset, args) -> tuple[list[str], float]:
     )  # eager only so train_step can fingerprint
     start = time.perf_counter()
     # shuffle=False: xloader shuffles the samples; Keras must keep the batch order.
-    history = model.fit(train, epochs=args.epochs, shuffle=False, verbose=2, callbacks=[EpochSync(train)])
+    verbose = 0 if args.quiet else 2
+    history = model.fit(train, epochs=args.epochs, shuffle=False, verbose=verbose, callbacks=[EpochSync(train)])
     seconds = time.perf_counter() - start
     train.close()
     print(f"keras ({keras.backend.backend()}): final accuracy {history.history['accuracy'][-1]:.2f}")
@@ -114,7 +116,8 @@ def train_torch(dataset, args) -> tuple[list[str], float]:
     start = time.perf_counter()
     for epoch in range(args.epochs):
         correct = total = 0
-        for x, y in loader:  # x: float32 (N, 3, H, W), y: int64 (N,)
+        batches = tqdm(loader, desc=f"torch epoch {epoch + 1}/{args.epochs}", leave=False, disable=args.quiet)
+        for x, y in batches:  # x: float32 (N, 3, H, W), y: int64 (N,)
             seen.append(fingerprint((x.permute(0, 2, 3, 1).contiguous(), y)))
             optimizer.zero_grad()
             logits = model(x)
@@ -127,18 +130,7 @@ def train_torch(dataset, args) -> tuple[list[str], float]:
     return seen, time.perf_counter() - start
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="demo-data", help="where to write the dataset (default: ./demo-data)")
-    parser.add_argument("--images-per-class", type=int, default=40)
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="Keras workers and torch num_workers")
-    parser.add_argument("--processes", action="store_true", help="Keras workers as processes (default threads)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
+def run(args: argparse.Namespace) -> int:
     root = os.path.join(args.data, "train")
     if not os.path.isdir(root):
         make_image_folder(root, images_per_class=args.images_per_class)
@@ -164,7 +156,3 @@ def main() -> int:
         return 0
     print("FAIL: the batches differ.", file=sys.stderr)
     return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The `xloader` command, run as a user runs it (a subprocess) on generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+AUGMENTATION = """
+import albumentations as A
+transform = A.Compose([A.HorizontalFlip(p=0.5), A.Affine(rotate=(-30, 30), p=1.0)])
+"""
+
+
+def xloader(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", KERAS_BACKEND="torch")
+    return subprocess.run(
+        [sys.executable, "-m", "xloader", *args], capture_output=True, text=True, timeout=600, env=env, cwd=cwd
+    )
+
+
+@pytest.fixture(scope="module")
+def augmentation_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("aug") / "augment.py"
+    path.write_text(AUGMENTATION)
+    return str(path)
+
+
+@pytest.fixture
+def class_root_with_a_bad_file(tmp_path, class_root) -> str:
+    import shutil
+
+    root = tmp_path / "photos"
+    shutil.copytree(class_root, root)
+    (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    return str(root)
+
+
+def test_every_subcommand_has_help():
+    for command in ("demo", "inspect", "preview", "parity", "bench"):
+        done = xloader(command, "--help")
+        assert done.returncode == 0 and f"usage: xloader {command}" in done.stdout
+
+
+def test_inspect_reports_layout_counts_and_the_bad_file(class_root_with_a_bad_file):
+    done = xloader("inspect", class_root_with_a_bad_file, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "class folders" in done.stdout
+    assert "29 samples checked: 1 bad files" in done.stdout
+    assert "per class: astronaut 7, cat 8, coffee 7, rocket 7" in done.stdout
+    broken = os.path.join(class_root_with_a_bad_file, "cat", "broken.jpg")
+    assert f"bad: {broken}: not a decodable image" in done.stdout
+
+
+def test_inspect_json_is_machine_readable(class_root_with_a_bad_file, seg_dirs, tmp_path):
+    report = json.loads(xloader("inspect", class_root_with_a_bad_file, "--json").stdout)
+    assert report["layout"] == "class_folders" and report["ok"] is False
+    assert report["class_counts"] == {"astronaut": 7, "cat": 8, "coffee": 7, "rocket": 7}
+    assert [os.path.basename(bad["path"]) for bad in report["bad_files"]] == ["broken.jpg"]
+    assert sum(report["image_sizes"].values()) == 28
+    # images/ + masks/ with an orphan image: found, skipped, reported
+    import shutil
+
+    pairs = tmp_path / "pairs"
+    shutil.copytree(os.path.dirname(seg_dirs[0]), pairs)
+    first_mask = sorted(os.listdir(pairs / "masks"))[0]
+    os.remove(pairs / "masks" / first_mask)
+    report = json.loads(xloader("inspect", str(pairs), "--json").stdout)
+    assert report["layout"] == "image_mask_pairs"
+    assert [entry["reason"] for entry in report["skipped"]] == ["image has no mask"]
+
+
+def test_inspect_names_a_missing_path_in_one_line(tmp_path):
+    done = xloader("inspect", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"xloader inspect: error: {str(tmp_path / 'nowhere')!r} does not exist."
+
+
+def test_preview_writes_a_grid_of_augmented_samples(class_root, seg_dirs, augmentation_file, tmp_path):
+    out = tmp_path / "grid.png"
+    done = xloader(
+        "preview", class_root, "--transform", augmentation_file, "--out", str(out), "--samples", "3", "--epochs", "4"
+    )
+    assert done.returncode == 0, done.stderr
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (3 * 164 + 4, 4 * 164 + 4, 3)
+    tiles = [grid[4:164, 4 + 164 * e : 164 + 164 * e] for e in range(4)]
+    assert tiles[0].std() > 10  # a photo, not a blank tile
+    assert any(not np.array_equal(tiles[0], t) for t in tiles[1:])  # epochs differ: augmentation applied
+    seg_out = tmp_path / "seg.png"
+    done = xloader("preview", os.path.dirname(seg_dirs[0]), "--out", str(seg_out), "--samples", "2", "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+    assert np.asarray(Image.open(seg_out)).shape == (2 * 164 + 4, 164 + 4, 3)
+
+
+def test_parity_prints_matching_fingerprints_for_every_loader(class_root, augmentation_file):
+    done = xloader(
+        "parity",
+        class_root,
+        "--transform",
+        augmentation_file,
+        "--image-size",
+        "32",
+        "32",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--backends",
+        "torch",
+        "jax",
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: 9 loaders gave the same 8 batches, bit for bit." in done.stdout
+    assert "keras/jax 2 processes" in done.stdout and "torch num_workers=2 persistent" in done.stdout
+
+
+def test_bench_prints_speed_cpu_and_memory(class_root):
+    done = xloader("bench", class_root, "--image-size", "64", "64", "--batch-size", "8", "--quiet")
+    assert done.returncode == 0, done.stderr
+    for expected in ("images/s", "time to first batch", "CPU per image (all processes)", "peak memory: main"):
+        assert expected in done.stdout
+
+
+def test_demo_trains_both_frameworks_on_the_same_batches(tmp_path):
+    done = xloader(
+        "demo", "--data", str(tmp_path), "--images-per-class", "8", "--image-size", "48", "--batch-size", "8", "--quiet"
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "PASS: Keras model.fit and the torch loop trained on the same 8 batches, bit for bit." in done.stdout

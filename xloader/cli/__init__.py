@@ -1,0 +1,138 @@
+"""The `xloader` command (also `python -m xloader`): look at a dataset before training on it.
+
+Subcommands: demo, inspect, preview, parity, bench; `xloader SUBCOMMAND --help` for each.
+Each subcommand's implementation is imported only when it runs, so `xloader inspect` never
+imports Keras or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _dataset_arguments(parser: argparse.ArgumentParser, *, default_size: int | None) -> None:
+    parser.add_argument(
+        "path",
+        help="a folder of class folders (root/<class>/*.jpg), or a folder holding images/ and masks/",
+    )
+    size_help = "resize every image to H x W" + (f" (default {default_size} {default_size})" if default_size else "")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=(default_size, default_size) if default_size else None,
+        help=size_help,
+    )
+    parser.add_argument(
+        "--transform",
+        metavar="FILE",
+        help="the augmentation: a Python file that defines `transform`, or an albumentations "
+        "pipeline serialized as .json/.yaml (albumentations.save)",
+    )
+
+
+def _loader_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep dataset order")
+
+
+def _quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xloader", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="generate a small photo dataset, train with Keras fit and a torch loop, check parity",
+        description="Writes a small photo dataset, trains the same CNN with Keras model.fit and with a "
+        "torch loop from one xloader dataset, and checks both trained on the same batches.",
+    )
+    demo.add_argument("--data", default="demo-data", help="where to write the dataset (default: ./demo-data)")
+    demo.add_argument("--images-per-class", type=int, default=40)
+    demo.add_argument("--image-size", type=int, default=96)
+    demo.add_argument("--batch-size", type=int, default=16)
+    demo.add_argument("--epochs", type=int, default=2)
+    demo.add_argument("--workers", type=int, default=2, help="Keras workers and torch num_workers")
+    demo.add_argument("--processes", action="store_true", help="Keras workers as processes (default threads)")
+    demo.add_argument("--seed", type=int, default=0)
+    _quiet(demo)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="layout, counts per class, image sizes, bad and orphan files",
+        description="Finds the layout of PATH, decodes every file once and reports counts per class, "
+        "stored image sizes, files that cannot be read and images without masks.",
+    )
+    _dataset_arguments(inspect, default_size=None)
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument("--workers", type=int, default=4, help="decoding threads (default 4)")
+    _quiet(inspect)
+
+    preview = commands.add_parser(
+        "preview",
+        help="a PNG grid of samples over epochs, augmentation applied, masks overlaid",
+        description="Writes a PNG grid: one row per sample, one column per epoch, each tile the sample as "
+        "the model sees it that epoch (augmented; masks overlaid in colour).",
+    )
+    _dataset_arguments(preview, default_size=128)
+    preview.add_argument("--out", required=True, help="the PNG file to write")
+    preview.add_argument("--samples", type=int, default=4, help="rows (default 4)")
+    preview.add_argument("--epochs", type=int, default=4, help="columns (default 4)")
+    preview.add_argument("--seed", type=int, default=0)
+
+    parity = commands.add_parser(
+        "parity",
+        help="the same batches through Keras (each installed backend) and torch, compared",
+        description="Runs the dataset through xloader.Batches, xloader.torch.DataLoader (several "
+        "num_workers) and xloader.keras.PyDataset on each installed Keras backend (each in its own "
+        "process, several worker settings), and prints per-batch fingerprints. Exits 1 on a mismatch.",
+    )
+    _dataset_arguments(parity, default_size=64)
+    _loader_arguments(parity)
+    parity.add_argument("--epochs", type=int, default=2)
+    parity.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["tensorflow", "jax", "torch"],
+        help="Keras backends to check (default: every installed one)",
+    )
+    parity.add_argument("--workers", type=int, default=2, help="the multi-worker setting tried (default 2)")
+    _quiet(parity)
+
+    bench = commands.add_parser(
+        "bench",
+        help="images/s, CPU per image and peak memory for your options",
+        description="Times full epochs of the dataset with the chosen loader and prints images/s, CPU "
+        "milliseconds per image (all processes) and peak memory (main process plus workers).",
+    )
+    _dataset_arguments(bench, default_size=224)
+    _loader_arguments(bench)
+    bench.add_argument("--loader", choices=["torch", "keras", "core"], default="torch")
+    bench.add_argument("--workers", type=int, default=2)
+    bench.add_argument("--processes", action="store_true", help="Keras workers as processes (default threads)")
+    bench.add_argument("--epochs", type=int, default=2)
+    _quiet(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `xloader` command line; returns the exit status."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up log lines are not ours to print
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"xloader.cli.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except (OSError, ValueError) as error:  # bad paths, options or data (DatasetError): one line
+        print(f"xloader {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,104 @@
+"""`xloader bench PATH`: how fast your options load, what CPU and memory they cost."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from tqdm import tqdm
+
+from xloader.cli._open import load_transform, open_dataset
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as file:
+                    parent = int(file.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [pid], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            tree.append(child)
+            pending.append(child)
+    return tree
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid`, plus that of its reaped children."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / _TICKS  # utime stime cutime cstime
+
+
+def _peak_rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            for line in file:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _batches(args: argparse.Namespace, source):
+    options = {"batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
+    if args.loader == "torch":
+        from xloader.torch import DataLoader
+
+        loader = DataLoader(source, num_workers=args.workers, persistent_workers=args.workers > 0, **options)
+        return loader, lambda: loader
+    if args.loader == "keras":
+        from xloader.keras import PyDataset
+
+        dataset = PyDataset(source, workers=args.workers, use_multiprocessing=args.processes, **options)
+        return dataset, lambda: dataset
+    from xloader.batching import Batches
+
+    batches = Batches(source, **options)
+    return batches, lambda: batches
+
+
+def run(args: argparse.Namespace) -> int:
+    _, source = open_dataset(args.path, image_size=args.image_size, transform=load_transform(args.transform))
+    loader, epoch_iterable = _batches(args, source)
+    me = os.getpid()
+    cpu_before = _cpu_seconds(me)
+    rows = []
+    first_batch_seconds = None
+    for epoch in range(args.epochs):
+        images = 0
+        start = time.perf_counter()
+        for batch in tqdm(epoch_iterable(), desc=f"epoch {epoch}", leave=False, disable=args.quiet):
+            x = batch[0] if isinstance(batch, tuple) else batch
+            if first_batch_seconds is None:
+                first_batch_seconds = time.perf_counter() - start
+            images += len(x)
+        rows.append((epoch, images, time.perf_counter() - start))
+    tree = _process_tree(me)
+    cpu = _cpu_seconds(me) - cpu_before + sum(_cpu_seconds(pid) for pid in tree[1:])
+    peak_main = _peak_rss_mib(me)
+    peak_workers = [_peak_rss_mib(pid) for pid in tree[1:]]
+    total_images = sum(images for _, images, _ in rows)
+    mode = "processes" if args.loader == "keras" and args.processes else "threads" if args.loader == "keras" else ""
+    print(f"{args.path}: {len(source)} samples, loader {args.loader} workers={args.workers} {mode}".rstrip())
+    for epoch, images, seconds in rows:
+        print(f"epoch {epoch}: {images / seconds:8.0f} images/s ({seconds:.2f} s)")
+    print(f"time to first batch: {first_batch_seconds:.3f} s")
+    print(f"CPU per image (all processes): {cpu / total_images * 1000:.2f} ms")
+    print(f"peak memory: main {peak_main:.0f} MiB, workers {' + '.join(f'{m:.0f}' for m in peak_workers) or 'none'} MiB")
+    close = getattr(loader, "close", None)
+    if close is not None:
+        close()
+    return 0
