@@ -191,8 +191,7 @@ class DataLoader(torch.utils.data.DataLoader):
         dataset: an xloader source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`).
         batch_size, shuffle, seed, drop_last, to_fit: see `xloader.Batches`.
         layout: "NCHW" (default, what `torch.nn.Conv2d` expects) or "NHWC".
-        num_workers, pin_memory, persistent_workers, prefetch_factor, timeout,
-        multiprocessing_context, worker_init_fn, pin_memory_device, in_order: as in torch,
+        num_workers, pin_memory, persistent_workers, prefetch_factor, timeout, multiprocessing_context, worker_init_fn: as in torch,
             except that worker processes start with "forkserver" (not fork) by default once a
             `torch.distributed` process group runs: a forked worker can abort the rank.
         rank, world_size: this process's shard of every epoch (`xloader.Batches`); None reads
