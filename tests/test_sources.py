@@ -211,9 +211,13 @@ def test_image_folder_to_fit_false_gives_images_only(two_class_root):
 
 def test_image_folder_rejects_unknown_option_values(two_class_root):
     with pytest.raises(
-        ValueError, match="label_mode must be one of 'int', 'categorical', 'binary', None; got 'sparse'"
+        ValueError,
+        match=re.escape(
+            "label_mode must be one of 'int' (Keras's 'sparse'), 'categorical', 'binary', 'input' or None; "
+            "got 'onehot'."
+        ),
     ):
-        xl.ImageFolder(two_class_root, image_size=None, label_mode="sparse")
+        xl.ImageFolder(two_class_root, image_size=None, label_mode="onehot")
     with pytest.raises(ValueError, match="color_mode must be one of 'rgb', 'rgba', 'grayscale'; got 'bgr'"):
         xl.ImageFolder(two_class_root, image_size=None, color_mode="bgr")
     with pytest.raises(ValueError, match="interpolation must be one of .*; got 'cubic'"):

@@ -12,6 +12,7 @@ the same JPEG. Masks are read with Pillow, which returns the palette *indices* o
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Literal
 
@@ -21,17 +22,34 @@ from PIL import Image
 
 from xloader.errors import BadImageError
 
-__all__ = ["COLOR_MODES", "INTERPOLATIONS", "read_image", "read_mask", "resize_image", "resize_mask"]
+__all__ = [
+    "COLOR_MODES",
+    "INTERPOLATIONS",
+    "aspect_crop_box",
+    "check_interpolation",
+    "read_image",
+    "read_mask",
+    "resize_image",
+    "resize_mask",
+]
 
 ColorMode = Literal["rgb", "rgba", "grayscale"]
 COLOR_MODES: tuple[str, ...] = ("rgb", "rgba", "grayscale")
 
+# "nearest" is not resized by OpenCV: see NOTE [ Nearest neighbour, as Pillow ]. Its entry names
+# the OpenCV flag with the same pixel-centre rule, for users who pass these flags to their own code.
 INTERPOLATIONS: dict[str, int] = {
-    "nearest": cv2.INTER_NEAREST,
+    "nearest": cv2.INTER_NEAREST_EXACT,
     "bilinear": cv2.INTER_LINEAR,
     "bicubic": cv2.INTER_CUBIC,
     "area": cv2.INTER_AREA,
     "lanczos": cv2.INTER_LANCZOS4,
+}
+
+# Pillow filters that Keras's `load_img` accepts and OpenCV has no equivalent for.
+_PILLOW_ONLY_FILTERS = {
+    "box": "'area' averages the covered pixels as 'box' does when shrinking",
+    "hamming": "'bilinear' or 'area' are the closest",
 }
 
 _IMREAD_FLAGS = {
@@ -191,28 +209,112 @@ def read_mask(path: str) -> np.ndarray:
         raise _bad(path, f"not a decodable image ({error})") from None
 
 
-def _target_wh(size: tuple[int, int]) -> tuple[int, int]:
-    height, width = size
-    return int(width), int(height)
+def check_interpolation(interpolation: object) -> str:
+    """Return `interpolation` if it is a key of `INTERPOLATIONS`, else raise `ValueError`
+    naming the supported filters (and, for Keras's Pillow-only "box" and "hamming", the nearest one)."""
+    if interpolation in INTERPOLATIONS:
+        return interpolation  # type: ignore[return-value]
+    supported = ", ".join(repr(name) for name in INTERPOLATIONS)
+    hint = _PILLOW_ONLY_FILTERS.get(interpolation) if isinstance(interpolation, str) else None
+    if hint is not None:
+        raise ValueError(
+            f"interpolation={interpolation!r} is a Pillow filter that OpenCV, which xloader resizes with, "
+            f"does not have. Use one of {supported}; {hint}."
+        )
+    raise ValueError(f"interpolation must be one of {supported}; got {interpolation!r}.")
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int] | None, interpolation: str = "bilinear") -> np.ndarray:
-    """Resize an (H, W, C) image to `size` = (height, width); returns (height, width, C), same dtype."""
+def aspect_crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The centred crop of an image of (`height`, `width`) to the aspect ratio of `size` =
+    (target height, target width), as `(top, left, crop height, crop width)`.
+
+    The arithmetic is Keras's `load_img(keep_aspect_ratio=True)`: integer division, the crop
+    never larger than the image, the offset rounded down (a 1-pixel excess is cut at the end).
+    A crop that rounds down to 0 pixels (a 2-pixel-high strip cropped to a tall aspect) keeps
+    the one pixel row or column at Keras's offset, which is the one Keras samples.
+    """
+    target_height, target_width = size
+    crop_height = min(height, (width * target_height) // target_width)
+    crop_width = min(width, (height * target_width) // target_height)
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    return top, left, max(crop_height, 1), max(crop_width, 1)
+
+
+# NOTE [ Nearest neighbour, as Pillow ]
+# `interpolation="nearest"` must mean what it meant in Keras's `load_img`: Pillow's NEAREST,
+# which takes, for output pixel i, the source pixel under its centre, start + (i + 0.5) * scale,
+# with the positions summed in doubles, one scale step per pixel, from the crop box's corner.
+# `cv2.INTER_NEAREST` takes floor(i * scale) instead (a half-pixel shift). `cv2.INTER_NEAREST_EXACT`
+# agrees with Pillow on whole images, but not on Keras's `keep_aspect_ratio` crop box: resizing
+# the cropped view adds the offset after the sum, and some positions then round the other way.
+# So "nearest" is a gather through index tables that repeat Pillow's sums, and a lossless image
+# resized (and cropped) here equals Keras's bit for bit. Masks use the same tables, which keeps
+# them aligned with images resized with "nearest".
+@functools.lru_cache(maxsize=512)
+def _nearest_indices(start: int, length: int, count: int, depth: int = 1) -> np.ndarray:
+    """Source indices of `count` output pixels sampling `length` source pixels from `start`;
+    with `depth` > 1, the indices of each pixel's `depth` values in a row of `depth`-value pixels."""
+    step = length / count
+    position = start + step * 0.5
+    indices = np.empty(count, dtype=np.intp)
+    for i in range(count):
+        indices[i] = int(position)
+        position += step
+    np.clip(indices, start, start + length - 1, out=indices)  # never needed in exact arithmetic
+    if depth > 1:
+        indices = (indices[:, np.newaxis] * depth + np.arange(depth)).ravel()
+    indices.flags.writeable = False
+    return indices
+
+
+def _nearest(array: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+    top, left, crop_height, crop_width = box
+    array = np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    depth = int(np.prod(array.shape[2:], dtype=np.int64))  # values per pixel
+    rows = array.reshape(height, width * depth).take(_nearest_indices(top, crop_height, size[0]), axis=0)
+    picked = rows.take(_nearest_indices(left, crop_width, size[1], depth), axis=1)  # one gather per row
+    return picked.reshape(size[0], size[1], *array.shape[2:])
+
+
+def _crop_box(array: np.ndarray, size: tuple[int, int], keep_aspect_ratio: bool) -> tuple[int, int, int, int]:
+    height, width = array.shape[:2]
+    return aspect_crop_box(height, width, size) if keep_aspect_ratio else (0, 0, height, width)
+
+
+def resize_image(
+    image: np.ndarray,
+    size: tuple[int, int] | None,
+    interpolation: str = "bilinear",
+    *,
+    keep_aspect_ratio: bool = False,
+) -> np.ndarray:
+    """Resize an (H, W, C) image to `size` = (height, width); returns (height, width, C), same dtype.
+
+    With `keep_aspect_ratio`, the image is first cropped to the target aspect ratio, centred
+    (`aspect_crop_box`), so nothing is stretched. "nearest" follows Pillow exactly
+    (NOTE [ Nearest neighbour, as Pillow ]); the other filters are OpenCV's `cv2.resize`.
+    An image already of `size` is returned as it is (not cropped), as in Keras.
+    """
     if size is None or image.shape[:2] == tuple(size):
         return image
-    resized = cv2.resize(image, _target_wh(size), interpolation=INTERPOLATIONS[interpolation])
+    top, left, height, width = _crop_box(image, size, keep_aspect_ratio)
+    if interpolation == "nearest":
+        return _nearest(image, (top, left, height, width), size)
+    crop = image[top : top + height, left : left + width]
+    resized = cv2.resize(crop, (int(size[1]), int(size[0])), interpolation=INTERPOLATIONS[interpolation])
     if resized.ndim == 2:
         resized = resized[:, :, np.newaxis]
     return resized
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize an (H, W) class-index mask with nearest neighbour, so no new class values appear."""
+def resize_mask(mask: np.ndarray, size: tuple[int, int] | None, *, keep_aspect_ratio: bool = False) -> np.ndarray:
+    """Resize an (H, W) or (H, W, K) class-index mask with nearest neighbour, so no new class
+    values appear; any dtype. Same pixel grid as `resize_image(..., "nearest")`, and the same
+    crop with `keep_aspect_ratio`."""
     if size is None or mask.shape[:2] == tuple(size):
         return mask
-    if mask.dtype == np.int64:  # cv2.resize has no int64 support; indices fit in int32
-        return cv2.resize(mask.astype(np.int32), _target_wh(size), interpolation=cv2.INTER_NEAREST).astype(np.int64)
-    return cv2.resize(mask, _target_wh(size), interpolation=cv2.INTER_NEAREST)
+    return _nearest(mask, _crop_box(mask, size, keep_aspect_ratio), size)
 
 
 def is_image_file(name: str, extensions: frozenset[str]) -> bool:

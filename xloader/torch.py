@@ -64,6 +64,10 @@ class _BatchDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
+    def _y_to_layout(self, y: np.ndarray) -> np.ndarray:
+        # A target that is an image too (label_mode="input") is laid out like x.
+        return self._to_layout(y) if getattr(self.batches.dataset, "y_is_image", False) else y
+
     def _to_layout(self, x: np.ndarray) -> np.ndarray:
         is_image = self.batches.dataset.x_is_image
         if is_image is None:
@@ -76,12 +80,12 @@ class _BatchDataset(torch.utils.data.Dataset):
         epoch, batch, slot = key
         out = self.batches.get_batch(epoch, batch)
         if slot is not None and self.slots is not None:
-            layout = _slots.write(self.slots[slot], out, (self._to_layout, None))
+            layout = _slots.write(self.slots[slot], out, (self._to_layout, self._y_to_layout))
             if layout is not None:
                 return _InSlot(slot, layout)
         if isinstance(out, tuple):
             x, y = out
-            return _tensor(self._to_layout(x)), _tensor(y)
+            return _tensor(self._to_layout(x)), _tensor(self._y_to_layout(y))
         return _tensor(self._to_layout(out))
 
 

@@ -48,6 +48,7 @@ class TransformedSource:
 
     has_targets: bool = False
     x_is_image: bool | None = True
+    y_is_image: bool = False  # y is an (H, W, C) image like x (label_mode="input"): adapters lay it out like x
 
     def __init__(self, transform: object):
         checked = check_transform(transform)
@@ -74,6 +75,13 @@ def check_image_size(image_size: object) -> tuple[int, int] | None:
     if height <= 0 or width <= 0:
         raise ValueError(f"image_size must be positive, got {image_size!r}.")
     return height, width
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return `value` if it is True or False (NumPy's included), else raise `TypeError`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
 
 
 def check_choice(name: str, value: object, choices: Sequence[object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 
 from xloader.decoding import is_image_file
@@ -15,14 +16,18 @@ def list_image_files(top: str, *, follow_links: bool, extensions: frozenset[str]
 
     Order: directories sorted by path, files sorted by name within each (the order of
     `keras.preprocessing.image.DirectoryIterator`). With `follow_links`, a directory reached
-    twice (a symlink loop) is visited once. Hidden entries (names starting with ".") are
-    skipped: macOS `._photo.jpg` resource forks and `.ipynb_checkpoints` are not images.
+    twice (through a link, or a link loop) is listed once, under the first of its paths in that
+    order, whatever order the file system lists entries in. Hidden entries (names starting
+    with ".") are skipped: macOS `._photo.jpg` resource forks and `.ipynb_checkpoints` are not
+    images. A link to a directory is never taken for a file, followed or not (as in `os.walk`).
     """
     found: list[tuple[str, list[str]]] = []
     seen: set[tuple[int, int]] = set()
+    # Directories are visited in sorted path order (a parent sorts before its children), so the
+    # path a linked directory is first reached by does not depend on scandir's order.
     pending = [top]
     while pending:
-        directory = pending.pop()
+        directory = heapq.heappop(pending)
         if follow_links:
             info = os.stat(directory)
             key = (info.st_dev, info.st_ino)
@@ -34,15 +39,15 @@ def list_image_files(top: str, *, follow_links: bool, extensions: frozenset[str]
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir(follow_symlinks=follow_links):
-                    pending.append(entry.path)
+                if entry.is_dir():  # follows links: a link to a directory is a directory
+                    if follow_links or not entry.is_symlink():
+                        heapq.heappush(pending, entry.path)
                 elif is_image_file(entry.name, extensions):
                     # Not checked further: an unreadable or dangling entry fails at decode, by name.
                     names.append(entry.name)
         found.append((directory, sorted(names)))
-    found.sort(key=lambda item: item[0])
     files: list[str] = []
-    for directory, names in found:
+    for directory, names in found:  # already in sorted path order
         prefix = os.path.relpath(directory, top)
         files.extend(names if prefix == os.curdir else [os.path.join(prefix, name) for name in names])
     return files

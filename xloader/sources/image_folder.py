@@ -1,7 +1,27 @@
-"""`ImageFolder`: classification from `root/<class>/**/<image>` (Keras's flow_from_directory job)."""
+"""`ImageFolder`: classification from `root/<class>/**/<image>` (Keras's flow_from_directory job).
+
+# NOTE [ Validation splits ]
+`validation_split` splits each class separately, so every class keeps its share.
+- Default (`split_seed=None`), Keras's `flow_from_directory` split: in each class's file list
+  (in listing order), the first `int(validation_split * n)` files are validation and the rest
+  training. Same float arithmetic as Keras, so the same files land in each subset.
+- Seeded (`split_seed=s`): each file gets a 64-bit key, a keyed BLAKE2b hash of its path
+  relative to `root` (with "/" separators), the key derived from
+  `SeedSequence([_SPLIT_TAG, s])`; the `int(validation_split * n)` files of a class with the
+  smallest keys are validation. Keras's split takes the alphabetically first files, and names
+  often follow the source or the date; this one is a random sample of each class. The counts
+  are Keras's; which files depends only on the seed and each file's own path, not on the file
+  system, the platform or the other files. So adding m images to a class moves at most m old
+  files across the boundary (a seeded permutation of positions would reshuffle the whole
+  split, and feed old validation images to a model trained on, e.g. when fine-tuning).
+Both kinds: the two subsets are disjoint, cover every file, and keep every class (a class that
+gets no file in a subset is kept, with a warning, so indices never shift).
+"""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -9,10 +29,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from xloader._strings import StringTable
-from xloader.decoding import COLOR_MODES, INTERPOLATIONS, ColorMode, read_image, resize_image
+from xloader.decoding import COLOR_MODES, ColorMode, check_interpolation, read_image, resize_image
 from xloader.errors import DatasetError
 from xloader.sources._base import (
     TransformedSource,
+    check_bool,
     check_choice,
     check_directory,
     check_image_size,
@@ -22,26 +43,129 @@ from xloader.sources._walk import IMAGE_EXTENSIONS, list_image_files
 
 __all__ = ["ImageFolder"]
 
-LABEL_MODES = ("int", "categorical", "binary", None)
+LABEL_MODES = ("int", "categorical", "binary", "input", None)
+# Keras's class_mode names that mean one of LABEL_MODES.
+_LABEL_MODE_ALIASES = {"sparse": "int"}
+SUBSETS = ("training", "validation")
+
+# Stream tag of the seeded split (xloader/_random.py holds the shuffle and sample tags).
+_SPLIT_TAG = 0x5A4D_0003
+
+
+def _check_label_mode(label_mode: object) -> str | None:
+    if isinstance(label_mode, str) and label_mode in _LABEL_MODE_ALIASES:
+        return _LABEL_MODE_ALIASES[label_mode]
+    if label_mode not in LABEL_MODES:
+        raise ValueError(
+            "label_mode must be one of 'int' (Keras's 'sparse'), 'categorical', 'binary', 'input' or None; "
+            f"got {label_mode!r}."
+        )
+    return label_mode  # type: ignore[return-value]
+
+
+def _check_fraction(validation_split: object) -> float:
+    if isinstance(validation_split, (bool, np.bool_)) or not isinstance(validation_split, (int, float, np.number)):
+        raise TypeError(f"validation_split must be a number between 0 and 1, got {validation_split!r}.")
+    if not 0 < validation_split < 1:
+        raise ValueError(
+            f"validation_split must be strictly between 0 and 1, got {validation_split!r}. "
+            "It is the fraction of each class's images kept for validation, e.g. 0.2; "
+            "leave it out (None) to use every image."
+        )
+    return float(validation_split)
+
+
+def _check_split_seed(split_seed: object) -> int | None:
+    if split_seed is None:
+        return None
+    if isinstance(split_seed, (bool, np.bool_)) or not isinstance(split_seed, (int, np.integer)):
+        raise TypeError(f"split_seed must be a non-negative int, or None for Keras's split; got {split_seed!r}.")
+    if split_seed < 0:
+        raise ValueError(f"split_seed must be a non-negative int, or None for Keras's split; got {split_seed}.")
+    return int(split_seed)
+
+
+_BOTH_HINT = "for both subsets, use train, val = ImageFolder.split(root, validation_split=..., ...)"
+
+
+def _check_split(validation_split: object, subset: object, split_seed: object) -> tuple[float | None, int | None]:
+    """Validate the split options together; return (validation_split, split_seed) normalised."""
+    if subset == "both":
+        raise ValueError(f"subset='both' gives two datasets, which a constructor cannot return; {_BOTH_HINT}.")
+    if subset is not None:
+        check_choice("subset", subset, SUBSETS)
+    if validation_split is None:
+        if subset is not None:
+            raise ValueError(
+                f"subset={subset!r} needs a validation_split, e.g. validation_split=0.2. "
+                "Leave subset out to use every image."
+            )
+        if split_seed is not None:
+            raise ValueError(
+                f"split_seed={split_seed!r} has no effect without a validation_split. "
+                "Pass validation_split=... and subset=..., or leave split_seed out."
+            )
+        return None, None
+    fraction = _check_fraction(validation_split)
+    seed = _check_split_seed(split_seed)
+    if subset is None:
+        raise ValueError(
+            f"validation_split={validation_split!r} needs subset='training' or subset='validation'; {_BOTH_HINT}."
+        )
+    return fraction, seed
+
+
+def _validation_mask(
+    filenames: Sequence[str], labels: np.ndarray, validation_split: float, split_seed: int | None
+) -> np.ndarray:
+    """Which files are validation files, bool (N,): NOTE [ Validation splits ].
+
+    `filenames` are paths relative to the root and `labels` their class indices, in listing order.
+    """
+    labels = np.asarray(labels)
+    mask = np.zeros(len(filenames), dtype=bool)
+    key = None
+    if split_seed is not None:
+        state = np.random.SeedSequence([_SPLIT_TAG, split_seed]).generate_state(4, np.uint32)
+        key = state.astype("<u4").tobytes()
+    order = np.argsort(labels, kind="stable")  # each class's positions, in listing order
+    starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
+    for positions in np.split(order, starts[1:]):
+        count = int(validation_split * len(positions))
+        if key is None:
+            chosen = positions[:count]
+        else:
+            names = [filenames[p].replace(os.sep, "/") for p in positions]
+            digests = [hashlib.blake2b(os.fsencode(name), key=key, digest_size=8).digest() for name in names]
+            ranking = sorted(range(len(positions)), key=lambda j: (digests[j], names[j]))
+            chosen = positions[ranking[:count]]
+        mask[chosen] = True
+    return mask
 
 
 class ImageFolder(TransformedSource):
     """Images in one sub-folder per class: `root/cats/**/*.jpg`, `root/dogs/**/*.jpg`.
 
-    Each sample is `x`: uint8 (H, W, C) image resized to `image_size`, then passed through
-    `transform(image=x)` (whose output dtype wins, e.g. float32 after `A.Normalize`), and `y`:
-    the label in the form `label_mode` asks for:
+    The options of Keras's `ImageDataGenerator.flow_from_directory` with the same meaning, for
+    the same tree the same `class_indices`, `filenames` order, labels and batches per epoch
+    (docs/migration.md lists the deliberate differences).
 
-    - `"int"`: int64 class index (default; for `sparse_categorical_crossentropy`, `nn.CrossEntropyLoss`);
+    Each sample is `x`: a uint8 (H, W, C) image (C = 3, 4, 1 for `color_mode` rgb, rgba,
+    grayscale) resized to `image_size`, then passed through `transform(image=x)` (whose output
+    dtype wins, e.g. float32 after `A.Normalize`), and `y`, as `label_mode` asks:
+
+    - `"int"` (Keras's `"sparse"`, accepted as an alias): int64 class index (default; for
+      `sparse_categorical_crossentropy`, `nn.CrossEntropyLoss`);
     - `"categorical"`: float32 one-hot, shape (num_classes,);
     - `"binary"`: float32 0.0 / 1.0 (exactly two classes);
+    - `"input"`: the transformed image itself, same shape and dtype as `x` (autoencoders);
     - `None`: no labels (batches are `x` only).
 
     Classes are the sorted sub-folder names (hidden ones, starting with ".", are skipped), or
     `class_names` in the order given, so a validation folder can share the training indices.
     Files are found recursively, in the order of Keras's `flow_from_directory`; extensions
-    png, jpg, jpeg, bmp, ppm, tif, tiff, case-insensitive. Images directly in `root` are ignored
-    with a warning.
+    png, jpg, jpeg, bmp, ppm, tif, tiff, case-insensitive; hidden files skipped. Images directly
+    in `root` are ignored with a warning.
 
     Args:
         root: the folder holding the class folders.
@@ -50,21 +174,33 @@ class ImageFolder(TransformedSource):
         transform: an albumentations `Compose` (or any `xloader.transforms.Transform`).
         class_names: the classes to use, in index order; each must be a folder in `root`.
         color_mode: "rgb" (3 channels), "rgba" (4) or "grayscale" (1).
-        label_mode: "int", "categorical", "binary" or None, as above.
-        interpolation: resize filter: nearest, bilinear (default), bicubic, area, lanczos.
+        label_mode: "int" (or "sparse"), "categorical", "binary", "input" or None, as above.
+        interpolation: resize filter: "nearest" (exactly Pillow's, so Keras's), "bilinear"
+            (default), "bicubic", "area", "lanczos" (OpenCV's).
+        keep_aspect_ratio: crop each image to the aspect ratio of `image_size`, centred, before
+            resizing it (Keras's crop, to the pixel); needs an `image_size`.
         follow_links: follow symbolic links to folders while searching.
+        validation_split: fraction of each class's files set apart for validation, in (0, 1);
+            needs `subset`. For both subsets at once, use `ImageFolder.split`.
+        subset: "training" or "validation": which side of `validation_split` this dataset is.
+        split_seed: None (default) splits as Keras does, by position in each class's file list;
+            an int splits by a keyed hash of each path (NOTE [ Validation splits ]).
         allow_empty_classes: keep a class folder with no images (with a warning) instead of
-            raising, so class indices stay the same as in a split where it is not empty.
+            raising, so class indices stay the same as in a folder where it is not empty.
 
     Raises:
         FileNotFoundError: `root` does not exist.
+        TypeError, ValueError: an option of the wrong type or an unknown value; the message
+            lists the choices.
         DatasetError: `root` has no class folders or no images, a class folder has no images,
-            or a `class_names` entry has no folder.
+            a `class_names` entry has no folder, or the chosen subset has no image at all.
 
     Example:
-        >>> train = ImageFolder("data/train", image_size=(224, 224))  # doctest: +SKIP
+        >>> train = ImageFolder("data/train", image_size=(224, 224),  # doctest: +SKIP
+        ...                     validation_split=0.2, subset="training")
         >>> train.class_names, len(train)  # doctest: +SKIP
-        (['cats', 'dogs'], 2000)
+        (['cats', 'dogs'], 1600)
+        >>> train, val = ImageFolder.split("data/train", validation_split=0.2, image_size=(224, 224))  # doctest: +SKIP
     """
 
     x_is_image = True
@@ -79,32 +215,106 @@ class ImageFolder(TransformedSource):
         color_mode: ColorMode = "rgb",
         label_mode: str | None = "int",
         interpolation: str = "bilinear",
+        keep_aspect_ratio: bool = False,
         follow_links: bool = False,
+        validation_split: float | None = None,
+        subset: str | None = None,
+        split_seed: int | None = None,
         allow_empty_classes: bool = False,
     ):
         super().__init__(transform)
         self.root = check_directory(root, "ImageFolder root")
         self.image_size = check_image_size(image_size)
         check_choice("color_mode", color_mode, COLOR_MODES)
-        check_choice("label_mode", label_mode, LABEL_MODES)
-        check_choice("interpolation", interpolation, tuple(INTERPOLATIONS))
         self.color_mode = color_mode
-        self.label_mode = label_mode
-        self.interpolation = interpolation
-        self.follow_links = follow_links
+        self.label_mode = _check_label_mode(label_mode)
+        self.interpolation = check_interpolation(interpolation)
+        self.keep_aspect_ratio = check_bool("keep_aspect_ratio", keep_aspect_ratio)
+        if self.keep_aspect_ratio and self.image_size is None:
+            raise ValueError(
+                "keep_aspect_ratio=True needs an image_size: it crops each image to that size's aspect ratio."
+            )
+        self.follow_links = check_bool("follow_links", follow_links)
+        check_bool("allow_empty_classes", allow_empty_classes)
+        self.validation_split, self.split_seed = _check_split(validation_split, subset, split_seed)
+        self.subset = subset
 
         self.class_names = self._find_classes(class_names)
         self.class_indices = {name: index for index, name in enumerate(self.class_names)}
-        if label_mode == "binary" and len(self.class_names) != 2:
+        if self.label_mode == "binary" and len(self.class_names) != 2:
             raise DatasetError(
                 f"label_mode='binary' needs exactly 2 classes, but {self.root!r} has "
                 f"{len(self.class_names)}: {self.class_names}. Use label_mode='int' or 'categorical'."
             )
-        self.has_targets = label_mode is not None
+        self.has_targets = self.label_mode is not None
+        self.y_is_image = self.label_mode == "input"
 
         files, labels = self._index(allow_empty_classes)
         self._files = StringTable(files)
         self._labels = np.asarray(labels, dtype=np.int64)
+        if subset is not None:
+            self._keep_subset(stacklevel=3)
+
+    @classmethod
+    def split(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        validation_split: float,
+        split_seed: int | None = None,
+        **options: object,
+    ) -> tuple[ImageFolder, ImageFolder]:
+        """Both subsets of `root`, `(training, validation)`: Keras's `subset="both"`.
+
+        The same as `ImageFolder(root, validation_split=..., subset="training", **options)` and
+        `subset="validation"`, but the folders are listed once. Both share every option,
+        `transform` included (as in Keras, where one `ImageDataGenerator` serves both); to
+        augment only the training images, build the two with `subset=` and different transforms.
+
+        Args:
+            root, validation_split, split_seed: as in `ImageFolder`.
+            **options: any other `ImageFolder` argument (`image_size` is required).
+
+        Returns:
+            `(training, validation)`: disjoint, together every image, with the same classes.
+        """
+        if "subset" in options:
+            raise TypeError("ImageFolder.split returns both subsets, (training, validation); do not pass subset.")
+        fraction, seed = _check_fraction(validation_split), _check_split_seed(split_seed)
+        every = cls(root, **options)  # type: ignore[arg-type]
+        return every._subset("training", fraction, seed), every._subset("validation", fraction, seed)
+
+    def _subset(self, subset: str, validation_split: float, split_seed: int | None) -> ImageFolder:
+        part = copy.copy(self)
+        TransformedSource.__init__(part, self.transform)  # its own per-thread transform copies
+        part.validation_split, part.split_seed, part.subset = validation_split, split_seed, subset
+        part._keep_subset(stacklevel=4)
+        return part
+
+    def _keep_subset(self, stacklevel: int) -> None:
+        """Restrict the index to `self.subset` of `self.validation_split` (NOTE [ Validation splits ])."""
+        assert self.validation_split is not None and self.subset is not None
+        filenames = self._files.tolist()
+        in_validation = _validation_mask(filenames, self._labels, self.validation_split, self.split_seed)
+        keep = in_validation if self.subset == "validation" else ~in_validation
+        counts = np.bincount(self._labels, minlength=len(self.class_names))
+        kept = np.bincount(self._labels[keep], minlength=len(self.class_names))
+        if not keep.any():
+            raise DatasetError(
+                f"the {self.subset} subset of {self.root!r} is empty: validation_split={self.validation_split} "
+                f"of classes with {sorted(set(counts[counts > 0].tolist()))} images leaves it no image. "
+                "Use a different validation_split or more images."
+            )
+        lost = [name for name, total, left in zip(self.class_names, counts, kept, strict=True) if total and not left]
+        if lost:
+            warnings.warn(
+                f"classes {lost} of {self.root!r} have images but none in the {self.subset} subset "
+                f"(validation_split={self.validation_split}); they are kept as classes with no samples "
+                "here, so class indices do not shift.",
+                stacklevel=stacklevel,
+            )
+        self._files = StringTable(name for name, chosen in zip(filenames, keep, strict=True) if chosen)
+        self._labels = self._labels[keep]
 
     def _find_classes(self, class_names: Sequence[str] | None) -> list[str]:
         with os.scandir(self.root) as entries:
@@ -121,6 +331,11 @@ class ImageFolder(TransformedSource):
         if isinstance(class_names, str):
             raise TypeError(f"class_names must be a list of folder names, got the string {class_names!r}.")
         names = [str(name) for name in class_names]
+        if not names:
+            raise ValueError(
+                f"class_names is empty. List the classes to use, or pass class_names=None for every folder "
+                f"in {self.root!r} ({folders})."
+            )
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"class_names lists {duplicates} more than once.")
@@ -175,9 +390,10 @@ class ImageFolder(TransformedSource):
         return len(self._files)
 
     def __repr__(self) -> str:
+        subset = f", subset={self.subset!r}, validation_split={self.validation_split}" if self.subset else ""
         return (
             f"ImageFolder({self.root!r}, {len(self)} images, {len(self.class_names)} classes, "
-            f"image_size={self.image_size}, label_mode={self.label_mode!r})"
+            f"image_size={self.image_size}, label_mode={self.label_mode!r}{subset})"
         )
 
     @property
@@ -210,7 +426,10 @@ class ImageFolder(TransformedSource):
 
     def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
         image = read_image(self.describe(index), self.color_mode)
-        image = resize_image(image, self.image_size, self.interpolation)
+        image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
         image = self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"]
-        target = self._target(index) if with_targets and self.has_targets else None
-        return image, target
+        if not (with_targets and self.has_targets):
+            return image, None
+        if self.label_mode == "input":
+            return image, image  # batched into separate arrays: y is a copy, as Keras's batch_x.copy()
+        return image, self._target(index)
