@@ -7,7 +7,15 @@ adapters, imported explicitly.
 from xloader.batching import Batch, Batches, LoaderOptions
 from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
 from xloader.sampling import EpochPlan
-from xloader.sources import ArrayDataset, FileList, ImageFolder, ImageMaskFolder, Source, load_file
+from xloader.sources import (
+    ArrayDataset,
+    FileList,
+    ImageFolder,
+    ImageManifest,
+    ImageMaskFolder,
+    Source,
+    load_file,
+)
 from xloader.transforms import Transform
 
 __version__ = "0.1.0"
@@ -21,6 +29,7 @@ __all__ = [
     "EpochPlan",
     "FileList",
     "ImageFolder",
+    "ImageManifest",
     "ImageMaskFolder",
     "LoaderOptions",
     "SampleError",

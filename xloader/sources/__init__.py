@@ -5,5 +5,6 @@ from xloader.sources.arrays import ArrayDataset
 from xloader.sources.file_list import FileList, load_file
 from xloader.sources.image_folder import ImageFolder
 from xloader.sources.image_mask_folder import ImageMaskFolder
+from xloader.sources.manifest import ImageManifest
 
-__all__ = ["ArrayDataset", "FileList", "ImageFolder", "ImageMaskFolder", "Source", "load_file"]
+__all__ = ["ArrayDataset", "FileList", "ImageFolder", "ImageManifest", "ImageMaskFolder", "Source", "load_file"]

@@ -1,0 +1,647 @@
+"""`ImageManifest`: images listed in a table (a CSV file or a DataFrame) with their labels.
+
+This is the job of Keras's `flow_from_dataframe`. The table is read once, checked row by row,
+and kept as a compact index: the paths in a `StringTable`, the labels in NumPy arrays.
+
+# NOTE [ Manifest paths stay inside base_dir ]
+A manifest names files, so it can name any file. Each path is joined to `base_dir` and
+normalised. Paths that leave `base_dir` are refused: `../x.jpg`, or an absolute path
+elsewhere. The realpath of each file (one `realpath` per folder, one `lstat` per file) must also
+stay inside it, so a symbolic link cannot lead outside either. `follow_links=True` trusts
+symbolic links (an image folder linked from another disk), but the manifest's own text still
+cannot leave `base_dir`. The check runs once, at construction, together with the check that
+every file exists.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from xloader._strings import StringTable
+from xloader.decoding import COLOR_MODES, ColorMode, check_interpolation, read_image, resize_image
+from xloader.errors import DatasetError
+from xloader.sources._base import (
+    TransformedSource,
+    check_bool,
+    check_choice,
+    check_directory,
+    check_image_size,
+    list_preview,
+)
+from xloader.sources._table import Table, read_table
+
+__all__ = ["ImageManifest"]
+
+LABEL_MODES = ("int", "sparse", "categorical", "binary", "multi_hot", "regression", "input", None)
+_SINGLE_CLASS_MODES = ("int", "categorical", "binary")
+_CLASS_MODES = (*_SINGLE_CLASS_MODES, "multi_hot")
+
+# Keras class_mode values that have no equivalent here, and what to use instead.
+_KERAS_ONLY_MODES = {
+    "raw": "use label_mode='regression' (float32 numbers from the y_col column or columns)",
+    "other": "use label_mode='regression' (float32 numbers from the y_col column or columns)",
+    "multi_output": "use label_mode='regression' with a list of y_col columns (one float32 vector per image)",
+}
+
+
+def _is_missing(value: object) -> bool:
+    """None, NaN, pandas.NA or NaT: what a DataFrame holds for an empty cell."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _class_name(value: object) -> str | None:
+    """A class label as text: strings as they are, ints written in decimal (as a CSV holds them)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    return None
+
+
+def _number(value: object) -> float | None:
+    """A regression target as a finite float32 value, or None if it is not one."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+    else:
+        return None
+    with np.errstate(over="ignore"):
+        single = np.float32(number)
+    return float(single) if np.isfinite(single) else None
+
+
+def _inside(path: str, base: str) -> bool:
+    """Whether the absolute, normalised `path` is `base` or below it."""
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _and_join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+class _Problems:
+    """Bad rows grouped by kind, so that one error lists every row with the same problem."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.rows: dict[str, list[str]] = {}
+
+    def add(self, kind: str, row: int, detail: str = "") -> None:
+        where = self.table.where(row)
+        self.rows.setdefault(kind, []).append(f"{where}: {detail}" if detail else where)
+
+    def raise_first(self, kinds: dict[str, tuple[str, str]]) -> None:
+        """Raise `DatasetError` for the first kind in `kinds` (kind -> (what, fix)) that has rows."""
+        for kind, (what, fix) in kinds.items():
+            found = self.rows.get(kind)
+            if found:
+                raise DatasetError(f"{self.table.name}: {what} ({_rows(len(found))}): {list_preview(found)}. {fix}")
+
+
+class ImageManifest(TransformedSource):
+    """Images listed in a CSV file or a pandas DataFrame, one row per image, with their labels.
+
+    One column holds each image's path, relative to `base_dir`. Other columns hold the labels.
+    Samples follow the table's row order. Each sample is `x`, a uint8 (H, W, C) image resized
+    to `image_size` and then passed through `transform(image=x)`. The transform's output dtype
+    wins. The target `y` depends on `label_mode`:
+
+    - `"int"` (or Keras's `"sparse"`): int64 class index, shape ();
+    - `"categorical"`: float32 one-hot, shape (num_classes,);
+    - `"binary"`: float32 0.0 / 1.0, shape (), for exactly two classes;
+    - `"multi_hot"`: float32 multi-hot, shape (num_classes,), from a list of classes per row.
+      A CSV cell holds the classes separated by `label_delimiter` (`"cat|dog"`). A DataFrame
+      cell may also hold a list or tuple. An empty cell means no class (all zeros);
+    - `"regression"`: float32 numbers from `y_col`: shape () for one column name, (k,) for a
+      list of k names;
+    - `"input"`: the transformed image itself, same shape and dtype as `x` (autoencoders);
+    - `None`: no targets (batches are `x` only).
+
+    Class labels are names: strings, or ints written in decimal. Classes are the sorted labels
+    found in every row (Keras's order), or `class_names` in the order given.
+    Every file is checked when the source is built, so a wrong path fails at once, by row.
+    The transform runs with the random state of (seed, epoch, sample index), so a sample is the
+    same in any worker, thread or framework.
+
+    Args:
+        manifest: the path of a CSV file (UTF-8, comma-separated, with a header line), or a
+            DataFrame (pandas, or anything with `columns` and `df[column]`). pandas is not needed
+            for CSV files.
+        image_size: (height, width) every image is resized to, or None to keep file sizes.
+        base_dir: the folder paths are relative to. Default for a CSV file: the folder the
+            file is in. Required for a DataFrame. Absolute paths are accepted if they are
+            inside it. Paths that leave it are refused.
+        x_col: the column of image paths (Keras's default name, "filename").
+        y_col: the label column (Keras's default name, "class"). For `"regression"` it may
+            also be a list of columns. Ignored with `label_mode` "input" or None.
+        label_mode: "int" (or "sparse"), "categorical", "binary", "multi_hot", "regression",
+            "input" or None, as above.
+        class_names: the classes, in index order, so train and validation share indices. A
+            label not listed is an error naming its row. Only for the class label modes.
+        label_delimiter: what separates the classes of a `"multi_hot"` cell, default "|".
+        transform: an albumentations `Compose` (or any `xloader.transforms.Transform`).
+        color_mode: "rgb" (3 channels), "rgba" (4) or "grayscale" (1).
+        interpolation: resize filter: "nearest" (exactly Pillow's, so Keras's), "bilinear"
+            (default), "bicubic", "area", "lanczos".
+        keep_aspect_ratio: crop each image to the aspect ratio of `image_size`, centred, before
+            resizing it (as Keras); needs an `image_size`.
+        missing_files: "raise" (default): rows whose file does not exist are an error that
+            lists them; "skip": they are left out with a warning and listed in `.skipped`.
+            Classes are found from every row, so skipping never shifts class indices.
+        follow_links: trust symbolic links that lead outside `base_dir` (see NOTE
+            [ Manifest paths stay inside base_dir ]).
+
+    Raises:
+        TypeError: `manifest` is neither a path nor a DataFrame, a DataFrame without
+            `base_dir`, or a wrong argument type.
+        ValueError: a wrong option value.
+        FileNotFoundError: the CSV file or `base_dir` does not exist.
+        DatasetError: a bad manifest. The message names the file (or "the DataFrame") and every
+            bad row (CSV line, or DataFrame index). It is raised for an empty table, a missing
+            column, an empty path, a path outside `base_dir`, a missing label, a label not in
+            `class_names`, a value that is not a number, an image listed twice, or a missing file.
+
+    Example:
+        >>> train = ImageManifest("data/train.csv", image_size=(224, 224))  # doctest: +SKIP
+        >>> val = ImageManifest("data/val.csv", image_size=(224, 224),  # doctest: +SKIP
+        ...                     class_names=train.class_names)
+        >>> x, y = train.load(0, seed=0, epoch=0, with_targets=True)  # doctest: +SKIP
+        >>> x.shape, y.dtype  # doctest: +SKIP
+        ((224, 224, 3), dtype('int64'))
+    """
+
+    x_is_image = True
+
+    def __init__(
+        self,
+        manifest: str | os.PathLike[str] | Any,
+        *,
+        image_size: tuple[int, int] | None,
+        base_dir: str | os.PathLike[str] | None = None,
+        x_col: str = "filename",
+        y_col: str | Sequence[str] = "class",
+        label_mode: str | None = "int",
+        class_names: Sequence[str] | None = None,
+        label_delimiter: str = "|",
+        transform: object = None,
+        color_mode: ColorMode = "rgb",
+        interpolation: str = "bilinear",
+        keep_aspect_ratio: bool = False,
+        missing_files: Literal["raise", "skip"] = "raise",
+        follow_links: bool = False,
+    ):
+        super().__init__(transform)
+        self.image_size = check_image_size(image_size)
+        check_choice("color_mode", color_mode, COLOR_MODES)
+        check_choice("missing_files", missing_files, ("raise", "skip"))
+        if isinstance(label_mode, str) and label_mode in _KERAS_ONLY_MODES:
+            raise ValueError(f"label_mode={label_mode!r} is a Keras class_mode; {_KERAS_ONLY_MODES[label_mode]}.")
+        check_choice("label_mode", label_mode, LABEL_MODES)
+        if not isinstance(label_delimiter, str) or not label_delimiter:
+            raise ValueError(f"label_delimiter must be a non-empty string, got {label_delimiter!r}.")
+        self.color_mode = color_mode
+        self.interpolation = check_interpolation(interpolation)
+        self.keep_aspect_ratio = check_bool("keep_aspect_ratio", keep_aspect_ratio)
+        if self.keep_aspect_ratio and self.image_size is None:
+            raise ValueError(
+                "keep_aspect_ratio=True needs an image_size: it crops each image to that size's aspect ratio."
+            )
+        self.label_mode = "int" if label_mode == "sparse" else label_mode
+        self.label_delimiter = label_delimiter
+        self.follow_links = check_bool("follow_links", follow_links)
+        self.x_col = self._check_column("x_col", x_col)
+        self.y_col = self._check_y_col(y_col)
+        self.has_targets = self.label_mode is not None
+        self.y_is_image = self.label_mode == "input"
+        given_classes = self._check_class_names(class_names)
+
+        label_columns = self._label_columns()
+        table = read_table(manifest, {self.x_col: "x_col", **dict.fromkeys(label_columns, "y_col")})
+        self.manifest_path = table.path
+        """The CSV file's path, or None when the manifest was a DataFrame."""
+        self.base_dir = self._find_base_dir(table, base_dir)
+
+        problems = _Problems(table)
+        paths = self._parse_paths(table, problems)
+        labels = self._parse_labels(table, label_columns, given_classes, problems)
+        self._raise_row_problems(problems)
+        self._check_duplicates(table, paths)
+        self.class_names = given_classes if given_classes is not None else self._found_classes(table, labels)
+        self.class_indices = {name: index for index, name in enumerate(self.class_names)}
+        if self.label_mode == "binary" and len(self.class_names) != 2:
+            where = "class_names" if given_classes is not None else table.name
+            raise DatasetError(
+                f"label_mode='binary' needs exactly 2 classes, but {where} has {len(self.class_names)}: "
+                f"{list_preview(self.class_names)}. Use label_mode='int' or 'categorical'."
+            )
+
+        self.skipped: list[tuple[str, str]] = []
+        """(path, reason) of every row left out by `missing_files="skip"`."""
+        keep = self._check_files(table, paths, missing_files)
+        self._paths = StringTable(paths[row] for row in keep)  # type: ignore[misc]
+        self._store_labels([labels[row] for row in keep])
+
+    # --- arguments ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_column(name: str, value: object) -> str:
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{name} must be a column name (a non-empty string), got {value!r}.")
+        return value
+
+    def _check_y_col(self, y_col: object) -> str | list[str]:
+        if self.label_mode in (None, "input"):
+            return y_col  # type: ignore[return-value]  # ignored, as in Keras
+        if isinstance(y_col, str):
+            columns = [self._check_column("y_col", y_col)]
+        elif self.label_mode == "regression" and isinstance(y_col, Sequence):
+            columns = [self._check_column("y_col", column) for column in y_col]
+            if not columns:
+                raise ValueError("y_col is an empty list; name at least one column of targets.")
+            repeated = sorted({column for column in columns if columns.count(column) > 1})
+            if repeated:
+                raise ValueError(f"y_col lists {repeated} more than once.")
+        else:
+            raise TypeError(
+                f"y_col must be one column name for label_mode={self.label_mode!r}, got {y_col!r}. "
+                "A list of columns is for label_mode='regression'."
+            )
+        if self.x_col in columns:
+            raise ValueError(f"x_col and y_col both name the column {self.x_col!r}; the labels need their own column.")
+        return y_col if isinstance(y_col, str) else columns
+
+    def _label_columns(self) -> list[str]:
+        if self.label_mode in (None, "input"):
+            return []
+        return [self.y_col] if isinstance(self.y_col, str) else list(self.y_col)
+
+    def _check_class_names(self, class_names: Sequence[str] | None) -> list[str] | None:
+        if class_names is None:
+            return None
+        if self.label_mode not in _CLASS_MODES:
+            raise ValueError(
+                f"class_names is only used with class labels; label_mode={self.label_mode!r} has none. "
+                "Leave class_names out."
+            )
+        if isinstance(class_names, str):
+            raise TypeError(f"class_names must be a list of class names, got the string {class_names!r}.")
+        names = [str(name) for name in class_names]
+        if not names:
+            raise ValueError("class_names is empty; list the classes, or leave it out to use the labels found.")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class_names lists {repeated} more than once.")
+        return names
+
+    @staticmethod
+    def _find_base_dir(table: Table, base_dir: str | os.PathLike[str] | None) -> str:
+        if base_dir is not None:
+            return os.path.abspath(check_directory(base_dir, "base_dir"))
+        if table.path is None:
+            raise TypeError(
+                "base_dir is required with a DataFrame: pass the folder its paths are relative to "
+                "(base_dir='.' for the current directory)."
+            )
+        return os.path.dirname(os.path.abspath(table.path))
+
+    # --- rows -----------------------------------------------------------------------------------
+
+    def _parse_paths(self, table: Table, problems: _Problems) -> list[str | None]:
+        """Each row's path relative to `base_dir`, normalised (`./a.jpg` and `a.jpg` are one
+        image); None for a row with a problem."""
+        prefix = self.base_dir.rstrip(os.sep) + os.sep
+        paths: list[str | None] = []
+        for row, value in enumerate(table.values[self.x_col]):
+            path = None
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if isinstance(value, str) and value:
+                full = os.path.normpath(os.path.join(self.base_dir, value))
+                if full.startswith(prefix):
+                    path = full[len(prefix) :]
+                elif full == self.base_dir:
+                    path = os.curdir  # base_dir itself: reported as "a directory, not a file"
+                else:
+                    problems.add("path_escape", row, repr(value))
+            elif _is_missing(value) or isinstance(value, str):  # None, NaN or ""
+                problems.add("path_empty", row)
+            else:
+                problems.add("path_type", row, repr(value))
+            paths.append(path)
+        return paths
+
+    def _parse_labels(
+        self, table: Table, columns: list[str], given: list[str] | None, problems: _Problems
+    ) -> list[Any]:
+        """Per row: a class name, a list of class names, or a tuple of floats (None: no labels)."""
+        if self.label_mode in (None, "input"):
+            return [None] * len(table)
+        if self.label_mode == "regression":
+            return self._parse_numbers(table, columns, problems)
+        known = set(given) if given is not None else None
+        labels: list[Any] = []
+        for row, value in enumerate(table.values[columns[0]]):
+            if self.label_mode == "multi_hot":
+                names = self._parse_multi(value, row, problems)
+                labels.append(names)
+            else:
+                names = self._parse_single(value, row, problems)
+                labels.append(names[0] if names else None)
+            if known is not None:
+                for name in names:
+                    if name not in known:
+                        problems.add("label_unknown", row, repr(name))
+        return labels
+
+    @staticmethod
+    def _parse_single(value: object, row: int, problems: _Problems) -> list[str]:
+        if _is_missing(value) or (isinstance(value, str) and value == ""):
+            problems.add("label_missing", row)
+            return []
+        name = _class_name(value)
+        if name is None:
+            problems.add("label_type", row, repr(value))
+            return []
+        return [name]
+
+    def _parse_multi(self, value: object, row: int, problems: _Problems) -> list[str]:
+        if isinstance(value, str):
+            if value == "":
+                return []
+            names = value.split(self.label_delimiter)
+            if "" in names:
+                problems.add("label_empty_item", row, repr(value))
+            return [name for name in names if name]
+        if isinstance(value, (list, tuple, np.ndarray)):
+            names = [_class_name(item) for item in value]
+            if None in names or "" in names:
+                problems.add("label_type", row, repr(value))
+            return [name for name in names if name]
+        if _is_missing(value):
+            return []
+        problems.add("label_type", row, repr(value))
+        return []
+
+    def _parse_numbers(self, table: Table, columns: list[str], problems: _Problems) -> list[Any]:
+        values = [table.values[column] for column in columns]
+        targets: list[Any] = []
+        for row, cells in enumerate(zip(*values, strict=True)):
+            numbers = [_number(cell) for cell in cells]
+            for column, cell, number in zip(columns, cells, numbers, strict=True):
+                if number is None:
+                    problems.add("number", row, f"{column}={cell!r}")
+            targets.append(tuple(numbers))
+        return targets
+
+    def _raise_row_problems(self, problems: _Problems) -> None:
+        x_col, y_col, delimiter = self.x_col, self.y_col, self.label_delimiter
+        if self.label_mode == "multi_hot":
+            type_fix = "Each cell must hold class names: a string, or a list of strings or ints."
+        else:
+            type_fix = (
+                "Class labels must be strings or ints. For several classes per image, use label_mode='multi_hot'."
+            )
+        problems.raise_first(
+            {
+                "path_empty": ("empty path", f"Give every row the image's path in column {x_col!r}."),
+                "path_type": ("a path that is not text", f"Column {x_col!r} must hold file paths as strings."),
+                "path_escape": (
+                    f"a path outside base_dir {self.base_dir!r}",
+                    "Paths are relative to base_dir and must stay inside it: remove '..' steps and absolute "
+                    "paths to other folders, or pass a base_dir that holds every image.",
+                ),
+                "label_missing": (f"no label in column {y_col!r}", "Give every row a label."),
+                "label_type": ("a label that is not a class name", type_fix),
+                "label_empty_item": (
+                    f"an empty class name between {delimiter!r} delimiters",
+                    f"Remove the extra {delimiter!r}. An empty cell means no class.",
+                ),
+                "label_unknown": (
+                    "a label not in class_names",
+                    "Add it to class_names or fix the row (class_names is the complete list of classes).",
+                ),
+                "number": (
+                    "a value that is not a finite number",
+                    f"Regression targets in {y_col!r} must be numbers that fit float32 (not empty, NaN or inf).",
+                ),
+            }
+        )
+
+    @staticmethod
+    def _check_duplicates(table: Table, paths: list[str | None]) -> None:
+        rows_of: dict[str, list[int]] = {}
+        for row, path in enumerate(paths):
+            if path is not None:
+                rows_of.setdefault(path, []).append(row)
+        repeated = [
+            f"{path!r} on {_and_join([table.where(row) for row in rows])}"
+            for path, rows in rows_of.items()
+            if len(rows) > 1
+        ]
+        if repeated:
+            raise DatasetError(
+                f"{table.name} lists the same image on several rows: {list_preview(repeated)}. List each image "
+                "once; for several classes per image, use one row with label_mode='multi_hot'."
+            )
+
+    def _found_classes(self, table: Table, labels: list[Any]) -> list[str]:
+        if self.label_mode not in _CLASS_MODES:
+            return []
+        found: set[str] = set()
+        for label in labels:
+            if isinstance(label, list):
+                found.update(label)
+            elif label is not None:
+                found.add(label)
+        names = sorted(found)
+        if len(names) > 1 and all(name.isdecimal() for name in names) and names != sorted(names, key=int):
+            warnings.warn(
+                f"{table.name}: the class names are numbers but are sorted as text, as in Keras: "
+                f"{list_preview([repr(name) for name in names], 12)}. "
+                "Pass class_names in the order you want, e.g. sorted by value.",
+                stacklevel=3,
+            )
+        return names
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def _locate(self, path: str, real_base: str, real_dirs: dict[str, str]) -> tuple[str, str] | None:
+        """None if `path` (relative to base_dir) is a regular file that stays inside base_dir,
+        else ("escape", where it leads) or ("missing", why)."""
+        full = os.path.join(self.base_dir, path)
+        try:
+            if self.follow_links:
+                info = os.stat(full)
+            else:
+                parent, name = os.path.split(full)
+                real_parent = real_dirs.get(parent)
+                if real_parent is None:
+                    real_parent = real_dirs[parent] = os.path.realpath(parent)
+                real = os.path.join(real_parent, name)
+                if not _inside(real, real_base):
+                    return "escape", real
+                info = os.lstat(real)
+                if stat.S_ISLNK(info.st_mode):
+                    real = os.path.realpath(real)
+                    if not _inside(real, real_base):
+                        return "escape", real
+                    info = os.stat(real)
+        except (OSError, ValueError):
+            return "missing", "not found"
+        if stat.S_ISREG(info.st_mode):
+            return None
+        return "missing", "a directory, not a file" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+
+    def _check_files(self, table: Table, paths: list[str | None], missing_files: str) -> list[int]:
+        """Rows to keep: every row whose file exists (NOTE [ Manifest paths stay inside base_dir ])."""
+        real_base = os.path.realpath(self.base_dir)
+        real_dirs: dict[str, str] = {}
+        escaping: list[str] = []
+        missing: list[tuple[int, str]] = []
+        for row, path in enumerate(paths):
+            assert path is not None  # rows with a bad path were refused before
+            problem = self._locate(path, real_base, real_dirs)
+            if problem is None:
+                continue
+            kind, detail = problem
+            if kind == "escape":
+                escaping.append(f"{table.where(row)}: {path!r} leads to {detail!r}")
+            else:
+                missing.append((row, detail))
+        if escaping:
+            raise DatasetError(
+                f"{table.name}: a path outside base_dir {self.base_dir!r} through a symbolic link "
+                f"({_rows(len(escaping))}): {list_preview(escaping)}. Move the files inside base_dir, pass the "
+                "folder that really holds them as base_dir, or pass follow_links=True to trust symbolic links."
+            )
+        if not missing:
+            return list(range(len(paths)))
+        listed = [
+            f"{table.where(row)}: {paths[row]!r}" + ("" if why == "not found" else f" ({why})") for row, why in missing
+        ]
+        default = " (by default the CSV file's folder)" if table.path is not None else ""
+        message = (
+            f"{table.name}: {len(missing)} listed image{'s' if len(missing) > 1 else ''} not found under "
+            f"base_dir {self.base_dir!r}: {list_preview(listed)}. Paths are relative to base_dir{default}."
+        )
+        if missing_files == "raise":
+            raise DatasetError(
+                f"{message} Fix the paths or base_dir, or pass missing_files='skip' to leave these rows out "
+                "(they are then listed in .skipped)."
+            )
+        warnings.warn(f"{message} These rows are left out (see .skipped).", stacklevel=3)
+        self.skipped = [
+            (os.path.join(self.base_dir, paths[row]), f"{why} ({table.where(row)})")  # type: ignore[arg-type]
+            for row, why in missing
+        ]
+        dropped = {row for row, _ in missing}
+        keep = [row for row in range(len(paths)) if row not in dropped]
+        if not keep:
+            raise DatasetError(f"{table.name}: none of the {len(paths)} listed images exists under {self.base_dir!r}.")
+        return keep
+
+    # --- labels ---------------------------------------------------------------------------------
+
+    def _store_labels(self, labels: list[Any]) -> None:
+        self._classes: np.ndarray | None = None
+        self._offsets: np.ndarray | None = None
+        self._targets: np.ndarray | None = None
+        if self.label_mode in _SINGLE_CLASS_MODES:
+            self._classes = np.fromiter((self.class_indices[name] for name in labels), np.int64, len(labels))
+        elif self.label_mode == "multi_hot":
+            # Compressed rows: the classes of sample i are _classes[_offsets[i]:_offsets[i + 1]].
+            self._offsets = np.zeros(len(labels) + 1, dtype=np.int64)
+            np.cumsum([len(names) for names in labels], out=self._offsets[1:])
+            self._classes = np.fromiter(
+                (self.class_indices[name] for names in labels for name in names), np.int32, int(self._offsets[-1])
+            )
+        elif self.label_mode == "regression":
+            targets = np.asarray(labels, dtype=np.float32).reshape(len(labels), -1)
+            self._targets = targets[:, 0].copy() if isinstance(self.y_col, str) else targets
+
+    def _target(self, index: int) -> np.ndarray:
+        if self._targets is not None:
+            return np.array(self._targets[index], dtype=np.float32)
+        assert self._classes is not None
+        if self.label_mode == "int":
+            return np.asarray(self._classes[index], dtype=np.int64)
+        if self.label_mode == "binary":
+            return np.asarray(self._classes[index], dtype=np.float32)
+        hot = np.zeros(len(self.class_names), dtype=np.float32)
+        if self._offsets is None:
+            hot[self._classes[index]] = 1.0
+        else:
+            hot[self._classes[self._offsets[index] : self._offsets[index + 1]]] = 1.0
+        return hot
+
+    # --- the Source protocol ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __repr__(self) -> str:
+        where = repr(self.manifest_path) if self.manifest_path is not None else "<DataFrame>"
+        return (
+            f"ImageManifest({where}, {len(self)} images, base_dir={self.base_dir!r}, "
+            f"label_mode={self.label_mode!r}, {len(self.class_names)} classes, image_size={self.image_size})"
+        )
+
+    @property
+    def filenames(self) -> list[str]:
+        """Paths relative to `base_dir`, normalised, in index order."""
+        return self._paths.tolist()
+
+    @property
+    def filepaths(self) -> list[str]:
+        """Paths joined with `base_dir`, in index order."""
+        return [os.path.join(self.base_dir, path) for path in self._paths]
+
+    @property
+    def labels(self) -> np.ndarray | list[list[int]] | None:
+        """Every sample's labels, in index order (Keras's `DataFrameIterator.labels`).
+
+        int64 class indices (N,) for "int", "categorical" and "binary". A list of class-index
+        lists for "multi_hot". float32 targets (N,) or (N, k) for "regression". None without
+        labels.
+        """
+        if self._targets is not None:
+            return self._targets.copy()
+        if self._classes is None:
+            return None
+        if self._offsets is None:
+            return self._classes.copy()
+        return [self._classes[self._offsets[i] : self._offsets[i + 1]].tolist() for i in range(len(self))]
+
+    def describe(self, index: int) -> str:
+        return os.path.join(self.base_dir, self._paths[index])
+
+    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        image = read_image(self.describe(index), self.color_mode)
+        image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
+        image = self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"]
+        if not (with_targets and self.has_targets):
+            return image, None
+        if self.label_mode == "input":
+            return image, image  # batched into their own arrays, so y is a copy
+        return image, self._target(index)
