@@ -38,3 +38,14 @@ class StringTable:
 
     def tolist(self) -> list[str]:
         return list(self)
+
+    def take(self, keep: np.ndarray) -> StringTable:
+        """A new table of the strings where `keep` (bool, one per string) is True, in order."""
+        table = StringTable.__new__(StringTable)
+        starts, ends = self._offsets[:-1][keep], self._offsets[1:][keep]
+        lengths = ends - starts
+        table._offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=table._offsets[1:])
+        pieces = [self._data[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)]
+        table._data = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
+        return table

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from xloader._image_header import declared_size
 from xloader.errors import BadImageError
 
 __all__ = [
@@ -57,6 +58,15 @@ _IMREAD_FLAGS = {
     "grayscale": cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION,
     "rgba": cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION,
 }
+
+# NOTE [ Pixel limit ]
+# A decompression bomb is a small file that declares a huge image (a 50 KB PNG of 30,000 x
+# 30,000 pixels takes 2.7 GB to decode). Before decoding, the size the header declares is
+# checked against a limit, the same default as Pillow's DecompressionBombError (2 x 89,478,485
+# pixels), so an image Keras's `load_img` would refuse is refused here too. Sources take
+# `max_pixels` (None: no limit) and pass it with every read, so worker processes apply the same
+# limit as the main process.
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
@@ -153,14 +163,40 @@ def _decode_with_pillow(data: bytes, path: str, color_mode: str) -> np.ndarray |
         return None
 
 
-def read_image(path: str, color_mode: ColorMode = "rgb") -> np.ndarray:
+def check_max_pixels(max_pixels: object) -> int | None:
+    """Return `max_pixels` if it is a positive int or None (no limit), else raise."""
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)):
+        raise TypeError(f"max_pixels must be a positive int or None (no limit), got {max_pixels!r}.")
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be a positive int or None (no limit), got {max_pixels}.")
+    return int(max_pixels)
+
+
+def _check_pixel_limit(path: str, data: bytes, max_pixels: int | None) -> None:
+    if max_pixels is None:
+        return
+    size = declared_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        width, height = size
+        raise _bad(
+            path,
+            f"the image declares {width} x {height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a decompression bomb, or a very large image). If the file is trusted, "
+            "pass a larger max_pixels (or None) to the dataset",
+        )
+
+
+def read_image(path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image file to uint8, shape (H, W, C) with C = 3 (rgb), 4 (rgba) or 1 (grayscale).
 
     The format is detected from the content, not the extension. 16-bit images are reduced to
     8 bits. Raises `BadImageError` (with `.path` and `.reason`) if the file is missing, empty,
-    truncated or not an image.
+    truncated, not an image, or declares more than `max_pixels` pixels (NOTE [ Pixel limit ]).
     """
     data = read_bytes(path)
+    _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buffer, _IMREAD_FLAGS[color_mode])
@@ -175,7 +211,7 @@ def read_image(path: str, color_mode: ColorMode = "rgb") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_mask(path: str) -> np.ndarray:
+def read_mask(path: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a class-index mask: shape (H, W), dtype uint8 or int64.
 
     Palette ("P") PNGs give their palette indices, "L" and "1" images their values; 16/32-bit
@@ -183,6 +219,7 @@ def read_mask(path: str) -> np.ndarray:
     (a grey image saved as RGB); colour-coded masks raise `BadImageError`.
     """
     data = read_bytes(path)
+    _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
     import io
 

@@ -7,6 +7,7 @@ Everything about order, batching and epochs belongs to `xloader.Batches`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,6 +60,50 @@ class TransformedSource:
         if self._runner is None:
             return data
         return self._runner(data, seed=seed, epoch=epoch, index=index)
+
+    def validate(self, *, workers: int = 4, progress: bool = False) -> Any:
+        """Decode every sample once and report bad files, class counts, image sizes and the
+        files this source left out: see `xloader.validation.validate`."""
+        from xloader.validation import validate
+
+        return validate(self, workers=workers, progress=progress)  # type: ignore[arg-type]
+
+    def _apply_bad_file_policy(self, on_bad_file: object, *, stacklevel: int = 3) -> None:
+        """Call at the end of a source's `__init__`: NOTE [ Bad-file policy ] in validation.py."""
+        check_choice("on_bad_file", on_bad_file, ("raise", "skip"))
+        self.on_bad_file = on_bad_file
+        if not hasattr(self, "skipped"):
+            self.skipped: list[tuple[str, str]] = []
+        if on_bad_file == "raise":
+            return
+        from xloader.validation import validate
+
+        runner, self._runner = self._runner, None  # files are checked, not augmentations
+        try:
+            report = validate(self)  # type: ignore[arg-type]
+        finally:
+            self._runner = runner
+        if not report.bad_files:
+            return
+        keep = np.ones(len(self), dtype=bool)  # type: ignore[arg-type]
+        keep[[bad.index for bad in report.bad_files]] = False
+        if not keep.any():
+            raise DatasetError(
+                f"every one of the {len(keep)} files is bad, e.g. {report.bad_files[0].path}: "
+                f"{report.bad_files[0].reason}. Nothing is left to train on."
+            )
+        self._keep(keep)
+        self.skipped += [(bad.path, bad.reason) for bad in report.bad_files]
+        warnings.warn(
+            f"{len(report.bad_files)} of {len(keep)} files cannot be read and are left out "
+            f"(on_bad_file='skip'): {list_preview([bad.path for bad in report.bad_files], 5)}. "
+            "The list with reasons is in .skipped.",
+            stacklevel=stacklevel,
+        )
+
+    def _keep(self, keep: np.ndarray) -> None:
+        """Restrict the index to the samples where `keep` (bool, one per sample) is True."""
+        raise NotImplementedError(f"{type(self).__name__} cannot leave samples out (on_bad_file='skip').")
 
 
 def check_image_size(image_size: object) -> tuple[int, int] | None:

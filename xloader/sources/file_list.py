@@ -71,6 +71,9 @@ class FileList(TransformedSource):
         num_classes: if given, integer labels become one-hot float32 of this length.
         x_is_image: whether `x` is an (H, W, C) image (the torch adapter moves C first); None
             decides from the batch (4-D batches are images).
+        on_bad_file: "raise" (default): a file that `load` cannot read (`BadImageError`) raises
+            when its sample is loaded; "skip": every file is read once now and bad ones are left
+            out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
 
     Raises:
         DatasetError: empty or duplicated ids, missing labels.
@@ -92,6 +95,7 @@ class FileList(TransformedSource):
         transform: object = None,
         num_classes: int | None = None,
         x_is_image: bool | None = None,
+        on_bad_file: str = "raise",
     ):
         super().__init__(transform)
         if isinstance(ids, (str, bytes)):
@@ -120,6 +124,12 @@ class FileList(TransformedSource):
             bad = self._labels[(self._labels < 0) | (self._labels >= num_classes)]
             if bad.size:
                 raise ValueError(f"labels must be in [0, {num_classes}); found {sorted(set(bad.tolist()))[:10]}.")
+        self._apply_bad_file_policy(on_bad_file)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self._ids = self._ids.take(keep)
+        if self._labels is not None:
+            self._labels = self._labels[keep]
 
     def __len__(self) -> int:
         return len(self._ids)

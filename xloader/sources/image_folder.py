@@ -29,7 +29,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from xloader._strings import StringTable
-from xloader.decoding import COLOR_MODES, ColorMode, check_interpolation, read_image, resize_image
+from xloader.decoding import (
+    COLOR_MODES,
+    DEFAULT_MAX_PIXELS,
+    ColorMode,
+    check_interpolation,
+    check_max_pixels,
+    read_image,
+    resize_image,
+)
 from xloader.errors import DatasetError
 from xloader.sources._base import (
     TransformedSource,
@@ -187,6 +195,12 @@ class ImageFolder(TransformedSource):
             an int splits by a keyed hash of each path (NOTE [ Validation splits ]).
         allow_empty_classes: keep a class folder with no images (with a warning) instead of
             raising, so class indices stay the same as in a folder where it is not empty.
+        on_bad_file: "raise" (default): an unreadable image raises `BadImageError` naming it when
+            its sample is loaded; "skip": every image (of the subset) is decoded once now and bad
+            ones are left out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]). The
+            split is made before, so a bad file never moves another across it.
+        max_pixels: refuse images that declare more pixels than this (decompression bombs;
+            NOTE [ Pixel limit ]); None: no limit.
 
     Raises:
         FileNotFoundError: `root` does not exist.
@@ -221,8 +235,11 @@ class ImageFolder(TransformedSource):
         subset: str | None = None,
         split_seed: int | None = None,
         allow_empty_classes: bool = False,
+        on_bad_file: str = "raise",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         super().__init__(transform)
+        self.max_pixels = check_max_pixels(max_pixels)
         self.root = check_directory(root, "ImageFolder root")
         self.image_size = check_image_size(image_size)
         check_choice("color_mode", color_mode, COLOR_MODES)
@@ -254,6 +271,11 @@ class ImageFolder(TransformedSource):
         self._labels = np.asarray(labels, dtype=np.int64)
         if subset is not None:
             self._keep_subset(stacklevel=3)
+        self._apply_bad_file_policy(on_bad_file)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self._files = self._files.take(keep)
+        self._labels = self._labels[keep]
 
     @classmethod
     def split(
@@ -281,13 +303,18 @@ class ImageFolder(TransformedSource):
         if "subset" in options:
             raise TypeError("ImageFolder.split returns both subsets, (training, validation); do not pass subset.")
         fraction, seed = _check_fraction(validation_split), _check_split_seed(split_seed)
+        on_bad_file = options.pop("on_bad_file", "raise")  # applied per subset, after the split
         every = cls(root, **options)  # type: ignore[arg-type]
-        return every._subset("training", fraction, seed), every._subset("validation", fraction, seed)
+        parts = every._subset("training", fraction, seed), every._subset("validation", fraction, seed)
+        for part in parts:
+            part._apply_bad_file_policy(on_bad_file, stacklevel=3)
+        return parts
 
     def _subset(self, subset: str, validation_split: float, split_seed: int | None) -> ImageFolder:
         part = copy.copy(self)
         TransformedSource.__init__(part, self.transform)  # its own per-thread transform copies
         part.validation_split, part.split_seed, part.subset = validation_split, split_seed, subset
+        part.skipped = []
         part._keep_subset(stacklevel=4)
         return part
 
@@ -425,7 +452,7 @@ class ImageFolder(TransformedSource):
         return one_hot
 
     def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode)
+        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
         image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
         image = self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"]
         if not (with_targets and self.has_targets):

@@ -25,7 +25,15 @@ from typing import Any, Literal
 import numpy as np
 
 from xloader._strings import StringTable
-from xloader.decoding import COLOR_MODES, ColorMode, check_interpolation, read_image, resize_image
+from xloader.decoding import (
+    COLOR_MODES,
+    DEFAULT_MAX_PIXELS,
+    ColorMode,
+    check_interpolation,
+    check_max_pixels,
+    read_image,
+    resize_image,
+)
 from xloader.errors import DatasetError
 from xloader.sources._base import (
     TransformedSource,
@@ -171,6 +179,11 @@ class ImageManifest(TransformedSource):
             Classes are found from every row, so skipping never shifts class indices.
         follow_links: trust symbolic links that lead outside `base_dir` (see NOTE
             [ Manifest paths stay inside base_dir ]).
+        on_bad_file: "raise" (default): an unreadable image raises `BadImageError` naming it when
+            its sample is loaded; "skip": every image is decoded once now and bad ones are left
+            out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
+        max_pixels: refuse images that declare more pixels than this (decompression bombs;
+            NOTE [ Pixel limit ]); None: no limit.
 
     Raises:
         TypeError: `manifest` is neither a path nor a DataFrame, a DataFrame without
@@ -210,6 +223,8 @@ class ImageManifest(TransformedSource):
         keep_aspect_ratio: bool = False,
         missing_files: Literal["raise", "skip"] = "raise",
         follow_links: bool = False,
+        on_bad_file: str = "raise",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         super().__init__(transform)
         self.image_size = check_image_size(image_size)
@@ -261,6 +276,21 @@ class ImageManifest(TransformedSource):
         keep = self._check_files(table, paths, missing_files)
         self._paths = StringTable(paths[row] for row in keep)  # type: ignore[misc]
         self._store_labels([labels[row] for row in keep])
+        self.max_pixels = check_max_pixels(max_pixels)
+        self._apply_bad_file_policy(on_bad_file)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self._paths = self._paths.take(keep)
+        if self._targets is not None:
+            self._targets = self._targets[keep]
+        elif self._offsets is not None:
+            assert self._classes is not None
+            rows = [self._classes[self._offsets[i] : self._offsets[i + 1]] for i in np.flatnonzero(keep)]
+            self._offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum([len(row) for row in rows], out=self._offsets[1:])
+            self._classes = np.concatenate(rows) if rows else self._classes[:0]
+        elif self._classes is not None:
+            self._classes = self._classes[keep]
 
     # --- arguments ------------------------------------------------------------------------------
 
@@ -637,7 +667,7 @@ class ImageManifest(TransformedSource):
         return os.path.join(self.base_dir, self._paths[index])
 
     def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode)
+        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
         image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
         image = self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"]
         if not (with_targets and self.has_targets):
