@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"epoch {epoch}: {images / seconds:8.0f} images/s ({seconds:.2f} s)")
     print(f"time to first batch: {first_batch_seconds:.3f} s")
     print(f"CPU per image (all processes): {cpu / total_images * 1000:.2f} ms")
-    print(f"peak memory: main {peak_main:.0f} MiB, workers {' + '.join(f'{m:.0f}' for m in peak_workers) or 'none'} MiB")
+    print(
+        f"peak memory: main {peak_main:.0f} MiB, workers {' + '.join(f'{m:.0f}' for m in peak_workers) or 'none'} MiB"
+    )
     close = getattr(loader, "close", None)
     if close is not None:
         close()
