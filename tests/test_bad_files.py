@@ -283,3 +283,46 @@ def test_file_list_and_manifest_skip_the_same_way(tmp_path):
         manifest = xl.ImageManifest(str(tmp_path / "list.csv"), image_size=None, on_bad_file="skip")
     assert manifest.filenames == ["a.png", "c.png"] and manifest.class_names == ["x", "y"]
     np.testing.assert_array_equal(xl.Batches(manifest, batch_size=2).get_batch(0, 0)[1], [0, 1])
+
+
+# --- segmentation sources skip whole samples, their masks with them --------------------------------
+
+
+def _three_images(tmp_path) -> str:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, name in enumerate(["a", "b", "c"]):
+        (images / f"{name}.png").write_bytes(png_bytes(solid_rgb((50 * i, 0, 0), size=(2, 3))))
+    (images / "b.png").write_bytes(b"")  # the bad one, in the middle
+    return str(images)
+
+
+def test_segmentation_sources_skip_a_bad_sample_and_keep_the_others_masks_aligned(tmp_path):
+    images = _three_images(tmp_path)
+    masks, objects = tmp_path / "masks", tmp_path / "objects"
+    for name, value in [("a", 1), ("b", 2), ("c", 3)]:
+        save = Image.fromarray(np.full((2, 3), value, np.uint8))
+        os.makedirs(masks, exist_ok=True)
+        os.makedirs(objects / name)
+        save.save(masks / f"{name}.png")
+        save.save(objects / name / "obj.png")  # MultiMaskFolder, layout="by_image": one object each
+    rows = tmp_path / "rle.csv"
+    # a: pixel 1 (class x); b: pixels 1-2 (class y); c: pixels 2-4 (class x) and 5 (class y)
+    rows.write_text("image_id,class,rle\na,x,1 1\nb,y,1 2\nc,x,2 3\nc,y,5 1\n")
+    with pytest.warns(UserWarning, match="1 of 3 files cannot be read"):
+        pairs = xl.ImageMaskFolder(images, str(masks), image_size=None, on_bad_file="skip")
+    assert pairs.image_files == ["a.png", "c.png"] and pairs.mask_files == ["a.png", "c.png"]
+    np.testing.assert_array_equal(xl.Batches(pairs, batch_size=2).get_batch(0, 0)[1][:, 0, 0], [1, 3])
+
+    with pytest.warns(UserWarning, match="1 of 3 files cannot be read"):
+        objects = xl.MultiMaskFolder(images, str(objects), layout="by_image", image_size=None, on_bad_file="skip")
+    assert objects.image_files == ["a.png", "c.png"]
+    assert objects.mask_files(1) == [os.path.join("c", "obj.png")]
+
+    with pytest.warns(UserWarning, match="1 of 3 files cannot be read"):
+        table = xl.RLEMasks(images, str(rows), image_size=None, on_bad_file="skip")
+    assert table.image_files == ["a.png", "c.png"]
+    _, y = xl.Batches(table, batch_size=2).get_batch(0, 0)
+    np.testing.assert_array_equal(y[0], xl.rle_decode("1 1", (2, 3)) * 1)
+    np.testing.assert_array_equal(y[1], np.maximum(xl.rle_decode("2 3", (2, 3)) * 1, xl.rle_decode("5 1", (2, 3)) * 2))
+    assert [os.path.basename(path) for path, _ in table.skipped] == ["b.png"]

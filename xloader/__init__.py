@@ -13,8 +13,12 @@ from xloader.sources import (
     ImageFolder,
     ImageManifest,
     ImageMaskFolder,
+    MultiMaskFolder,
+    RLEMasks,
     Source,
     load_file,
+    rle_decode,
+    rle_encode,
 )
 from xloader.transforms import Transform
 
@@ -32,11 +36,15 @@ __all__ = [
     "ImageManifest",
     "ImageMaskFolder",
     "LoaderOptions",
+    "MultiMaskFolder",
+    "RLEMasks",
     "SampleError",
     "Source",
     "Transform",
     "WorkerDiedError",
     "XLoaderError",
     "load_file",
+    "rle_decode",
+    "rle_encode",
     "__version__",
 ]

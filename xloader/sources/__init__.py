@@ -6,5 +6,19 @@ from xloader.sources.file_list import FileList, load_file
 from xloader.sources.image_folder import ImageFolder
 from xloader.sources.image_mask_folder import ImageMaskFolder
 from xloader.sources.manifest import ImageManifest
+from xloader.sources.multi_mask import MultiMaskFolder
+from xloader.sources.rle import RLEMasks, rle_decode, rle_encode
 
-__all__ = ["ArrayDataset", "FileList", "ImageFolder", "ImageManifest", "ImageMaskFolder", "Source", "load_file"]
+__all__ = [
+    "ArrayDataset",
+    "FileList",
+    "ImageFolder",
+    "ImageManifest",
+    "ImageMaskFolder",
+    "MultiMaskFolder",
+    "RLEMasks",
+    "Source",
+    "load_file",
+    "rle_decode",
+    "rle_encode",
+]

@@ -106,6 +106,16 @@ class TransformedSource:
         raise NotImplementedError(f"{type(self).__name__} cannot leave samples out (on_bad_file='skip').")
 
 
+def keep_ragged(offsets: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items stored as ragged rows (row i is elements `offsets[i]:offsets[i + 1]`), keeping the
+    rows where `keep` is True: (which elements stay, bool; the new offsets, int64)."""
+    counts = np.diff(offsets)
+    elements = np.repeat(keep, counts)
+    new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(counts[keep], out=new_offsets[1:])
+    return elements, new_offsets
+
+
 def check_image_size(image_size: object) -> tuple[int, int] | None:
     """Validate `image_size` = (height, width) of positive ints, or None (keep file sizes)."""
     if image_size is None:

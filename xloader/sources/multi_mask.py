@@ -1,0 +1,451 @@
+"""`MultiMaskFolder`: several binary masks per image, one file per object or per class."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from xloader._strings import StringTable
+from xloader.decoding import (
+    COLOR_MODES,
+    DEFAULT_MAX_PIXELS,
+    INTERPOLATIONS,
+    ColorMode,
+    check_max_pixels,
+    is_image_file,
+    read_image,
+    resize_image,
+)
+from xloader.errors import DatasetError
+from xloader.sources._base import (
+    TransformedSource,
+    check_choice,
+    check_directory,
+    check_image_size,
+    keep_ragged,
+    list_preview,
+)
+from xloader.sources._masks import (
+    MaskMode,
+    Unpaired,
+    check_class_names,
+    check_mask_interpolation,
+    files_by_stem,
+    mask_format,
+    read_binary_mask,
+    relative_stem,
+    resize_nearest,
+    settle_unpaired,
+    transform_with_mask,
+)
+from xloader.sources._walk import IMAGE_EXTENSIONS, list_image_files
+
+__all__ = ["MultiMaskFolder"]
+
+Layout = Literal["by_image", "by_class"]
+
+
+def class_of_file(stem: str, class_names: list[str]) -> str | None:
+    """The class a mask file's name (without extension) gives: the name itself, or the longest
+    class name it starts with followed by "_" (`car_2` is a `car`); None if neither."""
+    if stem in class_names:
+        return stem
+    matches = [name for name in class_names if stem.startswith(name + "_")]
+    return max(matches, key=len) if matches else None
+
+
+class MultiMaskFolder(TransformedSource):
+    """Images with several binary mask files each, merged into one mask per image.
+
+    Two layouts (`layout=` is required):
+
+        layout="by_image"                    layout="by_class"
+        images/0001.jpg                      images/0001.jpg
+        masks/0001/car.png                   masks/car/0001.png
+        masks/0001/road.png                  masks/road/0001.png
+        masks/0002/car_1.png                 masks/car/0002.png
+        masks/0002/car_2.png
+
+    A mask file is binary: every non-zero pixel belongs to its object or class. With "by_image",
+    the files in `masks_dir/<image path without extension>/` are that image's masks; their
+    classes come from their names when `class_names` is given (`car.png`, or `car_<anything>.png`
+    for several objects of one class), else every file is an object of a single class (the Data
+    Science Bowl 2018 layout, one file per nucleus; see also `from_sample_folders`). An empty
+    folder means no objects. With "by_class", the sub-folders of `masks_dir` are the classes
+    (sorted, or `class_names`), and an image without a file in a class folder has none of it.
+
+    Class `class_names[k]` has index k + 1; index 0 is the background (pixels in no mask).
+    Where masks of several classes overlap, the highest class index wins ("index" and
+    "one_hot"); "multi_hot" keeps them all.
+
+    Each sample: `x` uint8 (H, W, C); `y` by `mask_mode`: "index" (H, W) class indices, "one_hot"
+    (H, W, num_classes) with channel 0 the background, "multi_hot" (H, W, num_classes - 1) with
+    channel k for class k + 1. Image and mask are resized to `image_size` (masks with nearest
+    neighbour) and go through `transform(image=x, mask=y)` in one call; `y`'s dtype and shape do
+    not depend on the transform's random choices.
+
+    Args:
+        images_dir: folder of images (searched recursively).
+        masks_dir: folder of masks, laid out as `layout` says. PNG: masks must be lossless.
+        layout: "by_image" or "by_class", as above.
+        image_size: (height, width), or None to keep file sizes.
+        transform: an albumentations `Compose` (or any `xloader.Transform`); it must resample
+            masks with nearest neighbour (the default), else `ValueError`.
+        class_names: the classes in index order. "by_class": None uses the sorted folder names;
+            given, each needs a folder and every folder must be listed. "by_image": None means
+            one class for every file; given, every file's name must name a class.
+        mask_mode: "index" (default), "one_hot" or "multi_hot".
+        mask_dtype: "index": "uint8" (default) or "int64"; "one_hot", "multi_hot": "uint8"
+            (default) or "float32".
+        unpaired: images without any mask, and masks (or mask folders) without an image.
+            "raise" (default): `DatasetError` listing them. "skip": left out, warned, listed in
+            `.skipped`. "background": images without masks are kept with an empty mask; masks
+            without images are skipped.
+        color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
+        on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
+            once now and leaves the bad ones out, listed in `.skipped`).
+
+    Attributes:
+        class_names: the classes in index order (None: one class, index 1).
+        num_classes: the number of classes, background included.
+        image_files: image paths relative to `images_dir`, in index order.
+        skipped: (path, reason) of every file `unpaired` left out.
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+        DatasetError: no images, unpaired files (with `unpaired="raise"`), a mask file whose name
+            is not a class, a class folder missing or not listed, files directly in `masks_dir`.
+        BadImageError: at load time, a file that cannot be decoded or a mask whose size differs
+            from its image's (the message names both).
+
+    Example:
+        >>> seg = MultiMaskFolder("images", "masks", layout="by_class", image_size=(256, 256),
+        ...                       mask_mode="multi_hot")  # doctest: +SKIP
+        >>> x, y = seg.load(0, seed=0, epoch=0, with_targets=True)  # doctest: +SKIP
+        >>> y.shape, y.dtype  # doctest: +SKIP
+        ((256, 256, 2), dtype('uint8'))
+    """
+
+    has_targets = True
+    x_is_image = True
+
+    def __init__(
+        self,
+        images_dir: str | os.PathLike[str],
+        masks_dir: str | os.PathLike[str],
+        *,
+        layout: Layout,
+        image_size: tuple[int, int] | None,
+        transform: object = None,
+        class_names: Sequence[str] | None = None,
+        mask_mode: MaskMode = "index",
+        mask_dtype: str = "uint8",
+        unpaired: Unpaired = "raise",
+        color_mode: ColorMode = "rgb",
+        interpolation: str = "bilinear",
+        follow_links: bool = False,
+        on_bad_file: str = "raise",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ):
+        check_choice("layout", layout, ("by_image", "by_class"))
+        mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
+        self._configure(images_dir, masks_dir, layout, image_size, transform, color_mode, interpolation, unpaired)
+        self.max_pixels, self._on_bad_file = check_max_pixels(max_pixels), on_bad_file
+        names = check_class_names(class_names)
+        images = files_by_stem(
+            self.images_dir, list_image_files(self.images_dir, follow_links=follow_links), "images_dir"
+        )
+        if layout == "by_image":
+            self.class_names = names
+            found = self._index_by_image(images, follow_links)
+        else:
+            self.class_names = self._class_folders(names)
+            found = self._index_by_class(images, follow_links)
+        self._finish(images, *found, mask_mode, mask_dtype, unpaired)
+
+    @classmethod
+    def from_sample_folders(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        image_size: tuple[int, int] | None,
+        images: str = "images",
+        masks: str = "masks",
+        transform: object = None,
+        class_names: Sequence[str] | None = None,
+        mask_mode: MaskMode = "index",
+        mask_dtype: str = "uint8",
+        unpaired: Unpaired = "raise",
+        color_mode: ColorMode = "rgb",
+        interpolation: str = "bilinear",
+        on_bad_file: str = "raise",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> MultiMaskFolder:
+        """One folder per sample, as in the Data Science Bowl 2018's `stage1_train`:
+
+            root/<id>/images/<id>.png      the image (exactly one)
+            root/<id>/masks/*.png          its masks, classes as in layout="by_image"
+
+        `images` and `masks` name the two sub-folders. Other options as in the constructor.
+
+        Raises:
+            DatasetError: a sample folder without exactly one image, or without a masks folder
+                (unless `unpaired` is "skip" or "background"); otherwise as the constructor.
+        """
+        mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
+        source = cls.__new__(cls)
+        source._configure(root, root, "sample_folders", image_size, transform, color_mode, interpolation, unpaired)
+        source.max_pixels, source._on_bad_file = check_max_pixels(max_pixels), on_bad_file
+        source.class_names = check_class_names(class_names)
+        for name, value in (("images", images), ("masks", masks)):
+            if not isinstance(value, str) or not value or os.sep in value or value.startswith("."):
+                raise ValueError(f"{name} must be the name of a sub-folder of each sample folder, got {value!r}.")
+        top = source.images_dir
+        found: dict[str, str] = {}
+        groups: dict[str, list[str]] = {}
+        no_mask: list[str] = []
+        with os.scandir(top) as entries:
+            sample_names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        for sample in sample_names:
+            image_folder = os.path.join(top, sample, images)
+            files = list_image_files(image_folder, follow_links=False) if os.path.isdir(image_folder) else []
+            if len(files) != 1:
+                raise DatasetError(
+                    f"sample folder {os.path.join(top, sample)!r} has {len(files)} images in {images}/"
+                    f"{' (' + list_preview(files) + ')' if files else ''}; each sample folder needs exactly one."
+                )
+            found[sample] = os.path.join(sample, images, files[0])
+            mask_folder = os.path.join(top, sample, masks)
+            if os.path.isdir(mask_folder):
+                groups[sample] = [
+                    os.path.join(sample, masks, f) for f in list_image_files(mask_folder, follow_links=False)
+                ]
+            else:
+                no_mask.append(os.path.join(top, found[sample]))
+        if not found:
+            raise DatasetError(f"root {top!r} has no sample folders (<id>/{images}/<image>).")
+        source._finish(found, groups, no_mask, [], mask_mode, mask_dtype, unpaired)
+        return source
+
+    def _configure(
+        self,
+        images_dir: Any,
+        masks_dir: Any,
+        layout: str,
+        image_size: Any,
+        transform: object,
+        color_mode: str,
+        interpolation: str,
+        unpaired: str,
+    ) -> None:
+        super().__init__(transform)
+        check_mask_interpolation(self.transform)
+        self.images_dir = check_directory(images_dir, "images_dir" if layout != "sample_folders" else "root")
+        self.masks_dir = check_directory(masks_dir, "masks_dir" if layout != "sample_folders" else "root")
+        self.layout = layout
+        self.image_size = check_image_size(image_size)
+        check_choice("color_mode", color_mode, COLOR_MODES)
+        check_choice("interpolation", interpolation, tuple(INTERPOLATIONS))
+        check_choice("unpaired", unpaired, ("raise", "skip", "background"))
+        self.color_mode = color_mode
+        self.interpolation = interpolation
+
+    def _stray_files(self, files: list[str]) -> None:
+        if files:
+            where = (
+                "masks_dir/<image path without extension>/<mask>"
+                if self.layout == "by_image"
+                else "masks_dir/<class>/<image path without extension>.<ext>"
+            )
+            shown = [os.path.join(self.masks_dir, f) for f in files]
+            raise DatasetError(
+                f"masks_dir {self.masks_dir!r} has {len(files)} mask files directly in it ({list_preview(shown)}); with "
+                f"layout={self.layout!r} masks are {where}. Move them, or use ImageMaskFolder for one mask per image."
+            )
+
+    def _index_by_image(
+        self, images: dict[str, str], follow_links: bool
+    ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+        """({image stem: mask paths}, images without masks, mask folders without images)."""
+        groups: dict[str, list[str]] = {}
+        for path in list_image_files(self.masks_dir, follow_links=follow_links):
+            groups.setdefault(os.path.dirname(path), []).append(path)
+        self._stray_files(groups.pop("", []))
+        no_image = [os.path.join(self.masks_dir, folder) for folder in groups if folder not in images]
+        for folder in list(groups):
+            if folder not in images:
+                del groups[folder]
+        no_mask = []
+        for stem, path in images.items():
+            if stem not in groups:
+                if os.path.isdir(os.path.join(self.masks_dir, stem)):
+                    groups[stem] = []  # an empty folder: the image has no objects
+                else:
+                    no_mask.append(os.path.join(self.images_dir, path))
+        return groups, no_mask, no_image
+
+    def _class_folders(self, names: list[str] | None) -> list[str]:
+        with os.scandir(self.masks_dir) as entries:
+            visible = [e for e in entries if not e.name.startswith(".")]
+        folders = sorted(e.name for e in visible if e.is_dir())
+        self._stray_files(sorted(e.name for e in visible if e.is_file() and is_image_file(e.name, IMAGE_EXTENSIONS)))
+        if names is None:
+            if not folders:
+                raise DatasetError(f"masks_dir {self.masks_dir!r} has no class folders (masks_dir/<class>/<image>).")
+            return folders
+        missing = [n for n in names if n not in folders]
+        if missing:
+            raise DatasetError(
+                f"class_names lists {', '.join(map(repr, missing))} but masks_dir {self.masks_dir!r} has no such folder "
+                f"(its class folders: {folders}). Fix class_names, or create the folder."
+            )
+        unknown = [f for f in folders if f not in names]
+        if unknown:
+            raise DatasetError(
+                f"masks_dir {self.masks_dir!r} has class folders that are not in class_names: "
+                f"{', '.join(map(repr, unknown))}. Add them to class_names, or move them out of masks_dir "
+                "(their pixels would otherwise silently become background)."
+            )
+        return names
+
+    def _index_by_class(
+        self, images: dict[str, str], follow_links: bool
+    ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+        groups: dict[str, list[str]] = {}
+        no_image: list[str] = []
+        assert self.class_names is not None
+        for name in self.class_names:
+            folder = os.path.join(self.masks_dir, name)
+            stems = files_by_stem(folder, list_image_files(folder, follow_links=follow_links), "class folder")
+            for stem, path in stems.items():
+                if stem in images:
+                    groups.setdefault(stem, []).append(os.path.join(name, path))
+                else:
+                    no_image.append(os.path.join(folder, path))
+        no_mask = [os.path.join(self.images_dir, images[s]) for s in images if s not in groups]
+        return groups, no_mask, no_image
+
+    def _class_of(self, mask_path: str) -> str | None:
+        """The class of a mask file (relative to `masks_dir`); None: not a class."""
+        if self.layout == "by_class":
+            return mask_path.split(os.sep, 1)[0]
+        if self.class_names is None:
+            return ""
+        return class_of_file(os.path.basename(relative_stem(mask_path)), self.class_names)
+
+    def _finish(
+        self,
+        images: dict[str, str],
+        groups: dict[str, list[str]],
+        no_mask: list[str],
+        no_image: list[str],
+        mask_mode: object,
+        mask_dtype: object,
+        unpaired: str,
+    ) -> None:
+        """Settle unpaired files, check classes, and store the index in flat arrays."""
+        if not images:
+            raise DatasetError(f"images_dir {self.images_dir!r} has no images.")
+        self.num_classes = 2 if self.class_names is None else len(self.class_names) + 1
+        self.mask_format = mask_format(mask_mode, mask_dtype, self.num_classes)
+        if self.mask_format.mode == "index" and self.mask_format.dtype == np.uint8 and self.num_classes > 256:
+            raise ValueError(f"{self.num_classes - 1} classes do not fit mask_dtype='uint8'. Pass mask_dtype='int64'.")
+        rule = {
+            "by_image": "An image's masks are in masks_dir/<image path without extension>/ (an empty folder: no objects).",
+            "by_class": "Masks pair with images by name without extension (masks/car/a.png with images/a.jpg).",
+            "sample_folders": "Each sample folder needs a masks folder (an empty one: no objects).",
+        }[self.layout]
+        self.skipped: list[tuple[str, str]] = settle_unpaired(
+            unpaired,
+            no_mask=no_mask,
+            no_image=no_image,
+            no_mask_text=f"images have no mask in {self.masks_dir!r}",
+            no_image_text=f"masks have no image in {self.images_dir!r}",
+            rule=rule,
+        )
+        index = {name: i + 1 for i, name in enumerate(self.class_names or [""])}
+        unknown = [
+            os.path.join(self.masks_dir, p) for files in groups.values() for p in files if self._class_of(p) is None
+        ]
+        if unknown:
+            raise DatasetError(
+                f"{len(unknown)} mask files are not named after a class in {self.class_names}: {list_preview(unknown)}. "
+                "Name each file <class>.png, or <class>_<anything>.png for several objects of one class, "
+                "or pass class_names=None if every file is an object of one class."
+            )
+        keep_all = unpaired == "background"
+        stems = sorted(s for s in images if s in groups or keep_all)
+        if not stems:
+            raise DatasetError(f"no image in {self.images_dir!r} has a mask in {self.masks_dir!r}.")
+        self._images = StringTable(images[s] for s in stems)
+        masks: list[str] = []
+        classes: list[int] = []
+        counts: list[int] = []
+        for stem in stems:
+            # Sorted by class, then path: merging writes higher classes last, so they win overlaps.
+            pairs = sorted((index[self._class_of(p)], p) for p in groups.get(stem, []))  # type: ignore[index]
+            classes.extend(c for c, _ in pairs)
+            masks.extend(p for _, p in pairs)
+            counts.append(len(pairs))
+        self._masks = StringTable(masks)
+        self._mask_class = np.array(classes, dtype=np.int32)
+        self._mask_offsets = np.concatenate([[0], np.cumsum(np.array(counts, dtype=np.int64))]).astype(np.int64)
+        self._apply_bad_file_policy(self._on_bad_file, stacklevel=4)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        masks, self._mask_offsets = keep_ragged(self._mask_offsets, keep)
+        self._images, self._masks, self._mask_class = (
+            self._images.take(keep),
+            self._masks.take(masks),
+            self._mask_class[masks],
+        )
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiMaskFolder({self.images_dir!r}, {self.masks_dir!r}, layout={self.layout!r}, {len(self)} images, "
+            f"image_size={self.image_size}, classes={self.class_names}, mask_mode={self.mask_format.mode!r})"
+        )
+
+    @property
+    def image_files(self) -> list[str]:
+        """Image paths relative to `images_dir`, in index order."""
+        return self._images.tolist()
+
+    def mask_files(self, index: int) -> list[str]:
+        """Mask paths of sample `index`, relative to `masks_dir`, in the order they are merged."""
+        first, last = int(self._mask_offsets[index]), int(self._mask_offsets[index + 1])
+        return [self._masks[i] for i in range(first, last)]
+
+    def describe(self, index: int) -> str:
+        return os.path.join(self.images_dir, self._images[index])
+
+    def _merged(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
+        fmt = self.mask_format
+        height, width = image_shape[:2]
+        if fmt.mode == "multi_hot":
+            mask = np.zeros((height, width, fmt.num_classes - 1), np.uint8)  # type: ignore[operator]
+        else:
+            mask = np.zeros((height, width), fmt.work_dtype)
+        image_path = self.describe(index)
+        for i in range(int(self._mask_offsets[index]), int(self._mask_offsets[index + 1])):
+            on = read_binary_mask(os.path.join(self.masks_dir, self._masks[i]), image_path, image_shape)
+            if fmt.mode == "multi_hot":
+                mask[on, int(self._mask_class[i]) - 1] = 1
+            else:
+                mask[on] = self._mask_class[i]
+        return mask
+
+    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
+        if not with_targets:
+            image = resize_image(image, self.image_size, self.interpolation)
+            return self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"], None
+        mask = resize_nearest(self._merged(index, image.shape), self.image_size)
+        image = resize_image(image, self.image_size, self.interpolation)
+        return transform_with_mask(self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index)
