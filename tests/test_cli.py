@@ -134,3 +134,21 @@ def test_demo_trains_both_frameworks_on_the_same_batches(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "PASS: Keras model.fit and the torch loop trained on the same 8 batches, bit for bit." in done.stdout
+
+
+def test_inspect_reads_a_csv_manifest(class_root, tmp_path):
+    import shutil
+
+    shutil.copytree(class_root, tmp_path / "photos")
+    rows = ["filename,class"] + [
+        f"photos/{name}/{file},{name}"
+        for name in sorted(os.listdir(tmp_path / "photos"))
+        for file in sorted(os.listdir(tmp_path / "photos" / name))
+    ]
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    done = xloader("inspect", str(manifest), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["layout"] == "manifest" and report["ok"] is True
+    assert report["class_counts"] == {"astronaut": 7, "cat": 7, "coffee": 7, "rocket": 7}

@@ -18,7 +18,8 @@ __all__ = ["main"]
 def _dataset_arguments(parser: argparse.ArgumentParser, *, default_size: int | None) -> None:
     parser.add_argument(
         "path",
-        help="a folder of class folders (root/<class>/*.jpg), or a folder holding images/ and masks/",
+        help="a folder of class folders (root/<class>/*.jpg), a folder holding images/ and masks/, "
+        "or a CSV manifest (columns filename, class)",
     )
     size_help = "resize every image to H x W" + (f" (default {default_size} {default_size})" if default_size else "")
     parser.add_argument(

@@ -6,17 +6,19 @@ import os
 import runpy
 from typing import Any
 
-from xloader.sources import ImageFolder, ImageMaskFolder
+from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
 from xloader.sources._base import Source
 
 LAYOUTS = {
     "class_folders": "class folders (root/<class>/<image>)",
     "image_mask_pairs": "images/ and masks/ paired by file stem",
+    "manifest": "a CSV manifest (filename and class columns, paths relative to the CSV's folder)",
 }
 
 
 def find_layout(path: str) -> str:
-    """ "image_mask_pairs" if `path` holds images/ and masks/ folders, else "class_folders".
+    """ "manifest" for a .csv file, "image_mask_pairs" if `path` holds images/ and masks/ folders,
+    else "class_folders".
 
     Raises:
         FileNotFoundError: `path` does not exist.
@@ -24,9 +26,12 @@ def find_layout(path: str) -> str:
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path!r} does not exist.")
+    if os.path.isfile(path) and path.lower().endswith(".csv"):
+        return "manifest"
     if not os.path.isdir(path):
         raise ValueError(
-            f"{path!r} is not a folder: give a folder of class folders, or one holding images/ and masks/."
+            f"{path!r} is neither a folder nor a .csv file: give a folder of class folders, one holding "
+            "images/ and masks/, or a CSV manifest."
         )
     if os.path.isdir(os.path.join(path, "images")) and os.path.isdir(os.path.join(path, "masks")):
         return "image_mask_pairs"
@@ -67,6 +72,8 @@ def open_dataset(
             transform=transform,
             unpaired=unpaired,
         )
+    elif layout == "manifest":
+        source = ImageManifest(path, image_size=size, transform=transform)
     else:
         source = ImageFolder(path, image_size=size, transform=transform)
     return layout, source
