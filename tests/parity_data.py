@@ -24,8 +24,19 @@ def augmentation(task: str):
 
 
 def build_source(spec: dict, augment: bool = True):
+    """The source a parity spec describes; `spec["source"]` picks the class (default by task)."""
     transform = augmentation(spec["task"]) if augment else None
     size = tuple(spec["image_size"])
-    if spec["task"] == "classification":
-        return xl.ImageFolder(spec["root"], image_size=size, transform=transform)
-    return xl.ImageMaskFolder(spec["images_dir"], spec["masks_dir"], image_size=size, transform=transform)
+    kind = spec.get("source", "ImageFolder" if spec["task"] == "classification" else "ImageMaskFolder")
+    extra = spec.get("source_options", {})
+    if kind == "ImageFolder":
+        return xl.ImageFolder(spec["root"], image_size=size, transform=transform, **extra)
+    if kind == "ImageManifest":
+        return xl.ImageManifest(spec["csv"], image_size=size, transform=transform, **extra)
+    if kind == "ImageMaskFolder":
+        return xl.ImageMaskFolder(spec["images_dir"], spec["masks_dir"], image_size=size, transform=transform, **extra)
+    if kind == "MultiMaskFolder":
+        return xl.MultiMaskFolder(spec["images_dir"], spec["masks_dir"], image_size=size, transform=transform, **extra)
+    if kind == "RLEMasks":
+        return xl.RLEMasks(spec["images_dir"], spec["csv"], image_size=size, transform=transform, **extra)
+    raise ValueError(f"unknown parity source {kind!r}")

@@ -34,10 +34,80 @@ TORCH_CONFIGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def datasets(class_root, seg_dirs) -> list[dict]:
+def more_sources(class_root: str, seg_dirs: tuple[str, str], folder) -> list[dict]:
+    """The sources added after the first two: a CSV manifest, a split ImageFolder with Keras's
+    aspect crop, binary masks per class, and run-length-encoded masks (all with few samples)."""
+    import shutil
+
+    from PIL import Image
+
+    rows = ["filename,class"]
+    for name in sorted(os.listdir(class_root)):
+        rows += [f"{name}/{file},{name}" for file in sorted(os.listdir(os.path.join(class_root, name)))[:3]]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+
     images_dir, masks_dir = seg_dirs
+    small = folder / "images"
+    small.mkdir()
+    by_class, rle_rows = folder / "masks_by_class", ["image_id,class,rle"]
+    for file in sorted(os.listdir(images_dir))[:9]:
+        shutil.copy(os.path.join(images_dir, file), small / file)
+        stem = os.path.splitext(file)[0]
+        mask = np.asarray(Image.open(os.path.join(masks_dir, stem + ".png")))
+        for k, name in ((1, "leaf"), (2, "stem")):
+            (by_class / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(((mask == k) * 255).astype(np.uint8)).save(by_class / name / f"{stem}.png")
+            rle_rows.append(f"{stem},{name},{xl.rle_encode(mask == k)}")
+    (folder / "masks.csv").write_text("\n".join(rle_rows) + "\n")
+    seg = {"task": "segmentation", "images_dir": str(small), "image_size": [24, 32], "num_classes": 3}
     return [
+        {
+            "name": "manifest",
+            "task": "classification",
+            "source": "ImageManifest",
+            "csv": str(folder / "train.csv"),
+            "source_options": {"base_dir": class_root},
+            "image_size": [32, 32],
+            "num_classes": 4,
+            "options": {"batch_size": 5, "shuffle": True, "seed": 3},
+        },
+        {
+            "name": "split_aspect_crop",
+            "task": "classification",
+            "root": class_root,
+            "image_size": [24, 40],
+            "source_options": {
+                "validation_split": 0.3,
+                "subset": "training",
+                "split_seed": 5,
+                "keep_aspect_ratio": True,
+                "interpolation": "nearest",
+            },
+            "num_classes": 4,
+            "options": {"batch_size": 6, "shuffle": True, "seed": 4},
+        },
+        {
+            "name": "masks_by_class",
+            "source": "MultiMaskFolder",
+            "masks_dir": str(by_class),
+            "source_options": {"layout": "by_class"},
+            **seg,
+            "options": {"batch_size": 4, "shuffle": True, "seed": 5},
+        },
+        {
+            "name": "rle",
+            "source": "RLEMasks",
+            "csv": str(folder / "masks.csv"),
+            **seg,
+            "options": {"batch_size": 4, "shuffle": True, "seed": 6},
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def datasets(class_root, seg_dirs, tmp_path_factory) -> list[dict]:
+    images_dir, masks_dir = seg_dirs
+    return more_sources(class_root, seg_dirs, tmp_path_factory.mktemp("parity_sources")) + [
         # 28 images, batch 8: 4 batches, the last one partial.
         {
             "name": "classification",
