@@ -152,3 +152,15 @@ def test_inspect_reads_a_csv_manifest(class_root, tmp_path):
     report = json.loads(done.stdout)
     assert report["layout"] == "manifest" and report["ok"] is True
     assert report["class_counts"] == {"astronaut": 7, "cat": 7, "coffee": 7, "rocket": 7}
+
+
+def test_preview_reads_a_pipeline_saved_by_albumentations(class_root, tmp_path):
+    import albumentations as A
+
+    A.save(A.Compose([A.HorizontalFlip(p=1.0)]), str(tmp_path / "flip.json"))
+    out, plain = tmp_path / "flipped.png", tmp_path / "plain.png"
+    tile = ["--image-size", "160", "160", "--samples", "1", "--epochs", "1"]  # 160: tiles are not resized
+    flipped = xloader("preview", class_root, "--transform", str(tmp_path / "flip.json"), "--out", str(out), *tile)
+    assert flipped.returncode == 0, flipped.stderr
+    assert xloader("preview", class_root, "--out", str(plain), *tile).returncode == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(plain))[:, ::-1])

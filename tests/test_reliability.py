@@ -60,12 +60,20 @@ def _shm_entries() -> set[str]:
     return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
-@pytest.mark.parametrize("framework", ["keras", "torch"])
-def test_ctrl_c_stops_every_worker_and_leaves_no_shared_memory(framework):
+@pytest.mark.parametrize(
+    ("framework", "start_method", "mode"),
+    [
+        ("keras", "forkserver", "wait"),
+        ("keras", "spawn", "raise"),
+        ("torch", "fork", "wait"),
+        ("torch", "spawn", "raise"),
+    ],
+)
+def test_ctrl_c_or_an_error_stops_every_worker_and_leaves_no_shared_memory(framework, start_method, mode):
     shm_before = _shm_entries()
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "interrupt_run.py"), framework],
+        [sys.executable, os.path.join(HERE, "interrupt_run.py"), framework, start_method, mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -81,7 +89,8 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_shared_memory(framework):
         assert line.startswith("READY"), process.stderr.read()[-3000:]
         workers = [int(pid) for pid in line.split()[1:]]
         assert len(workers) >= 2  # two workers (plus the forkserver for Keras)
-        process.send_signal(signal.SIGINT)
+        if mode == "wait":
+            process.send_signal(signal.SIGINT)
         start = time.monotonic()
         process.wait(timeout=20)
         stopped_after = time.monotonic() - start
@@ -90,7 +99,9 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_shared_memory(framework):
             process.kill()
             process.wait()
     assert process.returncode != 0
-    assert "KeyboardInterrupt" in process.stderr.read()
+    assert (
+        "KeyboardInterrupt" if mode == "wait" else "RuntimeError: a bug in the training loop"
+    ) in process.stderr.read()
     assert stopped_after < 10
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
