@@ -8,6 +8,9 @@ import numpy as np
 
 from xloader.errors import DatasetError
 
+Allocate = Callable[[str, tuple[int, ...], np.dtype], "np.ndarray | None"]
+"""`allocate(field, shape, dtype)`: an array to build the batch field in, or None for a new one."""
+
 
 class BatchWriter:
     """Stacks `count` arrays of equal shape and dtype; the first one fixes both.
@@ -15,15 +18,18 @@ class BatchWriter:
     `describe(i)` names the i-th sample's origin for the error raised on a mismatch.
     """
 
-    def __init__(self, count: int, field: str):
+    def __init__(self, count: int, field: str, allocate: Allocate | None = None):
         self.count = count
         self.field = field
+        self.allocate = allocate
         self.array: np.ndarray | None = None
 
     def put(self, position: int, value: np.ndarray, where: Callable[[], str]) -> None:
         value = np.asarray(value)
         if self.array is None:
-            self.array = np.empty((self.count, *value.shape), dtype=value.dtype)
+            shape = (self.count, *value.shape)
+            given = self.allocate(self.field, shape, value.dtype) if self.allocate is not None else None
+            self.array = given if given is not None else np.empty(shape, dtype=value.dtype)
         elif value.shape != self.array.shape[1:] or value.dtype != self.array.dtype:
             first = f"{self.array.shape[1:]} {self.array.dtype}"
             raise DatasetError(

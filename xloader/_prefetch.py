@@ -17,6 +17,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 
+import numpy as np
+
 from xloader import _slots
 from xloader.batching import Batch, Batches
 from xloader.errors import WorkerDiedError
@@ -42,9 +44,13 @@ def _init_process(batches: Batches, slots: list, pin_opencv: bool) -> None:
 
 def _compute_in_process(epoch: int, batch: int, slot: int | None) -> tuple[str, object]:
     assert _worker_batches is not None and _worker_slots is not None, "worker process was not initialised"
-    result = _worker_batches.get_batch(epoch, batch)
-    layout = _slots.write(_worker_slots[slot], result) if slot is not None else None
-    return ("inline", result) if layout is None else ("slot", layout)
+    if slot is None:
+        return "inline", _worker_batches.get_batch(epoch, batch)
+    writer = _slots.SlotWriter(_worker_slots[slot])  # the batch is built in the slot
+    result = _worker_batches.get_batch(epoch, batch, allocate=writer.allocate)
+    if writer.overflow:
+        return "inline", tuple(np.array(a) for a in result) if isinstance(result, tuple) else np.array(result)
+    return "slot", writer.layout(isinstance(result, tuple))
 
 
 def default_start_method() -> str:

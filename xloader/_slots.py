@@ -7,7 +7,9 @@ much as decoding the images. Instead the main process allocates a few slots up f
 `multiprocessing` RawArrays, whose backing file is unlinked at creation and whose descriptor
 reaches each worker when it starts (fork inherits it; spawn/forkserver pass it), so no segment
 can outlive the processes, even after SIGKILL. A worker writes its batch into the slot named in
-its task and returns only the layout; the main process copies the batch out and frees the slot.
+its task (`SlotWriter`: the batch is built in place, in the layout the consumer wants, so the
+decoded samples are copied once) and returns only the layout; the main process copies the
+batch out and frees the slot.
 Who may use which slot when is the caller's job (Keras: a free list; torch: batch % slots).
 A batch that does not fit its slot (e.g. images of varying size) is returned as it is.
 """
@@ -34,26 +36,37 @@ def batch_nbytes(batch: Any) -> int:
     return sum(np.asarray(a).nbytes for a in arrays)
 
 
-def write(slot: Any, batch: Any, transforms: Sequence[Any] | None = None) -> Layout | None:
-    """Write `batch` (an array or tuple of arrays) into `slot`; None if it does not fit.
+class SlotWriter:
+    """Hands out batch arrays carved from one slot, so a worker builds its batch in place.
 
-    `transforms[i]`, if given, maps array i to the view actually stored (e.g. a transpose); the
-    copy into the slot is then the only copy made.
+    Fields in `channels_first` ("x", "y") with 4-D (N, H, W, C) batches are stored as
+    (N, C, H, W): the array handed out is a transposed view, so writing a sample into it is the
+    layout change and the only copy. `overflow` is True if a field did not fit (it is then
+    built in a fresh array and the batch must go the ordinary way).
     """
-    arrays = batch if isinstance(batch, tuple) else (batch,)
-    if transforms is not None:
-        arrays = tuple(t(a) if t is not None else a for t, a in zip(transforms, arrays, strict=False))
-    if sum(a.nbytes for a in arrays) > len(slot):
-        return None
-    buffer = np.frombuffer(slot, dtype=np.uint8)
-    layout = []
-    offset = 0
-    for array in arrays:
-        target = buffer[offset : offset + array.nbytes].view(array.dtype).reshape(array.shape)
-        np.copyto(target, array)
-        layout.append((tuple(array.shape), array.dtype.str, offset))
-        offset += array.nbytes
-    return isinstance(batch, tuple), tuple(layout)
+
+    def __init__(self, slot: Any, channels_first: Sequence[str] = ()):
+        self.buffer = np.frombuffer(slot, dtype=np.uint8)
+        self.channels_first = frozenset(channels_first)
+        self.entries: list[tuple[tuple[int, ...], str, int]] = []
+        self.offset = 0
+        self.overflow = False
+
+    def allocate(self, field: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+        dtype = np.dtype(dtype)
+        transposed = field in self.channels_first and len(shape) == 4
+        stored = (shape[0], shape[3], shape[1], shape[2]) if transposed else tuple(shape)
+        nbytes = int(np.prod(stored, dtype=np.int64)) * dtype.itemsize
+        if self.overflow or self.offset + nbytes > len(self.buffer):
+            self.overflow = True
+            return None
+        region = self.buffer[self.offset : self.offset + nbytes].view(dtype).reshape(stored)
+        self.entries.append((stored, dtype.str, self.offset))
+        self.offset += nbytes
+        return region.transpose(0, 2, 3, 1) if transposed else region
+
+    def layout(self, is_tuple: bool) -> Layout:
+        return is_tuple, tuple(self.entries)
 
 
 def read(slot: Any, layout: Layout) -> Any:

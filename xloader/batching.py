@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from xloader._collate import BatchWriter
+from xloader._collate import Allocate, BatchWriter
 from xloader._random import check_seed
 from xloader._state import check_state, dataset_fingerprint, make_state
 from xloader.errors import DatasetError, SampleError, XLoaderError
@@ -224,8 +224,12 @@ class Batches:
         """Dataset indices of the samples in `batch` of `epoch`, in batch order (int64, read-only)."""
         return self.plan.batch_indices(epoch, batch)
 
-    def get_batch(self, epoch: int, batch: int) -> Batch:
+    def get_batch(self, epoch: int, batch: int, *, allocate: Allocate | None = None) -> Batch:
         """Batch `batch` of `epoch`: `(x, y)` or `x`, see the class docstring.
+
+        `allocate(field, shape, dtype)` may supply the array each field ("x", "y") is built in
+        (the adapters pass views of shared memory, so a batch is written once); the values are
+        the same either way.
 
         Raises:
             IndexError: `batch` is not in `range(len(self))`.
@@ -235,8 +239,8 @@ class Batches:
                 the original exception.
         """
         indices = self.plan.batch_indices(epoch, batch)
-        xs = BatchWriter(len(indices), "x")
-        ys = BatchWriter(len(indices), "y") if self.with_targets else None
+        xs = BatchWriter(len(indices), "x", allocate)
+        ys = BatchWriter(len(indices), "y", allocate) if self.with_targets else None
         for position, index in enumerate(indices.tolist()):
             where = lambda index=index: self._where(epoch, batch, index)  # noqa: E731 - built only on error
             try:

@@ -76,13 +76,25 @@ class _BatchDataset(torch.utils.data.Dataset):
             return x.transpose(0, 3, 1, 2)
         return x
 
+    def _channels_first(self) -> tuple[str, ...]:
+        if self.layout != "NCHW":
+            return ()
+        dataset = self.batches.dataset
+        fields = ("x",) if dataset.x_is_image is not False else ()
+        return fields + (("y",) if getattr(dataset, "y_is_image", False) else ())
+
     def __getitem__(self, key: tuple[int, int, int | None]) -> Any:
         epoch, batch, slot = key
-        out = self.batches.get_batch(epoch, batch)
         if slot is not None and self.slots is not None:
-            layout = _slots.write(self.slots[slot], out, (self._to_layout, self._y_to_layout))
-            if layout is not None:
-                return _InSlot(slot, layout)
+            # Built in place in the slot, already NCHW: NOTE [ Shared-memory slots ].
+            writer = _slots.SlotWriter(self.slots[slot], self._channels_first())
+            out = self.batches.get_batch(epoch, batch, allocate=writer.allocate)
+            if not writer.overflow:
+                return _InSlot(slot, writer.layout(isinstance(out, tuple)))
+            # Did not fit: copy out of the slot (parts may live there) and go torch's way.
+            out = tuple(np.array(a) for a in out) if isinstance(out, tuple) else np.array(out)
+        else:
+            out = self.batches.get_batch(epoch, batch)
         if isinstance(out, tuple):
             x, y = out
             return _tensor(self._to_layout(x)), _tensor(self._y_to_layout(y))
@@ -327,7 +339,9 @@ class DataLoader(torch.utils.data.DataLoader):
         nbytes = self.batches.options.batch_size * (
             np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0)
         )
-        count = self.num_workers * (self.prefetch_factor or 2) + 2
+        # torch keeps num_workers * prefetch_factor tasks in flight and dispatches the next one
+        # before handing a batch over, so one more slot than that is never overwritten early.
+        count = self.num_workers * (self.prefetch_factor or 2) + 1
         self.dataset.slots = _slots.allocate(count, nbytes, _start_method(self.multiprocessing_context))
         self._epoch_sampler.slot_count = count
 
