@@ -1,6 +1,15 @@
-"""Throughput of xloader's adapters against the loaders they replace, measured in one run.
+"""Throughput, CPU and memory of xloader's adapters against the loaders they replace, in one run.
 
     python benchmarks/loaders.py [--images-per-class 200] [--repeats 3] [--json out.json]
+
+Per configuration it reports images/s (epoch 1 includes starting workers; epoch 2 is the steady
+state), the share of this machine's limit measured in the same run, CPU milliseconds per image
+over the whole process tree (epoch 2), the peak memory of the process tree (PSS summed over
+processes, sampled every half second), and the time to the first batch of epoch 1 (from
+creating the loader, workers started included) and of epoch 2.
+
+The limit ("limit"): the same decode (OpenCV, libjpeg-turbo), resize (cv2, bilinear) and
+augmentation, in two forked processes that each take half of the files, nothing delivered.
 
 Data: JPEG crops (long side 350-500 px, quality 90) of photos that ship with scikit-image,
 written once to a temporary folder, page cache warmed. Every loader produces shuffled batches of
@@ -36,6 +45,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 BATCH = 32
 SIZE = 224
 CONFIGS = [
+    "limit",
+    "limit-uint8",
+    "keras-imagedatagenerator",
     "keras-tutorial-w1",
     "keras-tutorial-w2-threads",
     "keras-tutorial-w2-processes",
@@ -46,10 +58,12 @@ CONFIGS = [
     "torch-dataset-w2",
     "xloader-torch-w0",
     "xloader-torch-w2",
+    "xloader-keras-w2-processes-uint8",
+    "xloader-torch-w2-uint8",
 ]
 
 
-def augment(resize: bool):
+def augment(resize: bool, normalize: bool = True):
     import albumentations as A
 
     steps = [A.Resize(SIZE, SIZE)] if resize else []
@@ -59,8 +73,9 @@ def augment(resize: bool):
         A.Affine(
             translate_percent=(-0.0625, 0.0625), scale=(0.9, 1.1), rotate=(-45, 45), border_mode=4, p=0.5
         ),  # ShiftScaleRotate's defaults, reflect-101
-        A.Normalize(),
     ]
+    if normalize:
+        steps.append(A.Normalize())
     return A.Compose(steps)
 
 
@@ -115,55 +130,157 @@ def torch_dataset_loader(paths, labels, workers):
     )
 
 
-def keras_epochs(dataset, epochs):
+def imagedatagenerator_dataset(root):
+    """Keras's legacy `ImageDataGenerator.flow_from_directory` with the closest augmentations."""
+    import numpy as np
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    generator = ImageDataGenerator(
+        horizontal_flip=True,
+        rotation_range=45,
+        zoom_range=0.1,
+        width_shift_range=0.0625,
+        height_shift_range=0.0625,
+        brightness_range=(0.8, 1.2),
+        fill_mode="reflect",
+        preprocessing_function=lambda x: (
+            (x / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+        ),
+    )
+    return generator.flow_from_directory(
+        root, target_size=(SIZE, SIZE), batch_size=BATCH, class_mode="sparse", interpolation="bilinear", seed=0
+    )
+
+
+# --- measuring the process tree -----------------------------------------------------------------
+
+
+def tree_cpu_seconds() -> float:
+    """CPU of this process and every descendant, alive (utime+stime) or reaped (cutime+cstime)."""
+    from xloader._proc import cpu_seconds, process_tree
+
+    return sum(cpu_seconds(pid) for pid in process_tree())
+
+
+def tree_memory_mib() -> float:
+    """Proportional set size (PSS) summed over the process tree: shared pages (libraries, the
+    shared-memory batch slots, pages a forked worker still shares with its parent) count once in
+    total, not once per process as a sum of RSS would."""
+    from xloader._proc import process_tree, pss_mib
+
+    return sum(pss_mib(pid) for pid in process_tree())
+
+
+def measured(batches, started: float) -> dict:
+    """Consume one epoch of `batches` (an iterator of (x, y)); times start at `started`."""
+    count, first, peak, sampled = 0, None, 0.0, 0.0
+    cpu = tree_cpu_seconds()
+    for x, _y in batches:
+        count += len(x)
+        now = time.perf_counter()
+        if first is None:
+            first = now - started
+        # Reading smaps of every process costs milliseconds: sample twice a second, not per batch.
+        if now - sampled > 0.5:
+            peak, sampled = max(peak, tree_memory_mib()), now
+    seconds = time.perf_counter() - started
+    return {"images": count, "seconds": seconds, "first_batch": first, "cpu": tree_cpu_seconds() - cpu, "rss": peak}
+
+
+def keras_epochs(dataset, epochs, started):
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     adapter = PyDatasetAdapter(dataset, shuffle=False)
     for _ in range(epochs):
-        start, count = time.perf_counter(), 0
         adapter.on_epoch_begin()
-        for x, _y in adapter.get_numpy_iterator():
-            count += len(x)
+        yield measured(adapter.get_numpy_iterator(), started)
         adapter.on_epoch_end()
-        yield count, time.perf_counter() - start
+        started = time.perf_counter()
 
 
-def torch_epochs(loader, epochs):
+def torch_epochs(loader, epochs, started):
     for _ in range(epochs):
-        start, count = time.perf_counter(), 0
-        for x, _y in loader:
-            count += len(x)
-        yield count, time.perf_counter() - start
+        yield measured(iter(loader), started)
+        started = time.perf_counter()
 
 
-def run_config(name: str, root: str, epochs: int) -> list[tuple[int, float]]:
+def _limit_chunk(args):
+    paths, normalize = args
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    transform = augment(resize=False, normalize=normalize)
+    for path in paths:
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB)
+        transform(image=cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR))
+    return len(paths)
+
+
+def limit_epochs(paths, epochs, normalize, started):
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for _ in range(epochs):
+            cpu = tree_cpu_seconds()
+            halves = [(paths[0::2], normalize), (paths[1::2], normalize)]
+            count = sum(pool.map(_limit_chunk, halves))
+            seconds = time.perf_counter() - started
+            yield {
+                "images": count,
+                "seconds": seconds,
+                "first_batch": None,
+                "cpu": tree_cpu_seconds() - cpu,
+                "rss": tree_memory_mib(),
+            }
+            started = time.perf_counter()
+
+
+def run_config(name: str, root: str, epochs: int) -> list[dict]:
     import xloader as xl
 
-    folder = xl.ImageFolder(root, image_size=(SIZE, SIZE), transform=augment(resize=False))
+    # Frameworks are imported before the clock starts: "first batch" is the loader's own cost.
+    if "keras" in name:
+        import keras  # noqa: F401
+    if "torch" in name:
+        import torch  # noqa: F401
+
+    normalize = not name.endswith("uint8")
+    folder = xl.ImageFolder(root, image_size=(SIZE, SIZE), transform=augment(resize=False, normalize=normalize))
     paths, labels = folder.filepaths, folder.labels.tolist()
+    started = time.perf_counter()
+    if name.startswith("limit"):
+        return list(limit_epochs(paths, epochs, normalize, started))
     workers = 2 if "-w2" in name else (0 if name.endswith("w0") else 1)
-    processes = name.endswith("processes")
+    processes = "processes" in name
+    if name == "keras-imagedatagenerator":
+        return list(keras_epochs(_Sequence(imagedatagenerator_dataset(root)), epochs, started))
     if name.startswith("keras-tutorial"):
-        return list(keras_epochs(tutorial_pydataset(paths, labels, workers, processes), epochs))
+        return list(keras_epochs(tutorial_pydataset(paths, labels, workers, processes), epochs, started))
     if name.startswith("xloader-keras"):
         from xloader.keras import PyDataset
 
         with PyDataset(
             folder, batch_size=BATCH, shuffle=True, seed=0, workers=workers, use_multiprocessing=processes
         ) as dataset:
-            return list(keras_epochs(dataset, epochs))
+            return list(keras_epochs(dataset, epochs, started))
     if name.startswith("torch-dataset"):
-        return list(torch_epochs(torch_dataset_loader(paths, labels, workers), epochs))
+        return list(torch_epochs(torch_dataset_loader(paths, labels, workers), epochs, started))
     from xloader.torch import DataLoader
 
     loader = DataLoader(
         folder, batch_size=BATCH, shuffle=True, seed=0, num_workers=workers, persistent_workers=workers > 0
     )
-    return list(torch_epochs(loader, epochs))
+    return list(torch_epochs(loader, epochs, started))
+
+
+def _Sequence(iterator):
+    """A DirectoryIterator is already a Keras Sequence (a PyDataset); keep it as Keras sees it."""
+    return iterator
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="xloader vs peer loaders, images/s")
+    parser = argparse.ArgumentParser(description="xloader vs peer loaders: images/s, CPU, memory")
     parser.add_argument("--images-per-class", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configs", nargs="*", default=CONFIGS)
@@ -186,38 +303,62 @@ def main() -> None:
         for f in files:
             with open(os.path.join(dirpath, f), "rb") as fh:
                 fh.read()
-    results: dict[str, list[list[float]]] = {name: [] for name in args.configs}
+    results: dict[str, list[list[dict]]] = {name: [] for name in args.configs}
     for repeat in range(args.repeats):
         for name in args.configs:
-            out = subprocess.run(
-                [sys.executable, __file__, "--_child", name, root], capture_output=True, text=True, check=True
-            )
+            out = subprocess.run([sys.executable, __file__, "--_child", name, root], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
             epochs = json.loads(out.stdout.strip().splitlines()[-1])
-            results[name].append([count / seconds for count, seconds in epochs])
+            results[name].append(epochs)
             print(
-                f"repeat {repeat + 1}/{args.repeats} {name:30s} "
-                + "  ".join(f"epoch {i + 1}: {rate:6.0f} img/s" for i, rate in enumerate(results[name][-1])),
+                f"repeat {repeat + 1}/{args.repeats} {name:34s} "
+                + "  ".join(f"epoch {i + 1}: {e['images'] / e['seconds']:6.0f} img/s" for i, e in enumerate(epochs)),
                 file=sys.stderr,
             )
+    report(results, args)
+
+
+def _median(runs: list[list[dict]], epoch: int, key) -> float:
+    values = [key(run[epoch]) for run in runs if key(run[epoch]) is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def report(results: dict[str, list[list[dict]]], args) -> None:
+    rate = lambda e: e["images"] / e["seconds"]  # noqa: E731
+    rows = {
+        name: {
+            "epoch1": _median(runs, 0, rate),
+            "epoch2": _median(runs, 1, rate),
+            "cpu_ms": _median(runs, 1, lambda e: e["cpu"] / e["images"] * 1000),
+            "rss": max(max(e["rss"] for e in run) for run in runs),
+            "first1": _median(runs, 0, lambda e: e["first_batch"]),
+            "first2": _median(runs, 1, lambda e: e["first_batch"]),
+        }
+        for name, runs in results.items()
+    }
+    limit = rows.get("limit", {}).get("epoch2")
+    limit_uint8 = rows.get("limit-uint8", {}).get("epoch2")
+    peers = [(row["epoch2"], name) for name, row in rows.items() if not name.startswith(("xloader", "limit"))]
+    best_rate, best_name = max(peers) if peers else (float("nan"), "none")
     print(
-        f"\n{args.images_per_class * 4} images/epoch, batch {BATCH}, {SIZE}x{SIZE} float32, "
-        f"median of {args.repeats} repeats, {os.cpu_count()} CPUs"
+        f"\n{args.images_per_class * 4} images/epoch, batch {BATCH}, {SIZE}x{SIZE} float32 (uint8 where named), "
+        f"median of {args.repeats} repeats, {os.cpu_count()} CPUs; best peer: {best_name}"
     )
-    print(f"{'configuration':30s} {'epoch 1 img/s':>14s} {'epoch 2 img/s':>14s}")
-    medians = {name: [statistics.median(r[i] for r in runs) for i in range(2)] for name, runs in results.items()}
-    for name, (first, second) in medians.items():
-        print(f"{name:30s} {first:14.0f} {second:14.0f}")
-    peers = [(v[1], k) for k, v in medians.items() if not k.startswith("xloader")]
-    if not peers:
-        return
-    best_peer = max(peers)
-    print(f"\nsteady-state ratios against the best peer, {best_peer[1]} ({best_peer[0]:.0f} img/s):")
-    for name, (_, second) in medians.items():
-        if name.startswith("xloader"):
-            print(f"  {name:30s} {second / best_peer[0]:.2f}x")
+    print(
+        f"{'configuration':34s} {'ep1 img/s':>9s} {'ep2 img/s':>9s} {'of limit':>8s} {'vs peer':>7s} "
+        f"{'CPU ms/img':>10s} {'peak PSS MiB':>12s} {'1st batch ep1/ep2 s':>20s}"
+    )
+    for name, row in rows.items():
+        yardstick = limit_uint8 if name.endswith("uint8") else limit
+        share = row["epoch2"] / yardstick if yardstick else float("nan")
+        print(
+            f"{name:34s} {row['epoch1']:9.0f} {row['epoch2']:9.0f} {share:8.2f} {row['epoch2'] / best_rate:7.2f} "
+            f"{row['cpu_ms']:10.2f} {row['rss']:12.0f} {row['first1']:9.2f} / {row['first2']:.2f}"
+        )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"results": results, "medians": medians}, fh, indent=1)
+            json.dump({"results": results, "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -16,24 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from worker_faults import load_slowly  # noqa: E402
 
 import xloader as xl  # noqa: E402
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as file:
-                    parent = int(file.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, pending = [], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
+from xloader._proc import process_tree  # noqa: E402
 
 
 def batches(framework: str, start_method: str):
@@ -65,6 +48,6 @@ if __name__ == "__main__":
     framework, start_method, mode = sys.argv[1:4]
     for step, _ in enumerate(batches(framework, start_method)):
         if step == 3:
-            print("READY", *descendants(os.getpid()), flush=True)
+            print("READY", *process_tree()[1:], flush=True)
         if step == 6 and mode == "raise":
             raise RuntimeError("a bug in the training loop")

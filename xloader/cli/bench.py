@@ -8,48 +8,8 @@ import time
 
 from tqdm import tqdm
 
+from xloader._proc import cpu_seconds, peak_rss_mib, process_tree
 from xloader.cli._open import load_transform, open_dataset
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _process_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as file:
-                    parent = int(file.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    tree, pending = [pid], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            tree.append(child)
-            pending.append(child)
-    return tree
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid`, plus that of its reaped children."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            fields = file.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(v) for v in fields[11:15]) / _TICKS  # utime stime cutime cstime
-
-
-def _peak_rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as file:
-            for line in file:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _batches(args: argparse.Namespace, source):
@@ -74,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     _, source = open_dataset(args.path, image_size=args.image_size, transform=load_transform(args.transform))
     loader, epoch_iterable = _batches(args, source)
     me = os.getpid()
-    cpu_before = _cpu_seconds(me)
+    cpu_before = cpu_seconds(me)
     rows = []
     first_batch_seconds = None
     for epoch in range(args.epochs):
@@ -86,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
                 first_batch_seconds = time.perf_counter() - start
             images += len(x)
         rows.append((epoch, images, time.perf_counter() - start))
-    tree = _process_tree(me)
-    cpu = _cpu_seconds(me) - cpu_before + sum(_cpu_seconds(pid) for pid in tree[1:])
-    peak_main = _peak_rss_mib(me)
-    peak_workers = [_peak_rss_mib(pid) for pid in tree[1:]]
+    tree = process_tree(me)
+    cpu = cpu_seconds(me) - cpu_before + sum(cpu_seconds(pid) for pid in tree[1:])
+    peak_main = peak_rss_mib(me)
+    peak_workers = [peak_rss_mib(pid) for pid in tree[1:]]
     total_images = sum(images for _, images, _ in rows)
     mode = "processes" if args.loader == "keras" and args.processes else "threads" if args.loader == "keras" else ""
     print(f"{args.path}: {len(source)} samples, loader {args.loader} workers={args.workers} {mode}".rstrip())

@@ -36,9 +36,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from xloader.decoding import read_mask, resize_mask
+from xloader.decoding import read_image, read_mask, resize_image, resize_mask
 from xloader.errors import BadImageError, DatasetError
-from xloader.sources._base import check_choice, list_preview
+from xloader.sources._base import TransformedSource, check_choice, list_preview
 
 MaskMode = Literal["index", "one_hot", "multi_hot"]
 Unpaired = Literal["raise", "skip", "background"]
@@ -308,3 +308,30 @@ def files_by_stem(top: str, files: list[str], what: str) -> dict[str, str]:
             f"{list_preview(clashes)}. Keep one file per stem."
         )
     return stems
+
+
+class MaskSource(TransformedSource):
+    """What the segmentation sources share: a sample is its image and the mask `_mask` builds
+    for it, resized (the mask with nearest neighbour) and transformed in one call.
+
+    Subclasses set `color_mode`, `image_size`, `interpolation`, `max_pixels` and `mask_format`
+    and implement `describe` (the image's path) and `_mask(index, image_shape)`.
+    """
+
+    color_mode: str
+    image_size: tuple[int, int] | None
+    interpolation: str
+    max_pixels: int | None
+    mask_format: MaskFormat
+
+    def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
+        raise NotImplementedError
+
+    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)  # type: ignore[attr-defined]
+        if not with_targets:
+            image = resize_image(image, self.image_size, self.interpolation)
+            return self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"], None
+        mask = resize_nearest(self._mask(index, image.shape), self.image_size)
+        image = resize_image(image, self.image_size, self.interpolation)
+        return transform_with_mask(self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index)

@@ -14,29 +14,26 @@ from xloader.decoding import (
     INTERPOLATIONS,
     ColorMode,
     check_max_pixels,
-    read_image,
     read_mask,
-    resize_image,
 )
 from xloader.errors import DatasetError
-from xloader.sources._base import TransformedSource, check_choice, check_directory, check_image_size
+from xloader.sources._base import check_choice, check_directory, check_image_size
 from xloader.sources._masks import (
+    MaskSource,
     Unpaired,
     check_class_values,
     check_mask_interpolation,
     files_by_stem,
     mask_format,
-    resize_nearest,
     settle_unpaired,
     size_mismatch,
-    transform_with_mask,
 )
 from xloader.sources._walk import list_image_files
 
 __all__ = ["ImageMaskFolder"]
 
 
-class ImageMaskFolder(TransformedSource):
+class ImageMaskFolder(MaskSource):
     """Image and class-index mask pairs: `images_dir/a.jpg` with `masks_dir/a.png`.
 
     Files pair by their path relative to their folder, without extension (sub-folders allowed:
@@ -168,7 +165,7 @@ class ImageMaskFolder(TransformedSource):
     def describe(self, index: int) -> str:
         return os.path.join(self.images_dir, self._images[index])
 
-    def _read_mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
+    def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         """The mask file as an index map in `mask_format.work_dtype`, checked against its image."""
         fmt = self.mask_format
         name = self._masks[index]
@@ -181,12 +178,3 @@ class ImageMaskFolder(TransformedSource):
         check_class_values(mask, fmt.num_classes, path, limit)
         # int64 never reaches the transform: NOTE [ Masks through albumentations ].
         return mask.astype(fmt.work_dtype, copy=False)
-
-    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
-        if not with_targets:
-            image = resize_image(image, self.image_size, self.interpolation)
-            return self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"], None
-        mask = resize_nearest(self._read_mask(index, image.shape), self.image_size)
-        image = resize_image(image, self.image_size, self.interpolation)
-        return transform_with_mask(self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index)

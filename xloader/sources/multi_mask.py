@@ -16,12 +16,9 @@ from xloader.decoding import (
     ColorMode,
     check_max_pixels,
     is_image_file,
-    read_image,
-    resize_image,
 )
 from xloader.errors import DatasetError
 from xloader.sources._base import (
-    TransformedSource,
     check_choice,
     check_directory,
     check_image_size,
@@ -30,6 +27,7 @@ from xloader.sources._base import (
 )
 from xloader.sources._masks import (
     MaskMode,
+    MaskSource,
     Unpaired,
     check_class_names,
     check_mask_interpolation,
@@ -37,9 +35,7 @@ from xloader.sources._masks import (
     mask_format,
     read_binary_mask,
     relative_stem,
-    resize_nearest,
     settle_unpaired,
-    transform_with_mask,
 )
 from xloader.sources._walk import IMAGE_EXTENSIONS, list_image_files
 
@@ -57,7 +53,7 @@ def class_of_file(stem: str, class_names: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-class MultiMaskFolder(TransformedSource):
+class MultiMaskFolder(MaskSource):
     """Images with several binary mask files each, merged into one mask per image.
 
     Two layouts (`layout=` is required):
@@ -425,7 +421,7 @@ class MultiMaskFolder(TransformedSource):
     def describe(self, index: int) -> str:
         return os.path.join(self.images_dir, self._images[index])
 
-    def _merged(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
+    def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         fmt = self.mask_format
         height, width = image_shape[:2]
         if fmt.mode == "multi_hot":
@@ -440,12 +436,3 @@ class MultiMaskFolder(TransformedSource):
             else:
                 mask[on] = self._mask_class[i]
         return mask
-
-    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
-        if not with_targets:
-            image = resize_image(image, self.image_size, self.interpolation)
-            return self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"], None
-        mask = resize_nearest(self._merged(index, image.shape), self.image_size)
-        image = resize_image(image, self.image_size, self.interpolation)
-        return transform_with_mask(self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index)

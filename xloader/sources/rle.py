@@ -26,12 +26,9 @@ from xloader.decoding import (
     INTERPOLATIONS,
     ColorMode,
     check_max_pixels,
-    read_image,
-    resize_image,
 )
 from xloader.errors import BadImageError, DatasetError
 from xloader.sources._base import (
-    TransformedSource,
     check_choice,
     check_directory,
     check_image_size,
@@ -40,14 +37,13 @@ from xloader.sources._base import (
 )
 from xloader.sources._masks import (
     MaskMode,
+    MaskSource,
     Unpaired,
     check_class_names,
     check_mask_interpolation,
     mask_format,
     relative_stem,
-    resize_nearest,
     settle_unpaired,
-    transform_with_mask,
 )
 from xloader.sources._walk import list_image_files
 
@@ -171,7 +167,7 @@ def _sort_key(name: str) -> tuple[int, int | str]:
     return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
 
 
-class RLEMasks(TransformedSource):
+class RLEMasks(MaskSource):
     """Images in a folder with masks given as run-length strings in a CSV, several rows per image.
 
     Each CSV row is one object or one class of one image: its id, optionally its class, and its
@@ -496,11 +492,5 @@ class RLEMasks(TransformedSource):
             reason=reason,
         )
 
-    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
-        if not with_targets:
-            image = resize_image(image, self.image_size, self.interpolation)
-            return self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"], None
-        mask = resize_nearest(self._decode(index, image.shape[0], image.shape[1]), self.image_size)
-        image = resize_image(image, self.image_size, self.interpolation)
-        return transform_with_mask(self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index)
+    def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
+        return self._decode(index, image_shape[0], image_shape[1])
