@@ -19,17 +19,24 @@ class StringTable:
     __slots__ = ("_data", "_offsets")
 
     def __init__(self, items: Iterable[str]):
-        encoded = [os.fsencode(item) for item in items]
-        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=self._offsets[1:])
-        self._data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        # One encode of the whole table, items ended by NUL (which no path or id can contain),
+        # then the offsets from the positions of the NULs: no per-item Python work but the join.
+        listed = list(items)
+        data = os.fsencode("\0".join(listed) + "\0") if listed else b""
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0)
+        if len(ends) != len(listed):
+            raise ValueError("strings in a StringTable must not contain NUL characters.")
+        self._offsets = np.zeros(len(listed) + 1, dtype=np.int64)
+        self._offsets[1:] = ends + 1
+        self._data = np.frombuffer(data, dtype=np.uint8)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
     def __getitem__(self, index: int) -> str:
-        start, end = self._offsets[index], self._offsets[index + 1]
+        if not 0 <= index < len(self._offsets) - 1:
+            raise IndexError(f"string {index} is out of range: the table holds {len(self._offsets) - 1}.")
+        start, end = self._offsets[index], self._offsets[index + 1] - 1  # without the ending NUL
         return os.fsdecode(self._data[start:end].tobytes())
 
     def __iter__(self) -> Iterator[str]:

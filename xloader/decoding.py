@@ -13,7 +13,6 @@ the same JPEG. Masks are read with Pillow, which returns the palette *indices* o
 from __future__ import annotations
 
 import functools
-import os
 from typing import Literal
 
 import cv2
@@ -356,5 +355,5 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int] | None, *, keep_aspect_r
 
 def is_image_file(name: str, extensions: frozenset[str]) -> bool:
     """True if `name` ends with one of `extensions` (lower-case, without dot), case-insensitively."""
-    _, ext = os.path.splitext(name)
-    return ext[1:].lower() in extensions
+    dot = name.rfind(".")  # os.path.splitext's rule for names that do not start with a dot
+    return dot > 0 and name[dot + 1 :].lower() in extensions

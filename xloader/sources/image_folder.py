@@ -394,7 +394,8 @@ class ImageFolder(TransformedSource):
             found = list_image_files(os.path.join(self.root, name), follow_links=self.follow_links)
             if not found:
                 empty.append(name)
-            files.extend(os.path.join(name, path) for path in found)
+            prefix = name + os.sep
+            files.extend([prefix + path for path in found])
             labels.extend([label] * len(found))
         if empty and not files:
             raise DatasetError(
