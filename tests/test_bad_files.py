@@ -326,3 +326,28 @@ def test_segmentation_sources_skip_a_bad_sample_and_keep_the_others_masks_aligne
     np.testing.assert_array_equal(y[0], xl.rle_decode("1 1", (2, 3)) * 1)
     np.testing.assert_array_equal(y[1], np.maximum(xl.rle_decode("2 3", (2, 3)) * 1, xl.rle_decode("5 1", (2, 3)) * 2))
     assert [os.path.basename(path) for path, _ in table.skipped] == ["b.png"]
+
+
+def test_a_permission_error_is_named_even_when_running_as_root(tmp_path, monkeypatch):
+    # Root reads any file, so the refusal is simulated where xloader opens files: the test is
+    # that PermissionError becomes a BadImageError naming the file, in every in-process loader.
+    from xloader import decoding
+    from xloader.keras import PyDataset
+    from xloader.torch import DataLoader
+
+    root, path = one_file_folder(tmp_path, "locked.png", png_bytes(solid_rgb()))
+
+    def refusing_open(file, *args, **kwargs):
+        if os.fspath(file) == path:
+            raise PermissionError(13, "Permission denied", path)
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(decoding, "open", refusing_open, raising=False)
+    dataset = xl.ImageFolder(root, image_size=(8, 8))
+    message = re.escape(f"cannot read {path}: permission denied")
+    with pytest.raises(xl.BadImageError, match=message):
+        xl.Batches(dataset, batch_size=1).get_batch(0, 0)
+    with pytest.raises(xl.BadImageError, match=message):
+        next(iter(DataLoader(dataset, batch_size=1, num_workers=0)))
+    with PyDataset(dataset, batch_size=1, workers=2) as threads, pytest.raises(xl.BadImageError, match=message):
+        threads[0]
