@@ -120,7 +120,7 @@ def _check_not_truncated(path: str, data: bytes) -> None:
     if not data.startswith(_JPEG_START):
         return
     scan = _first_scan_offset(data)
-    if scan < 0 or data.find(_JPEG_END, scan) < 0:
+    if scan < 0 or data.rfind(_JPEG_END, scan) < 0:  # from the end: the marker is usually the last 2 bytes
         raise _bad(path, "truncated JPEG (no end-of-image marker); the file is incomplete")
 
 
