@@ -21,7 +21,7 @@ def _dataset_arguments(parser: argparse.ArgumentParser, *, default_size: int | N
         help="a folder of class folders (root/<class>/*.jpg), a folder holding images/ and masks/, "
         "or a CSV manifest (columns filename, class)",
     )
-    size_help = "resize every image to H x W" + (f" (default {default_size} {default_size})" if default_size else "")
+    size_help = "resize every image to H x W"
     parser.add_argument(
         "--image-size",
         type=int,
@@ -39,9 +39,14 @@ def _dataset_arguments(parser: argparse.ArgumentParser, *, default_size: int | N
 
 
 def _loader_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep dataset order")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per batch")
+    parser.add_argument("--seed", type=int, default=0, help="the loader seed (order and augmentation)")
+    parser.add_argument(
+        "--no-shuffle",
+        dest="shuffle",
+        action="store_false",
+        help="keep dataset order (without it, shuffle=%(default)s)",
+    )
 
 
 def _quiet(parser: argparse.ArgumentParser) -> None:
@@ -54,45 +59,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="generate a small photo dataset, train with Keras fit and a torch loop, check parity",
         description="Writes a small photo dataset, trains the same CNN with Keras model.fit and with a "
         "torch loop from one xloader dataset, and checks both trained on the same batches.",
     )
-    demo.add_argument("--data", default="demo-data", help="where to write the dataset (default: ./demo-data)")
-    demo.add_argument("--images-per-class", type=int, default=40)
-    demo.add_argument("--image-size", type=int, default=96)
-    demo.add_argument("--batch-size", type=int, default=16)
-    demo.add_argument("--epochs", type=int, default=2)
+    demo.add_argument("--data", default="demo-data", help="where to write the dataset")
+    demo.add_argument("--images-per-class", type=int, default=40, help="photos per class (4 classes)")
+    demo.add_argument("--image-size", type=int, default=96, help="side of the square images, pixels")
+    demo.add_argument("--batch-size", type=int, default=16, help="samples per batch")
+    demo.add_argument("--epochs", type=int, default=2, help="epochs trained in each framework")
     demo.add_argument("--workers", type=int, default=2, help="Keras workers and torch num_workers")
-    demo.add_argument("--processes", action="store_true", help="Keras workers as processes (default threads)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--processes", action="store_true", help="Keras workers as processes, not threads")
+    demo.add_argument("--seed", type=int, default=0, help="the loader seed (order and augmentation)")
     _quiet(demo)
 
     inspect = commands.add_parser(
         "inspect",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="layout, counts per class, image sizes, bad and orphan files",
         description="Finds the layout of PATH, decodes every file once and reports counts per class, "
-        "stored image sizes, files that cannot be read and images without masks.",
+        "stored image sizes, files that cannot be read and images without masks. Exits 1 if any were found.",
     )
     _dataset_arguments(inspect, default_size=None)
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
-    inspect.add_argument("--workers", type=int, default=4, help="decoding threads (default 4)")
+    inspect.add_argument("--workers", type=int, default=4, help="decoding threads")
     _quiet(inspect)
 
     preview = commands.add_parser(
         "preview",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="a PNG grid of samples over epochs, augmentation applied, masks overlaid",
         description="Writes a PNG grid: one row per sample, one column per epoch, each tile the sample as "
         "the model sees it that epoch (augmented; masks overlaid in colour).",
     )
     _dataset_arguments(preview, default_size=128)
     preview.add_argument("--out", required=True, help="the PNG file to write")
-    preview.add_argument("--samples", type=int, default=4, help="rows (default 4)")
-    preview.add_argument("--epochs", type=int, default=4, help="columns (default 4)")
-    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--samples", type=int, default=4, help="rows")
+    preview.add_argument("--epochs", type=int, default=4, help="columns")
+    preview.add_argument("--seed", type=int, default=0, help="the loader seed (augmentation)")
 
     parity = commands.add_parser(
         "parity",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="the same batches through Keras (each installed backend) and torch, compared",
         description="Runs the dataset through xloader.Batches, xloader.torch.DataLoader (several "
         "num_workers) and xloader.keras.PyDataset on each installed Keras backend (each in its own "
@@ -100,28 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _dataset_arguments(parity, default_size=64)
     _loader_arguments(parity)
-    parity.add_argument("--epochs", type=int, default=2)
+    parity.add_argument("--epochs", type=int, default=2, help="epochs compared")
     parity.add_argument(
         "--backends",
         nargs="+",
         choices=["tensorflow", "jax", "torch"],
         help="Keras backends to check (default: every installed one)",
     )
-    parity.add_argument("--workers", type=int, default=2, help="the multi-worker setting tried (default 2)")
+    parity.add_argument("--workers", type=int, default=2, help="the multi-worker setting tried")
     _quiet(parity)
 
     bench = commands.add_parser(
         "bench",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="images/s, CPU per image and peak memory for your options",
         description="Times full epochs of the dataset with the chosen loader and prints images/s, CPU "
         "milliseconds per image (all processes) and peak memory (main process plus workers).",
     )
     _dataset_arguments(bench, default_size=224)
     _loader_arguments(bench)
-    bench.add_argument("--loader", choices=["torch", "keras", "core"], default="torch")
-    bench.add_argument("--workers", type=int, default=2)
-    bench.add_argument("--processes", action="store_true", help="Keras workers as processes (default threads)")
-    bench.add_argument("--epochs", type=int, default=2)
+    bench.add_argument("--loader", choices=["torch", "keras", "core"], default="torch", help="which loader to time")
+    bench.add_argument("--workers", type=int, default=2, help="torch num_workers or Keras workers")
+    bench.add_argument("--processes", action="store_true", help="Keras workers as processes, not threads")
+    bench.add_argument("--epochs", type=int, default=2, help="epochs timed (the first starts the workers)")
     _quiet(bench)
     return parser
 

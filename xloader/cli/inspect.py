@@ -16,11 +16,12 @@ def run(args: argparse.Namespace) -> int:
         layout, source = open_dataset(args.path, image_size=args.image_size, transform=None)
     report = validate(source, workers=args.workers, progress=not args.quiet and not args.json)
     notes = [str(w.message) for w in caught]
+    status = 0 if report.ok else 1  # so `xloader inspect data || exit 1` works in scripts
     if args.json:
         print(json.dumps({"path": args.path, "layout": layout, "warnings": notes, **report.to_dict()}, indent=2))
-        return 0
+        return status
     print(f"{args.path}: {LAYOUTS[layout]}")
     for note in notes:
         print(f"warning: {note}")
     print(report)
-    return 0
+    return status

@@ -90,7 +90,7 @@ class TransformedSource:
         if not keep.any():
             raise DatasetError(
                 f"every one of the {len(keep)} files is bad, e.g. {report.bad_files[0].path}: "
-                f"{report.bad_files[0].reason}. Nothing is left to train on."
+                f"{report.bad_files[0].reason}. Nothing is left in {self!r}."
             )
         self._keep(keep)
         self.skipped += [(bad.path, bad.reason) for bad in report.bad_files]
