@@ -314,21 +314,35 @@ class MaskSource(TransformedSource):
     """What the segmentation sources share: a sample is its image and the mask `_mask` builds
     for it, resized (the mask with nearest neighbour) and transformed in one call.
 
-    Subclasses set `color_mode`, `image_size`, `interpolation`, `max_pixels` and `mask_format`
-    and implement `describe` (the image's path) and `_mask(index, image_shape)`.
+    Subclasses set `images_dir`, `_images` (image paths relative to it, a `StringTable`),
+    `color_mode`, `image_size`, `interpolation`, `max_pixels` and `mask_format`, and implement
+    `_mask(index, image_shape)`.
     """
 
+    images_dir: str
+    _images: Any
     color_mode: str
     image_size: tuple[int, int] | None
     interpolation: str
     max_pixels: int | None
     mask_format: MaskFormat
 
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def image_files(self) -> list[str]:
+        """Image paths relative to `images_dir`, in index order."""
+        return self._images.tolist()
+
+    def describe(self, index: int) -> str:
+        return os.path.join(self.images_dir, self._images[index])
+
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError
 
     def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)  # type: ignore[attr-defined]
+        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
         if not with_targets:
             image = resize_image(image, self.image_size, self.interpolation)
             return self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"], None

@@ -142,9 +142,6 @@ class ImageMaskFolder(MaskSource):
     def _keep(self, keep: np.ndarray) -> None:
         self._images, self._masks = self._images.take(keep), self._masks.take(keep)
 
-    def __len__(self) -> int:
-        return len(self._images)
-
     def __repr__(self) -> str:
         return (
             f"ImageMaskFolder({self.images_dir!r}, {self.masks_dir!r}, {len(self)} pairs, "
@@ -153,17 +150,9 @@ class ImageMaskFolder(MaskSource):
         )
 
     @property
-    def image_files(self) -> list[str]:
-        """Image paths relative to `images_dir`, in index order."""
-        return self._images.tolist()
-
-    @property
     def mask_files(self) -> list[str]:
         """Mask paths relative to `masks_dir`, in index order ("" for an image kept without mask)."""
         return self._masks.tolist()
-
-    def describe(self, index: int) -> str:
-        return os.path.join(self.images_dir, self._images[index])
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         """The mask file as an index map in `mask_format.work_dtype`, checked against its image."""

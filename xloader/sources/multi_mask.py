@@ -399,27 +399,16 @@ class MultiMaskFolder(MaskSource):
             self._mask_class[masks],
         )
 
-    def __len__(self) -> int:
-        return len(self._images)
-
     def __repr__(self) -> str:
         return (
             f"MultiMaskFolder({self.images_dir!r}, {self.masks_dir!r}, layout={self.layout!r}, {len(self)} images, "
             f"image_size={self.image_size}, classes={self.class_names}, mask_mode={self.mask_format.mode!r})"
         )
 
-    @property
-    def image_files(self) -> list[str]:
-        """Image paths relative to `images_dir`, in index order."""
-        return self._images.tolist()
-
     def mask_files(self, index: int) -> list[str]:
         """Mask paths of sample `index`, relative to `masks_dir`, in the order they are merged."""
         first, last = int(self._mask_offsets[index]), int(self._mask_offsets[index + 1])
         return [self._masks[i] for i in range(first, last)]
-
-    def describe(self, index: int) -> str:
-        return os.path.join(self.images_dir, self._images[index])
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         fmt = self.mask_format

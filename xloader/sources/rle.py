@@ -435,22 +435,11 @@ class RLEMasks(MaskSource):
         self._starts = starts.astype(np.int32) if small else starts
         self._lengths = lengths.astype(np.int32) if small else lengths
 
-    def __len__(self) -> int:
-        return len(self._images)
-
     def __repr__(self) -> str:
         return (
             f"RLEMasks({self.images_dir!r}, {self.csv_path!r}, {len(self)} images, image_size={self.image_size}, "
             f"classes={self.class_names}, mask_mode={self.mask_format.mode!r})"
         )
-
-    @property
-    def image_files(self) -> list[str]:
-        """Image paths relative to `images_dir`, in index order."""
-        return self._images.tolist()
-
-    def describe(self, index: int) -> str:
-        return os.path.join(self.images_dir, self._images[index])
 
     def _decode(self, index: int, height: int, width: int) -> np.ndarray:
         """Sample `index`'s mask at (height, width): an index map, or a stack for "multi_hot"."""
