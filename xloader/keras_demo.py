@@ -1,0 +1,66 @@
+"""The Keras half of `xloader demo` (xloader/cli/demo.py): a small CNN trained with `model.fit`
+from `xloader.keras.PyDataset`, noting a fingerprint of every batch `train_step` receives.
+
+Framework imports live only in `xloader/keras*` and `xloader/torch*`, so the demo's framework
+code lives here, beside the adapter, rather than in the command-line package.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+from xloader.testing import fingerprint
+
+
+class KerasCNN(keras.Model):
+    """A small CNN whose train_step also notes a fingerprint of every batch it trains on."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.body = [
+            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(num_classes),
+        ]
+        self.seen: list[str] = []
+
+    def call(self, x):
+        for layer in self.body:
+            x = layer(x)
+        return x
+
+    def train_step(self, *args):
+        x, y = args[-1]  # jax passes (state, data); tensorflow and torch pass (data)
+        self.seen.append(fingerprint((keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y))))
+        return super().train_step(*args)
+
+
+def train_keras(dataset, args) -> tuple[list[str], float]:
+    from xloader.keras import EpochSync, PyDataset
+
+    train = PyDataset(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        workers=args.workers,
+        use_multiprocessing=args.processes,
+    )
+    model = KerasCNN(len(dataset.class_names))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        run_eagerly=True,
+    )  # eager only so train_step can fingerprint
+    start = time.perf_counter()
+    # shuffle=False: xloader shuffles the samples; Keras must keep the batch order.
+    verbose = 0 if args.quiet else 2
+    history = model.fit(train, epochs=args.epochs, shuffle=False, verbose=verbose, callbacks=[EpochSync(train)])
+    seconds = time.perf_counter() - start
+    train.close()
+    print(f"keras ({keras.backend.backend()}): final accuracy {history.history['accuracy'][-1]:.2f}")
+    return model.seen, seconds
