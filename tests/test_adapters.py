@@ -159,3 +159,90 @@ def test_torch_worker_errors_name_the_file(folder_with_bad_file, num_workers):
     with pytest.raises(xl.BadImageError, match=r"broken\.jpg"):
         for _ in loader:
             pass
+
+
+# --- batches lent from shared-memory slots ------------------------------------------------------
+
+
+def test_a_lent_slot_is_released_only_when_every_view_of_its_batch_is_gone():
+    import gc
+
+    import torch
+
+    from xloader import _slots
+
+    slot = _slots.allocate(1, 64)[0]
+    writer = _slots.SlotWriter(slot)
+    writer.allocate("x", (2, 4), np.float32)[...] = 1.5
+    writer.allocate("y", (2,), np.int64)[...] = 7
+    released = []
+    x, y = _slots.lease(slot, writer.layout(True), lambda: released.append(True))
+    np.testing.assert_array_equal(x, np.full((2, 4), 1.5, np.float32))
+    np.testing.assert_array_equal(y, [7, 7])
+    row = torch.from_numpy(x)[1]  # a tensor view of a NumPy view: holds the slot too
+    numpy_view = y[::2]
+    del x, y
+    gc.collect()
+    assert not released
+    del row
+    gc.collect()
+    assert not released
+    del numpy_view
+    gc.collect()
+    assert released == [True]
+
+
+def _assert_epoch(batches, reference, epoch, nchw):
+    assert len(batches) == len(reference)
+    for b, (x, y) in enumerate(batches):
+        ex, ey = reference.get_batch(epoch, b)
+        np.testing.assert_array_equal(np.asarray(x), ex.transpose(0, 3, 1, 2) if nchw else ex)
+        np.testing.assert_array_equal(np.asarray(y), ey)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_torch_batches_the_consumer_keeps_are_never_overwritten(class_root, persistent):
+    from xloader.torch import DataLoader
+
+    source = xl.ImageFolder(class_root, image_size=(16, 16))
+    reference = xl.Batches(source, batch_size=2, shuffle=True, seed=1)
+    loader = DataLoader(source, batch_size=2, shuffle=True, seed=1, num_workers=2, persistent_workers=persistent)
+    for epoch in range(2):
+        kept = list(loader)  # 14 batches held at once: more than there are slots
+        _assert_epoch(kept, reference, epoch, nchw=True)
+    pool = loader._epoch_sampler.pool
+    assert len(pool.slots) < len(reference)
+    del kept
+    assert sorted(pool.free) == list(range(len(pool.slots)))  # every slot came back
+
+
+def test_torch_slots_of_an_abandoned_pass_are_reclaimed(class_root):
+    from xloader.torch import DataLoader
+
+    source = xl.ImageFolder(class_root, image_size=(16, 16))
+    reference = xl.Batches(source, batch_size=2, shuffle=True, seed=1)
+    loader = DataLoader(source, batch_size=2, shuffle=True, seed=1, num_workers=2, persistent_workers=True)
+    for _ in range(3):
+        for b, _batch in enumerate(loader):
+            if b == 2:
+                break  # the tasks in flight finish in the workers and are dropped by torch
+    del _batch  # the last batch we took holds its slot
+    loader.set_epoch(5)
+    _assert_epoch(list(loader), reference, 5, nchw=True)
+    pool = loader._epoch_sampler.pool
+    assert sorted(pool.free) == list(range(len(pool.slots)))
+
+
+def test_keras_process_batches_the_consumer_keeps_are_never_overwritten(class_root):
+    from xloader.keras import PyDataset
+
+    source = xl.ImageFolder(class_root, image_size=(16, 16))
+    reference = xl.Batches(source, batch_size=2, shuffle=True, seed=1)
+    with PyDataset(
+        source, batch_size=2, shuffle=True, seed=1, workers=2, use_multiprocessing=True, max_queue_size=2
+    ) as ds:
+        for epoch in range(2):
+            kept = [ds[b] for b in range(len(ds))]
+            _assert_epoch(kept, reference, epoch, nchw=False)
+            ds.on_epoch_end()
+        assert len(ds._prefetcher._slots) < len(reference)

@@ -124,15 +124,16 @@ def test_worker_memory_does_not_grow_with_the_samples_read(adapter):
     if adapter == "torch":
         from xloader.torch import DataLoader
 
-        batches = list(DataLoader(data, batch_size=2000, num_workers=2, multiprocessing_context="fork"))
-        probes = np.concatenate([x.numpy() for x, _ in batches])
+        # Each batch is dropped after reading, as a training loop does, so its slot is reused.
+        loader = DataLoader(data, batch_size=2000, num_workers=2, multiprocessing_context="fork")
+        probes = np.concatenate([x.numpy().copy() for x, _ in loader])
     else:
         from xloader.keras import PyDataset
 
         with PyDataset(
             data, batch_size=2000, workers=2, use_multiprocessing=True, multiprocessing_context="fork"
         ) as ds:
-            probes = np.concatenate([ds[b][0] for b in range(len(ds))])
+            probes = np.concatenate([ds[b][0].copy() for b in range(len(ds))])
     probes = probes[probes[:, 0] != 0]
     by_worker: dict[int, list[int]] = {}
     for pid, kib in probes.tolist():

@@ -10,6 +10,7 @@ Workers are started once and live until `close()`: no re-fork (and re-import) ev
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import threading
 from collections.abc import Iterable
@@ -95,7 +96,9 @@ class Prefetcher:
 
     def _start_processes(self, first_batch: Batch) -> Executor:
         context = multiprocessing.get_context(self.start_method)
-        count = self.queue_size + max(self.workers, 1)
+        # The batches in flight, plus two lent out: the one the consumer holds while it asks
+        # for the next, and that next one.
+        count = self.queue_size + max(self.workers, 1) + 2
         # Sized for a full batch even when the first one computed is the short last batch.
         samples = len(first_batch[0] if isinstance(first_batch, tuple) else first_batch)
         nbytes = -(-_slots.batch_nbytes(first_batch) // samples) * self.batches.options.batch_size
@@ -169,12 +172,12 @@ class Prefetcher:
         except BaseException:
             self._release_slot(slot, generation)
             raise
-        try:
-            if kind == "inline":
-                return payload  # type: ignore[return-value]
-            return _slots.read(self._slots[slot], payload)  # type: ignore[index,arg-type]
-        finally:
+        if kind == "inline":
             self._release_slot(slot, generation)
+            return payload  # type: ignore[return-value]
+        # Lent, not copied: the slot is free again once the consumer drops the batch.
+        release = functools.partial(self._release_slot, slot, generation)
+        return _slots.lease(self._slots[slot], payload, release)  # type: ignore[index,arg-type]
 
     def _discard_executor(self) -> None:
         with self._lock:

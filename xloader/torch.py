@@ -11,6 +11,8 @@ torch's `default_collate` (tuple -> list, float64 promotion) never touches them.
 
 from __future__ import annotations
 
+import collections
+import functools
 import multiprocessing
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
@@ -26,31 +28,78 @@ from xloader.sources._base import Source
 __all__ = ["DataLoader"]
 
 
+class _SlotPool:
+    """The main process's record of which shared-memory slots a worker may write next.
+
+    A slot is free, named in a task in flight (`dispatched`), or lent to the consumer until the
+    batch it holds is garbage collected (`_slots.lease` then gives it back). Free slots are used
+    last-in first-out, so a consumer that drops each batch keeps few slots' pages in use.
+    Lease releases may come from any thread; deque append and pop are atomic.
+    """
+
+    def __init__(self, slots: list[Any]):
+        self.slots = slots
+        self.free: collections.deque[int] = collections.deque(range(len(slots)))
+        self.dispatched: set[int] = set()
+
+    def take(self) -> int | None:
+        """A free slot for the next task, or None if the consumer holds them all."""
+        try:
+            slot = self.free.pop()
+        except IndexError:
+            return None
+        self.dispatched.add(slot)
+        return slot
+
+    def give_back(self, slot: int) -> None:
+        self.free.append(slot)
+
+    def received(self, item: _InSlot) -> Any:
+        """The batch of a worker's `_InSlot` reply: lent from its slot, or the batch that did not fit."""
+        self.dispatched.discard(item.slot)
+        if item.layout is None:
+            self.give_back(item.slot)
+            return item.batch
+        out = _slots.lease(self.slots[item.slot], item.layout, functools.partial(self.give_back, item.slot))
+        return tuple(torch.from_numpy(a) for a in out) if isinstance(out, tuple) else torch.from_numpy(out)
+
+    def reclaim_dispatched(self) -> None:
+        """At the start of a pass over persistent workers: torch has already drained the tasks of
+        an abandoned pass (their results were dropped), so their slots are free."""
+        for slot in self.dispatched:
+            self.free.append(slot)
+        self.dispatched.clear()
+
+
 class _EpochBatchSampler(torch.utils.data.Sampler):
-    """Yields (epoch, batch, slot) keys from `start_batch` on; `slot` is None unless shared-memory
-    slots are in use."""
+    """Yields (epoch, batch, slot) keys from `start_batch` on; `slot` is None unless a free
+    shared-memory slot of `pool` is named for the batch."""
 
     def __init__(self, num_batches: int):
         self.num_batches = num_batches
         self.epoch = 0
         self.start_batch = 0
-        self.slot_count = 0
+        self.pool: _SlotPool | None = None
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[tuple[int, int, int | None]]:
         # Read at the first next(): NOTE [ Epochs in torch workers ].
-        epoch, start_batch, slot_count = self.epoch, self.start_batch, self.slot_count
+        epoch, start_batch, pool = self.epoch, self.start_batch, self.pool
+        if pool is not None:
+            pool.reclaim_dispatched()
         for batch in range(start_batch, self.num_batches):
-            yield epoch, batch, (batch % slot_count if slot_count else None)
+            yield epoch, batch, (pool.take() if pool is not None else None)
 
 
 class _InSlot(NamedTuple):
-    """What a worker returns when the batch is in shared-memory slot `slot`."""
+    """What a worker returns for a task naming shared-memory slot `slot`: the batch's `layout`
+    in the slot, or (layout None) the `batch` itself as tensors when it did not fit."""
 
     slot: int
     layout: Any
+    batch: Any = None
 
 
 class _BatchDataset(torch.utils.data.Dataset):
@@ -93,8 +142,10 @@ class _BatchDataset(torch.utils.data.Dataset):
                 return _InSlot(slot, writer.layout(isinstance(out, tuple)))
             # Did not fit: copy out of the slot (parts may live there) and go torch's way.
             out = tuple(np.array(a) for a in out) if isinstance(out, tuple) else np.array(out)
-        else:
-            out = self.batches.get_batch(epoch, batch)
+            return _InSlot(slot, None, self._tensors(out))
+        return self._tensors(self.batches.get_batch(epoch, batch))
+
+    def _tensors(self, out: Any) -> Any:
         if isinstance(out, tuple):
             x, y = out
             return _tensor(self._to_layout(x)), _tensor(self._y_to_layout(y))
@@ -107,16 +158,11 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 class _PassIterator:
     """Wraps torch's iterator for one pass: counts the batches handed out (the resume position)
-    and copies batches out of their shared-memory slot before the slot can be reused.
+    and lends batches from their shared-memory slot (`_SlotPool.received`)."""
 
-    torch keeps at most `num_workers * prefetch_factor` tasks ahead, in order, and dispatches
-    the next one only when a batch is returned; with more slots than that, the slot of batch j
-    is not written again before batch j has been copied out here.
-    """
-
-    def __init__(self, iterator: Any, slots: list[Any] | None, position: list[int], num_batches: int):
+    def __init__(self, iterator: Any, pool: _SlotPool | None, position: list[int], num_batches: int):
         self.iterator = iterator
-        self.slots = slots
+        self.pool = pool
         self.position = position  # [epoch, next batch], shared with the DataLoader
         self.num_batches = num_batches
 
@@ -131,9 +177,8 @@ class _PassIterator:
         self.position[1] += 1
         if not isinstance(item, _InSlot):
             return item
-        assert self.slots is not None
-        out = _slots.read(self.slots[item.slot], item.layout)
-        return tuple(torch.from_numpy(a) for a in out) if isinstance(out, tuple) else torch.from_numpy(out)
+        assert self.pool is not None
+        return self.pool.received(item)
 
 
 def _distributed_is_running() -> bool:
@@ -340,10 +385,11 @@ class DataLoader(torch.utils.data.DataLoader):
             np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0)
         )
         # torch keeps num_workers * prefetch_factor tasks in flight and dispatches the next one
-        # before handing a batch over, so one more slot than that is never overwritten early.
-        count = self.num_workers * (self.prefetch_factor or 2) + 1
+        # while the consumer still holds the previous batch: two more slots than that serve a
+        # loop that drops each batch before the next without falling back to torch's transfer.
+        count = self.num_workers * (self.prefetch_factor or 2) + 2
         self.dataset.slots = _slots.allocate(count, nbytes, _start_method(self.multiprocessing_context))
-        self._epoch_sampler.slot_count = count
+        self._epoch_sampler.pool = _SlotPool(self.dataset.slots)
 
     def __iter__(self) -> Any:
         epoch, start_batch = self._next_epoch, self._start_batch
@@ -364,5 +410,5 @@ class DataLoader(torch.utils.data.DataLoader):
                 iterator = super().__iter__()
             finally:
                 cv2.setNumThreads(threads)
-        slots = self.dataset.slots if self._uses_slots() else None
-        return _PassIterator(iterator, slots, self._position, len(self.batches))
+        pool = self._epoch_sampler.pool if self._uses_slots() else None
+        return _PassIterator(iterator, pool, self._position, len(self.batches))
