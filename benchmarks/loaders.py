@@ -162,13 +162,27 @@ def tree_cpu_seconds() -> float:
     return sum(cpu_seconds(pid) for pid in process_tree())
 
 
-def tree_memory_mib() -> float:
-    """Proportional set size (PSS) summed over the process tree: shared pages (libraries, the
-    shared-memory batch slots, pages a forked worker still shares with its parent) count once in
-    total, not once per process as a sum of RSS would."""
-    from xloader._proc import process_tree, pss_mib
+_SHMEM_AT_START = [0.0]
 
-    return sum(pss_mib(pid) for pid in process_tree())
+
+def start_memory_baseline() -> None:
+    """Call before building a loader: `tree_memory_mib` counts shared memory from here."""
+    from xloader._proc import system_shmem_mib
+
+    _SHMEM_AT_START[0] = system_shmem_mib()
+
+
+def tree_memory_mib() -> float:
+    """Memory of the process tree: proportional set size (PSS) summed over the processes, so
+    pages they share (libraries, pages a forked worker still shares with its parent) count once
+    in total, not once per process as a sum of RSS would; plus the machine's shared memory
+    (/proc/meminfo Shmem) above its level when the configuration started, in place of the
+    processes' shared-memory pages. PSS alone misses a batch a torch worker wrote to /dev/shm
+    and passed by file descriptor until someone touches it, and counts xloader's slots."""
+    from xloader._proc import process_tree, pss_without_shmem_mib, system_shmem_mib
+
+    shared = max(system_shmem_mib() - _SHMEM_AT_START[0], 0.0)
+    return sum(pss_without_shmem_mib(pid) for pid in process_tree()) + shared
 
 
 def measured(batches, started: float) -> dict:
@@ -245,6 +259,7 @@ def run_config(name: str, root: str, epochs: int) -> list[dict]:
     if "torch" in name:
         import torch  # noqa: F401
 
+    start_memory_baseline()
     normalize = not name.endswith("uint8")
     folder = xl.ImageFolder(root, image_size=(SIZE, SIZE), transform=augment(resize=False, normalize=normalize))
     paths, labels = folder.filepaths, folder.labels.tolist()

@@ -27,7 +27,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from loaders import BATCH, SIZE, augment, tree_memory_mib  # noqa: E402
+from loaders import BATCH, SIZE, augment, start_memory_baseline, tree_memory_mib  # noqa: E402
 
 
 def linked_tree(root: str, sources: list[str], classes: int, per_class: int) -> str:
@@ -77,6 +77,7 @@ def peak_memory_child(root: str, batches: int) -> None:
     import xloader as xl
     from xloader.torch import DataLoader
 
+    start_memory_baseline()
     folder = xl.ImageFolder(root, image_size=(SIZE, SIZE), transform=augment(resize=False))
     loader = DataLoader(folder, batch_size=BATCH, shuffle=True, seed=0, num_workers=2, persistent_workers=True)
     peak = 0.0

@@ -20,7 +20,7 @@ from itertools import islice
 
 import numpy as np
 
-from xloader import _slots
+from xloader import _opencv, _slots
 from xloader.batching import Batch, Batches
 from xloader.errors import WorkerDiedError
 
@@ -35,12 +35,8 @@ _worker_slots: list | None = None
 def _init_process(batches: Batches, slots: list, pin_opencv: bool) -> None:
     global _worker_batches, _worker_slots
     _worker_batches, _worker_slots = batches, slots
-    if pin_opencv:
-        # One OpenCV thread per worker: the processes already use the cores. Never after fork:
-        # reconfiguring a thread pool inherited from a parent that used it deadlocks.
-        import cv2
-
-        cv2.setNumThreads(1)
+    if pin_opencv:  # NOTE [ OpenCV threads in workers ] (xloader/_opencv.py)
+        _opencv.pin_one_thread()
 
 
 def _compute_in_process(epoch: int, batch: int, slot: int | None) -> tuple[str, object]:
@@ -102,14 +98,19 @@ class Prefetcher:
         # Sized for a full batch even when the first one computed is the short last batch.
         samples = len(first_batch[0] if isinstance(first_batch, tuple) else first_batch)
         nbytes = -(-_slots.batch_nbytes(first_batch) // samples) * self.batches.options.batch_size
-        self._slots = _slots.allocate(count, nbytes, self.start_method)
+        self._slots = _slots.allocate(count, nbytes)
         self._free_slots = list(range(len(self._slots)))
-        return ProcessPoolExecutor(
+        executor = ProcessPoolExecutor(
             max_workers=max(self.workers, 1),
             mp_context=context,
             initializer=_init_process,
             initargs=(self.batches, self._slots, self.start_method != "fork"),
         )
+        if self.start_method == "fork":
+            # The pool forks every worker at its first submit: do it now, OpenCV on one thread.
+            with _opencv.single_threaded_for_fork():
+                executor.submit(int)
+        return executor
 
     def _submit(self, executor: Executor, key: Key, *, required: bool) -> tuple[Future, int | None] | None:
         if not self.use_processes:

@@ -53,13 +53,34 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def pss_mib(pid: int) -> float:
-    """Proportional set size of `pid`: its private pages plus its share of shared ones."""
+def _rollup_kib(pid: int, fields: tuple[str, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/smaps_rollup") as file:
             for line in file:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) / 1024
+                name = line.split(":", 1)[0]
+                if name in fields:
+                    found[name] = int(line.split()[1])
     except OSError:
         pass
+    return found
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of `pid`: its private pages plus its share of shared ones."""
+    return _rollup_kib(pid, ("Pss",)).get("Pss", 0) / 1024
+
+
+def pss_without_shmem_mib(pid: int) -> float:
+    """`pss_mib` without shared-memory (tmpfs, /dev/shm) pages, which `system_shmem_mib` counts."""
+    found = _rollup_kib(pid, ("Pss", "Pss_Shmem"))
+    return (found.get("Pss", 0) - found.get("Pss_Shmem", 0)) / 1024
+
+
+def system_shmem_mib() -> float:
+    """Shared memory in use on the whole machine (/proc/meminfo Shmem), mapped or not."""
+    with open("/proc/meminfo") as file:
+        for line in file:
+            if line.startswith("Shmem:"):
+                return int(line.split()[1]) / 1024
     return 0.0

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from xloader import _slots
+from xloader import _opencv, _slots
 from xloader.batching import Batches
 from xloader.sources._base import Source
 
@@ -206,14 +206,6 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
-# NOTE [ OpenCV threads in workers ]
-# Each worker process already keeps a core busy; OpenCV's own thread pool inside each of them
-# oversubscribes the cores (measured: 2 forked workers barely beat 0). Calling
-# cv2.setNumThreads(1) inside a *forked* worker deadlocks when the parent had used the pool,
-# so forked workers are started while the parent is set to one thread (restored right after),
-# and workers started by spawn/forkserver pin themselves in their init function.
-
-
 class _WorkerInit:
     """Pins OpenCV to one thread in a spawn/forkserver worker, then runs the user's
     `worker_init_fn`. A class rather than a closure so spawn can pickle it."""
@@ -223,10 +215,8 @@ class _WorkerInit:
         self.pin_opencv = pin_opencv
 
     def __call__(self, worker_id: int) -> None:
-        if self.pin_opencv:
-            import cv2
-
-            cv2.setNumThreads(1)
+        if self.pin_opencv:  # NOTE [ OpenCV threads in workers ] (xloader/_opencv.py)
+            _opencv.pin_one_thread()
         if self.user_fn is not None:
             self.user_fn(worker_id)
 
@@ -388,7 +378,7 @@ class DataLoader(torch.utils.data.DataLoader):
         # while the consumer still holds the previous batch: two more slots than that serve a
         # loop that drops each batch before the next without falling back to torch's transfer.
         count = self.num_workers * (self.prefetch_factor or 2) + 2
-        self.dataset.slots = _slots.allocate(count, nbytes, _start_method(self.multiprocessing_context))
+        self.dataset.slots = _slots.allocate(count, nbytes)
         self._epoch_sampler.pool = _SlotPool(self.dataset.slots)
 
     def __iter__(self) -> Any:
@@ -402,13 +392,7 @@ class DataLoader(torch.utils.data.DataLoader):
         else:
             if self._uses_slots():
                 self._allocate_slots()  # before the workers start: they inherit these slots
-            import cv2
-
-            threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)  # see NOTE [ OpenCV threads in workers ]
-            try:
+            with _opencv.single_threaded_for_fork():  # NOTE [ OpenCV threads in workers ]
                 iterator = super().__iter__()
-            finally:
-                cv2.setNumThreads(threads)
         pool = self._epoch_sampler.pool if self._uses_slots() else None
         return _PassIterator(iterator, pool, self._position, len(self.batches))
