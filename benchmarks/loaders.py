@@ -1,6 +1,6 @@
 """Throughput, CPU and memory of xloader's adapters against the loaders they replace, in one run.
 
-    python benchmarks/loaders.py [--images-per-class 200] [--repeats 3] [--json out.json]
+    python benchmarks/loaders.py [--images-per-class 500] [--repeats 3] [--json out.json]
 
 Per configuration it reports images/s (epoch 1 includes starting workers; epoch 2 is the steady
 state), the share of this machine's limit measured in the same run, CPU milliseconds per image
@@ -296,7 +296,8 @@ def _Sequence(iterator):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="xloader vs peer loaders: images/s, CPU, memory")
-    parser.add_argument("--images-per-class", type=int, default=200)
+    # 4 classes x 500 = 2,000 images per epoch, the size of the baseline the targets come from.
+    parser.add_argument("--images-per-class", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configs", nargs="*", default=CONFIGS)
     parser.add_argument("--json", help="write raw results here")
@@ -309,11 +310,15 @@ def main() -> None:
 
     from xloader.synthetic import make_image_folder
 
-    root = make_image_folder(
-        os.path.join(tempfile.mkdtemp(prefix="xloader-bench-"), "train"),
-        images_per_class=args.images_per_class,
-        long_side=(350, 500),
-    )
+    with tempfile.TemporaryDirectory(prefix="xloader-bench-") as work:
+        root = make_image_folder(
+            os.path.join(work, "train"), images_per_class=args.images_per_class, long_side=(350, 500)
+        )
+        results = run_all(root, args)
+    report(results, args)
+
+
+def run_all(root: str, args) -> dict[str, list[list[dict]]]:
     for dirpath, _, files in os.walk(root):  # warm the page cache
         for f in files:
             with open(os.path.join(dirpath, f), "rb") as fh:
@@ -331,7 +336,7 @@ def main() -> None:
                 + "  ".join(f"epoch {i + 1}: {e['images'] / e['seconds']:6.0f} img/s" for i, e in enumerate(epochs)),
                 file=sys.stderr,
             )
-    report(results, args)
+    return results
 
 
 def _median(runs: list[list[dict]], epoch: int, key) -> float:

@@ -64,6 +64,7 @@ def _shm_entries() -> set[str]:
     ("framework", "start_method", "mode"),
     [
         ("keras", "forkserver", "wait"),
+        ("keras", "fork", "wait"),  # the default on the torch backend
         ("keras", "spawn", "raise"),
         ("torch", "fork", "wait"),
         ("torch", "spawn", "raise"),

