@@ -246,3 +246,69 @@ def test_keras_process_batches_the_consumer_keeps_are_never_overwritten(class_ro
             _assert_epoch(kept, reference, epoch, nchw=False)
             ds.on_epoch_end()
         assert len(ds._prefetcher._slots) < len(reference)
+
+
+class _SlowSource:
+    """x[i] = epoch * 100 + i (4x4x3 float32); every sample of `slow_epoch` takes `delay` s."""
+
+    has_targets = True
+    x_is_image = True
+    y_is_image = False
+
+    def __init__(self, n: int = 16, slow_epoch: int = 0, delay: float = 0.5, fail: tuple[int, ...] = ()):
+        self.n, self.slow_epoch, self.delay, self.fail = n, slow_epoch, delay, fail
+
+    def __len__(self) -> int:
+        return self.n
+
+    def describe(self, index: int) -> str:
+        return f"sample {index}"
+
+    def load(self, index, *, seed, epoch, with_targets):
+        import time
+
+        if index in self.fail:
+            raise ValueError(f"sample {index} is bad")
+        if epoch == self.slow_epoch:
+            time.sleep(self.delay)
+        return np.full((4, 4, 3), epoch * 100 + index, np.float32), np.int64(index)
+
+
+def test_keras_workers_still_writing_after_close_never_touch_new_batches():
+    import gc
+    import time
+
+    from xloader._prefetch import Prefetcher
+
+    prefetcher = Prefetcher(
+        xl.Batches(_SlowSource(), batch_size=2), workers=2, use_processes=True, queue_size=4, start_method="fork"
+    )
+    prefetcher.get((1, 0))
+    prefetcher.get((1, 1), upcoming=[(0, k) for k in range(8)])  # slow epoch-0 tasks now run in the workers
+    prefetcher.close()  # they keep running: their slots must not be handed to the next pool
+    gc.collect()
+    kept = {k: prefetcher.get((1, k), upcoming=[(1, j) for j in range(k + 1, 8)]) for k in range(2, 8)}
+    time.sleep(1.5)  # the old pool's tasks finish meanwhile
+    for k, (x, y) in kept.items():
+        np.testing.assert_array_equal(x[:, 0, 0, 0], [100 + 2 * k, 101 + 2 * k])
+        np.testing.assert_array_equal(y, [2 * k, 2 * k + 1])
+    prefetcher.close()
+
+
+def test_torch_worker_errors_give_their_slot_back():
+    from xloader.torch import DataLoader
+
+    loader = DataLoader(_SlowSource(slow_epoch=-1, fail=(2, 6)), batch_size=2, num_workers=2, persistent_workers=True)
+    iterator, served, errors = iter(loader), 0, 0
+    while True:
+        try:
+            next(iterator)
+            served += 1
+        except StopIteration:
+            break
+        except xl.SampleError as error:  # the user's ValueError, with the sample and batch named
+            assert "is bad" in str(error)
+            errors += 1
+    assert (served, errors) == (6, 2)
+    pool = loader._epoch_sampler.pool
+    assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched

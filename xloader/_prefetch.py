@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
@@ -55,6 +56,23 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
+def _retire(executor: ProcessPoolExecutor, slots: list) -> None:
+    """Stop `executor` now (pending tasks cancelled), and keep `slots` allocated until its
+    workers have exited: they still run the tasks already in the call queue, writing into the
+    slots, and multiprocessing's heap would hand that memory to the next allocation. The
+    executor's manager thread joins the workers before it ends, so it carries the slots."""
+    manager = getattr(executor, "_executor_manager_thread", None)
+    executor.shutdown(wait=False, cancel_futures=True)
+    if manager is not None:
+        manager.xloader_slots = slots
+
+
+def _release_if_alive(prefetcher: weakref.ref[Prefetcher], slot: int, generation: int) -> None:
+    alive = prefetcher()
+    if alive is not None:
+        alive._release_slot(slot, generation)
+
+
 class Prefetcher:
     """Computes `batches.get_batch(epoch, b)` on `workers` threads or processes, ahead of time.
 
@@ -72,13 +90,14 @@ class Prefetcher:
         workers: int,
         use_processes: bool,
         queue_size: int,
-        start_method: str | None = None,
+        start_method: str | Callable[[], str | None] | None = None,
     ):
         self.batches = batches
         self.workers = workers
         self.use_processes = use_processes
         self.queue_size = max(queue_size, 0)
-        self.start_method = start_method or default_start_method()
+        self._start_method_choice = start_method
+        self.start_method: str | None = None  # decided when the processes start
         self._executor: Executor | None = None
         self._pending: dict[Key, tuple[Future, int | None]] = {}
         self._slots: list = []
@@ -91,6 +110,9 @@ class Prefetcher:
         return self.workers <= 1 and not self.use_processes
 
     def _start_processes(self, first_batch: Batch) -> Executor:
+        # Decided now, not at construction: e.g. torch.distributed may have started since.
+        choice = self._start_method_choice
+        self.start_method = (choice() if callable(choice) else choice) or default_start_method()
         context = multiprocessing.get_context(self.start_method)
         # The batches in flight, plus two lent out: the one the consumer holds while it asks
         # for the next, and that next one.
@@ -125,11 +147,11 @@ class Prefetcher:
             if slot is not None and generation == self._generation:
                 self._free_slots.append(slot)
 
-    def _drop(self, future: Future, slot: int | None) -> None:
+    def _drop(self, future: Future, slot: int | None, generation: int | None = None) -> None:
+        generation = self._generation if generation is None else generation
         if future.cancel():
-            self._release_slot(slot, self._generation)
-        elif slot is not None:  # still running: its slot is written until it finishes
-            generation = self._generation
+            self._release_slot(slot, generation)
+        elif slot is not None:  # still running (or done): its slot is free once it finishes
             future.add_done_callback(lambda _future: self._release_slot(slot, generation))
 
     def get(self, key: Key, upcoming: Iterable[Key] = ()) -> Batch:
@@ -160,7 +182,7 @@ class Prefetcher:
             if first_batch is not None:
                 return first_batch
             future, slot = self._pending.pop(key)
-            generation = self._generation
+            generation, slots = self._generation, self._slots
         try:
             kind, payload = future.result() if self.use_processes else ("inline", future.result())
         except BrokenProcessPool as error:
@@ -171,23 +193,26 @@ class Prefetcher:
                 "or use threads (use_multiprocessing=False)."
             ) from error
         except BaseException:
-            self._release_slot(slot, generation)
+            # e.g. KeyboardInterrupt while waiting: the worker may still be writing the slot.
+            self._drop(future, slot, generation)
             raise
         if kind == "inline":
             self._release_slot(slot, generation)
             return payload  # type: ignore[return-value]
-        # Lent, not copied: the slot is free again once the consumer drops the batch.
-        release = functools.partial(self._release_slot, slot, generation)
-        return _slots.lease(self._slots[slot], payload, release)  # type: ignore[index,arg-type]
+        # Lent, not copied: the slot is free again once the consumer drops the batch. The release
+        # holds this object weakly: a batch kept after the dataset is gone must not keep the workers.
+        release = functools.partial(_release_if_alive, weakref.ref(self), slot, generation)
+        return _slots.lease(slots[slot], payload, release)  # type: ignore[index,arg-type]
 
     def _discard_executor(self) -> None:
         with self._lock:
             executor, self._executor = self._executor, None
+            slots = self._slots
             self._pending.clear()
             self._slots, self._free_slots = [], []
             self._generation += 1
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            _retire(executor, slots)
 
     def close(self) -> None:
         """Stop the workers (idempotent). A later `get` starts new ones."""
@@ -196,6 +221,6 @@ class Prefetcher:
     def __del__(self) -> None:
         try:
             if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+                _retire(self._executor, self._slots)
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass

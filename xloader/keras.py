@@ -197,7 +197,7 @@ class PyDataset(keras.utils.PyDataset):
             workers=workers,
             use_processes=self.loader_use_multiprocessing,
             queue_size=max_queue_size,
-            start_method=multiprocessing_context or _default_start_method(),
+            start_method=multiprocessing_context or _default_start_method,
         )
         self._lock = threading.Lock()
         self._epoch = 0

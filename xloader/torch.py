@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 import torch.utils.data
+from torch._utils import ExceptionWrapper
 
 from xloader import _opencv, _slots
 from xloader.batching import Batches
@@ -59,6 +60,8 @@ class _SlotPool:
         self.dispatched.discard(item.slot)
         if item.layout is None:
             self.give_back(item.slot)
+            if isinstance(item.batch, ExceptionWrapper):
+                item.batch.reraise()
             return item.batch
         out = _slots.lease(self.slots[item.slot], item.layout, functools.partial(self.give_back, item.slot))
         return tuple(torch.from_numpy(a) for a in out) if isinstance(out, tuple) else torch.from_numpy(out)
@@ -95,7 +98,8 @@ class _EpochBatchSampler(torch.utils.data.Sampler):
 
 class _InSlot(NamedTuple):
     """What a worker returns for a task naming shared-memory slot `slot`: the batch's `layout`
-    in the slot, or (layout None) the `batch` itself as tensors when it did not fit."""
+    in the slot, or (layout None) the `batch` itself as tensors when it did not fit, or the
+    worker's error as torch's `ExceptionWrapper`."""
 
     slot: int
     layout: Any
@@ -137,7 +141,12 @@ class _BatchDataset(torch.utils.data.Dataset):
         if slot is not None and self.slots is not None:
             # Built in place in the slot, already NCHW: NOTE [ Shared-memory slots ].
             writer = _slots.SlotWriter(self.slots[slot], self._channels_first())
-            out = self.batches.get_batch(epoch, batch, allocate=writer.allocate)
+            try:
+                out = self.batches.get_batch(epoch, batch, allocate=writer.allocate)
+            except Exception:  # raised in the main process once the slot is back in the pool
+                worker = torch.utils.data.get_worker_info()
+                where = f"in DataLoader worker process {worker.id if worker is not None else 0}"  # torch's words
+                return _InSlot(slot, None, ExceptionWrapper(where=where))
             if not writer.overflow:
                 return _InSlot(slot, writer.layout(isinstance(out, tuple)))
             # Did not fit: copy out of the slot (parts may live there) and go torch's way.
@@ -174,11 +183,11 @@ class _PassIterator:
 
     def __next__(self) -> Any:
         item = next(self.iterator)
+        if isinstance(item, _InSlot):
+            assert self.pool is not None
+            item = self.pool.received(item)  # raises a worker's error: the batch was not handed out
         self.position[1] += 1
-        if not isinstance(item, _InSlot):
-            return item
-        assert self.pool is not None
-        return self.pool.received(item)
+        return item
 
 
 def _distributed_is_running() -> bool:
