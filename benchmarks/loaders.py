@@ -4,8 +4,9 @@
 
 Per configuration it reports images/s (epoch 1 includes starting workers; epoch 2 is the steady
 state), the share of this machine's limit measured in the same run, CPU milliseconds per image
-over the whole process tree (epoch 2), the peak memory of the process tree (PSS summed over
-processes, sampled every half second), and the time to the first batch of epoch 1 (from
+over the whole process tree (epoch 2), the peak memory of the process tree (`tree_memory_mib`:
+PSS without shared memory summed over processes, plus the machine's shared-memory growth;
+sampled every half second; the highest over the repeats), and the time to the first batch of epoch 1 (from
 creating the loader, workers started included) and of epoch 2.
 
 The limit ("limit"): the same decode (OpenCV, libjpeg-turbo), resize (cv2, bilinear) and
@@ -367,7 +368,7 @@ def report(results: dict[str, list[list[dict]]], args) -> None:
     )
     print(
         f"{'configuration':34s} {'ep1 img/s':>9s} {'ep2 img/s':>9s} {'of limit':>8s} {'vs peer':>7s} "
-        f"{'CPU ms/img':>10s} {'peak PSS MiB':>12s} {'1st batch ep1/ep2 s':>20s}"
+        f"{'CPU ms/img':>10s} {'peak MiB':>12s} {'1st batch ep1/ep2 s':>20s}"
     )
     for name, row in rows.items():
         yardstick = limit_uint8 if name.endswith("uint8") else limit

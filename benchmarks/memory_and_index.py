@@ -3,10 +3,10 @@
     python benchmarks/memory_and_index.py [--repeats 5]
 
 1. Indexing: `ImageFolder(root)` over 100,000 files (10 classes x 10,000 hard links to one
-   JPEG) against a bare recursive `os.scandir` walk of the same tree that only collects names.
+   JPEG) against a bare recursive `os.scandir` walk of the same tree that only counts files.
    Target: at most 1.5x the walk (median of the repeats).
-2. Memory flat in dataset size: the peak memory (PSS summed over the main process and its
-   workers) of `xloader.torch.DataLoader(num_workers=2)` over 2,000 and over 20,000 files, each
+2. Memory flat in dataset size: the peak memory (`loaders.tree_memory_mib`: the main process
+   and its workers, shared memory counted once) of `xloader.torch.DataLoader(num_workers=2)` over 2,000 and over 20,000 files, each
    reading its first 60 batches of 32 float32 224x224 images. Target: within 10%.
 Prints PASS or FAIL per check and exits 1 if any failed. (Worker memory over a whole epoch is
 checked by tests/test_reliability.py: it fails if a worker's private memory grows over 1 MiB.)

@@ -59,19 +59,21 @@ def _process_shard(rank: int | None, world_size: int | None) -> tuple[int, int]:
 
 
 def _default_start_method() -> str | None:
-    """How process workers start when the user does not say: fork on the torch backend, as
-    torch's DataLoader does (the workers share the parent's imports instead of importing
-    albumentations and torch again: measured 0.2 s less to the first batch and about 380 MiB
-    less memory with 2 workers), unless a torch.distributed process group runs (see
-    `xloader.torch.DataLoader`); None otherwise, i.e. forkserver, because JAX and TensorFlow
-    run threads that a fork breaks."""
-    if keras.backend.backend() != "torch" or "fork" not in multiprocessing.get_all_start_methods():
+    """How process workers start when the user does not say. On the torch backend: Python's
+    default start method, as torch's DataLoader uses (fork on Linux up to Python 3.13: the
+    workers share the parent's imports instead of importing albumentations and torch again,
+    measured 0.2 s less to the first batch and about 380 MiB less memory with 2 workers),
+    unless a torch.distributed process group runs (see `xloader.torch.DataLoader`). Otherwise
+    None, i.e. forkserver: JAX and TensorFlow run threads that a fork breaks."""
+    if keras.backend.backend() != "torch":
         return None
     import torch.distributed
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return None
-    return "fork"
+    # The one set by set_start_method, else the platform's default (listed first), without
+    # fixing it the way get_start_method() would.
+    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
 
 
 class EpochSync(keras.callbacks.Callback):
@@ -135,9 +137,10 @@ class PyDataset(keras.utils.PyDataset):
             With forkserver or spawn the dataset must be picklable and scripts need the
             `if __name__ == "__main__":` guard, as for torch's workers.
         max_queue_size: how many batches are computed ahead.
-        multiprocessing_context: "forkserver", "spawn" or "fork". Default: fork on the torch
-            backend (as torch's DataLoader; forkserver under torch.distributed), forkserver on
-            JAX and TensorFlow, whose threads make fork unsafe; spawn where neither exists.
+        multiprocessing_context: "forkserver", "spawn" or "fork". Default: on the torch backend,
+            Python's default, as torch's DataLoader uses (fork on Linux up to Python 3.13;
+            forkserver under torch.distributed); on JAX and TensorFlow, whose threads make fork
+            unsafe, forkserver (spawn where it does not exist).
         rank, world_size: this process's shard of every epoch (`xloader.Batches`); None reads
             them from the backend's multi-process setup (JAX process index/count, or
             `torch.distributed` when initialised), else no sharding.
