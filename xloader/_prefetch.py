@@ -147,8 +147,7 @@ class Prefetcher:
             if slot is not None and generation == self._generation:
                 self._free_slots.append(slot)
 
-    def _drop(self, future: Future, slot: int | None, generation: int | None = None) -> None:
-        generation = self._generation if generation is None else generation
+    def _drop(self, future: Future, slot: int | None, generation: int) -> None:
         if future.cancel():
             self._release_slot(slot, generation)
         elif slot is not None:  # still running (or done): its slot is free once it finishes
@@ -173,7 +172,7 @@ class Prefetcher:
                 wanted.insert(0, key)
             wanted_set = set(wanted)
             for stale in [k for k in self._pending if k not in wanted_set]:
-                self._drop(*self._pending.pop(stale))
+                self._drop(*self._pending.pop(stale), self._generation)
             for k in wanted:
                 if k not in self._pending:
                     submitted = self._submit(executor, k, required=k == key)

@@ -66,13 +66,9 @@ def _rollup_kib(pid: int, fields: tuple[str, ...]) -> dict[str, int]:
     return found
 
 
-def pss_mib(pid: int) -> float:
-    """Proportional set size of `pid`: its private pages plus its share of shared ones."""
-    return _rollup_kib(pid, ("Pss",)).get("Pss", 0) / 1024
-
-
 def pss_without_shmem_mib(pid: int) -> float:
-    """`pss_mib` without shared-memory (tmpfs, /dev/shm) pages, which `system_shmem_mib` counts."""
+    """Proportional set size of `pid` (its private pages plus its share of shared ones), without
+    shared-memory (tmpfs, /dev/shm) pages, which `system_shmem_mib` counts."""
     found = _rollup_kib(pid, ("Pss", "Pss_Shmem"))
     return (found.get("Pss", 0) - found.get("Pss_Shmem", 0)) / 1024
 

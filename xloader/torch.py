@@ -384,8 +384,8 @@ class DataLoader(torch.utils.data.DataLoader):
             np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0)
         )
         # torch keeps num_workers * prefetch_factor tasks in flight and dispatches the next one
-        # while the consumer still holds the previous batch: two more slots than that serve a
-        # loop that drops each batch before the next without falling back to torch's transfer.
+        # while a plain for loop still holds the previous batch (lent from its slot): two more
+        # slots than that keep such a loop off torch's slower transfer.
         count = self.num_workers * (self.prefetch_factor or 2) + 2
         self.dataset.slots = _slots.allocate(count, nbytes)
         self._epoch_sampler.pool = _SlotPool(self.dataset.slots)
