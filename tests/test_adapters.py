@@ -312,3 +312,73 @@ def test_torch_worker_errors_give_their_slot_back():
     assert (served, errors) == (6, 2)
     pool = loader._epoch_sampler.pool
     assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched
+
+
+@pytest.fixture
+def pretend_accelerator(monkeypatch):
+    """torch starts its pin-memory thread only with an accelerator: this machine has none, so
+    torch is told it has one, and pinning (xloader.torch._pinned) becomes a plain copy."""
+    import torch
+
+    from xloader import _slots
+    from xloader import torch as xtorch
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *args, **kwargs: torch.device("cpu"))
+    monkeypatch.setattr(torch.accelerator, "current_device_index", lambda: 0)
+    monkeypatch.setattr(torch.accelerator, "set_device_index", lambda index: None)
+    calls = {"pinned": set(), "read_from_slot": 0}
+    read = _slots.read
+
+    def pinned(tensor):
+        copy = tensor.clone()
+        calls["pinned"].add(copy.data_ptr())
+        return copy
+
+    def counted_read(slot, layout):
+        calls["read_from_slot"] += 1
+        return read(slot, layout)
+
+    monkeypatch.setattr(xtorch, "_pinned", pinned)
+    monkeypatch.setattr(_slots, "read", counted_read)
+    return calls
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_torch_pin_memory_copies_every_batch_out_of_its_slot(class_root, pretend_accelerator, persistent):
+    from xloader.torch import DataLoader
+
+    source = xl.ImageFolder(class_root, image_size=(16, 16))
+    reference = xl.Batches(source, batch_size=2, shuffle=True, seed=1)
+    loader = DataLoader(
+        source, batch_size=2, shuffle=True, seed=1, num_workers=2, persistent_workers=persistent, pin_memory=True
+    )
+    for epoch in range(2):
+        kept = list(loader)  # more batches than slots: pinned copies hold no slot
+        _assert_epoch(kept, reference, epoch, nchw=True)
+        assert {t.data_ptr() for batch in kept for t in batch} <= pretend_accelerator["pinned"]
+    pool = loader._epoch_sampler.pool
+    assert len(pool.slots) < len(reference)
+    assert pretend_accelerator["read_from_slot"] == 2 * len(reference)  # none took torch's slower path
+    assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched
+
+
+def test_torch_pin_memory_worker_errors_give_their_slot_back(pretend_accelerator):
+    from xloader.torch import DataLoader
+
+    loader = DataLoader(
+        _SlowSource(slow_epoch=-1, fail=(2, 6)), batch_size=2, num_workers=2, persistent_workers=True, pin_memory=True
+    )
+    iterator, served, errors = iter(loader), 0, 0
+    while True:
+        try:
+            next(iterator)
+            served += 1
+        except StopIteration:
+            break
+        except xl.SampleError as error:
+            assert "is bad" in str(error)
+            errors += 1
+    assert (served, errors) == (6, 2)
+    pool = loader._epoch_sampler.pool
+    assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched

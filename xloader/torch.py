@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import multiprocessing
+import weakref
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
 
@@ -42,6 +44,8 @@ class _SlotPool:
         self.slots = slots
         self.free: collections.deque[int] = collections.deque(range(len(slots)))
         self.dispatched: set[int] = set()
+        self.key = next(_pool_keys)  # how a reply names its pool for torch's pin-memory thread
+        _pools[self.key] = self
 
     def take(self) -> int | None:
         """A free slot for the next task, or None if the consumer holds them all."""
@@ -56,15 +60,16 @@ class _SlotPool:
         self.free.append(slot)
 
     def received(self, item: _InSlot) -> Any:
-        """The batch of a worker's `_InSlot` reply: lent from its slot, or the batch that did not fit."""
+        """The batch of a worker's `_InSlot` reply: lent from its slot, or the batch it carries
+        (one that did not fit, or the pinned copy); raises the worker's error."""
         self.dispatched.discard(item.slot)
         if item.layout is None:
             self.give_back(item.slot)
             if isinstance(item.batch, ExceptionWrapper):
                 item.batch.reraise()
             return item.batch
-        out = _slots.lease(self.slots[item.slot], item.layout, functools.partial(self.give_back, item.slot))
-        return tuple(torch.from_numpy(a) for a in out) if isinstance(out, tuple) else torch.from_numpy(out)
+        release = functools.partial(self.give_back, item.slot)
+        return _as_tensors(_slots.lease(self.slots[item.slot], item.layout, release))
 
     def reclaim_dispatched(self) -> None:
         """At the start of a pass over persistent workers: torch has already drained the tasks of
@@ -96,14 +101,48 @@ class _EpochBatchSampler(torch.utils.data.Sampler):
             yield epoch, batch, (pool.take() if pool is not None else None)
 
 
+# Pools by key, for `_InSlot.pin_memory` (torch calls it with no way to pass the pool). Keys are
+# never reused, so a late reply of a replaced pool finds nothing rather than another pool's slot.
+_pools: weakref.WeakValueDictionary[int, _SlotPool] = weakref.WeakValueDictionary()
+_pool_keys = itertools.count()
+
+
 class _InSlot(NamedTuple):
-    """What a worker returns for a task naming shared-memory slot `slot`: the batch's `layout`
-    in the slot, or (layout None) the `batch` itself as tensors when it did not fit, or the
-    worker's error as torch's `ExceptionWrapper`."""
+    """What a worker returns for a task naming shared-memory slot `slot` of pool `pool` (a
+    `_SlotPool.key`): the batch's `layout` in the slot, or (layout None) the `batch` itself as
+    tensors when it did not fit or was copied out by `pin_memory`, or the worker's error as
+    torch's `ExceptionWrapper`."""
 
     slot: int
     layout: Any
     batch: Any = None
+    pool: int = -1
+
+    def pin_memory(self, device: Any = None) -> _InSlot:
+        """Called by torch's pin-memory thread (`pin_memory=True` with an accelerator), which
+        runs in the main process between the workers and the consumer: the batch is copied from
+        its slot into page-locked memory (the one copy torch's own pinning makes of any batch)
+        and the reply no longer needs the slot, which the main thread gives back on receipt."""
+        if isinstance(self.batch, ExceptionWrapper):
+            return self
+        if self.layout is None:
+            batch = self.batch
+        else:
+            pool = _pools.get(self.pool)
+            if pool is None:  # a reply to a pass whose loader is gone: nobody will read it
+                return self
+            batch = _as_tensors(_slots.read(pool.slots[self.slot], self.layout))
+        pinned = tuple(_pinned(t) for t in batch) if isinstance(batch, tuple) else _pinned(batch)
+        return _InSlot(self.slot, None, pinned, self.pool)
+
+
+def _pinned(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of `tensor` in page-locked memory for the current accelerator."""
+    return tensor.pin_memory()
+
+
+def _as_tensors(arrays: Any) -> Any:
+    return tuple(torch.from_numpy(a) for a in arrays) if isinstance(arrays, tuple) else torch.from_numpy(arrays)
 
 
 class _BatchDataset(torch.utils.data.Dataset):
@@ -113,6 +152,7 @@ class _BatchDataset(torch.utils.data.Dataset):
         self.batches = batches
         self.layout = layout
         self.slots: list[Any] | None = None  # set by DataLoader before its workers start
+        self.pool_key = -1  # the key of the `_SlotPool` of those slots
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -146,12 +186,12 @@ class _BatchDataset(torch.utils.data.Dataset):
             except Exception:  # raised in the main process once the slot is back in the pool
                 worker = torch.utils.data.get_worker_info()
                 where = f"in DataLoader worker process {worker.id if worker is not None else 0}"  # torch's words
-                return _InSlot(slot, None, ExceptionWrapper(where=where))
+                return _InSlot(slot, None, ExceptionWrapper(where=where), self.pool_key)
             if not writer.overflow:
-                return _InSlot(slot, writer.layout(isinstance(out, tuple)))
+                return _InSlot(slot, writer.layout(isinstance(out, tuple)), pool=self.pool_key)
             # Did not fit: copy out of the slot (parts may live there) and go torch's way.
             out = tuple(np.array(a) for a in out) if isinstance(out, tuple) else np.array(out)
-            return _InSlot(slot, None, self._tensors(out))
+            return _InSlot(slot, None, self._tensors(out), self.pool_key)
         return self._tensors(self.batches.get_batch(epoch, batch))
 
     def _tensors(self, out: Any) -> Any:
@@ -373,8 +413,7 @@ class DataLoader(torch.utils.data.DataLoader):
         self._position = None
 
     def _uses_slots(self) -> bool:
-        # Slots need in-order delivery and no pin-memory thread between workers and us.
-        return self.num_workers > 0 and not self.pin_memory
+        return self.num_workers > 0
 
     def _allocate_slots(self) -> None:
         x, y = self.batches.dataset.load(
@@ -388,7 +427,9 @@ class DataLoader(torch.utils.data.DataLoader):
         # slots than that keep such a loop off torch's slower transfer.
         count = self.num_workers * (self.prefetch_factor or 2) + 2
         self.dataset.slots = _slots.allocate(count, nbytes)
-        self._epoch_sampler.pool = _SlotPool(self.dataset.slots)
+        pool = _SlotPool(self.dataset.slots)
+        self.dataset.pool_key = pool.key
+        self._epoch_sampler.pool = pool
 
     def __iter__(self) -> Any:
         epoch, start_batch = self._next_epoch, self._start_batch
