@@ -7,6 +7,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from xloader._fused_normalize import NormalizedImage
 from xloader.errors import DatasetError
 
 Allocate = Callable[[str, tuple[int, ...], np.dtype], "np.ndarray | None"]
@@ -25,8 +26,9 @@ class BatchWriter:
         self.allocate = allocate
         self.array: np.ndarray | None = None
 
-    def put(self, position: int, value: np.ndarray, where: Callable[[], str]) -> None:
-        value = np.asarray(value)
+    def put(self, position: int, value: np.ndarray | NormalizedImage, where: Callable[[], str]) -> None:
+        if not isinstance(value, NormalizedImage):
+            value = np.asarray(value)
         if self.array is None:
             shape = (self.count, *value.shape)
             given = self.allocate(self.field, shape, value.dtype) if self.allocate is not None else None
@@ -38,7 +40,9 @@ class BatchWriter:
                 f"first sample's is {first}. Give the dataset an image_size, or make the transform "
                 "return one size and dtype (e.g. end it with A.Resize)."
             )
-        if value.ndim == 3:
+        if isinstance(value, NormalizedImage):
+            value.write(self.array[position])
+        elif value.ndim == 3:
             _write_image(self.array[position], value)
         else:
             self.array[position] = value

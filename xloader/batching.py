@@ -241,10 +241,14 @@ class Batches:
         indices = self.plan.batch_indices(epoch, batch)
         xs = BatchWriter(len(indices), "x", allocate)
         ys = BatchWriter(len(indices), "y", allocate) if self.with_targets else None
+        # NOTE [ Normalize fused into the batch write ] (xloader/_fused_normalize.py)
+        deferred = {"defer_normalize": True} if getattr(self.dataset, "defers_normalize", False) else {}
         for position, index in enumerate(indices.tolist()):
             where = lambda index=index: self._where(epoch, batch, index)  # noqa: E731 - built only on error
             try:
-                x, y = self.dataset.load(index, seed=self.options.seed, epoch=epoch, with_targets=self.with_targets)
+                x, y = self.dataset.load(
+                    index, seed=self.options.seed, epoch=epoch, with_targets=self.with_targets, **deferred
+                )
                 xs.put(position, x, where)
                 if ys is not None:
                     if y is None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from xloader import _fused_normalize
 from xloader._random import sample_generators
 
 __all__ = ["Transform", "TransformRunner"]
@@ -55,14 +56,14 @@ class TransformRunner:
 
     def __init__(self, transform: Transform):
         self.transform = transform
+        self.fuses_normalize = _fused_normalize.fusable(transform)
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"transform": self.transform}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.transform = state["transform"]
-        self._local = threading.local()
+        self.__init__(state["transform"])  # type: ignore[misc]
 
     def _thread_copy(self) -> Transform:
         mine = getattr(self._local, "transform", None)
@@ -71,10 +72,30 @@ class TransformRunner:
             self._local.transform = mine
         return mine
 
-    def __call__(self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int) -> dict[str, Any]:
-        """Apply the transform to `data` (keyword targets such as image, mask) for sample `index`."""
-        transform = self._thread_copy()
+    def _thread_split(self) -> _fused_normalize.SplitCompose:
+        mine = getattr(self._local, "split", None)
+        if mine is None:
+            mine = _fused_normalize.SplitCompose(self.transform)
+            self._local.split = mine
+        return mine
+
+    def __call__(
+        self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int, defer_normalize: bool = False
+    ) -> dict[str, Any]:
+        """Apply the transform to `data` (keyword targets such as image, mask) for sample `index`.
+
+        With `defer_normalize` and a transform that `fuses_normalize`, `result["image"]` may be a
+        `NormalizedImage` that the batch writer normalizes as it writes it
+        (NOTE [ Normalize fused into the batch write ]); the values are the same.
+        """
         numpy_generator, python_random = sample_generators(seed, epoch, index)
+        if defer_normalize and self.fuses_normalize:
+            split = self._thread_split()
+            split.head.set_random_state(numpy_generator, python_random)
+            result = split.head(**data)
+            result["image"] = split.finish(result["image"])
+            return result
+        transform = self._thread_copy()
         transform.set_random_state(numpy_generator, python_random)
         result = transform(**data)
         if not isinstance(result, dict):

@@ -51,15 +51,26 @@ class TransformedSource:
     x_is_image: bool | None = True
     y_is_image: bool = False  # y is an (H, W, C) image like x (label_mode="input"): adapters lay it out like x
 
+    # Whether `load` takes `defer_normalize` (its x may then be a NormalizedImage).
+    _loads_deferred_normalize = False
+
     def __init__(self, transform: object):
         checked = check_transform(transform)
         self.transform = checked
         self._runner = TransformRunner(checked) if checked is not None else None
 
-    def _transform(self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int) -> dict[str, Any]:
+    @property
+    def defers_normalize(self) -> bool:
+        """True if `Batches` should call `load(..., defer_normalize=True)`: NOTE [ Normalize
+        fused into the batch write ] (xloader/_fused_normalize.py)."""
+        return self._loads_deferred_normalize and self._runner is not None and self._runner.fuses_normalize
+
+    def _transform(
+        self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int, defer_normalize: bool = False
+    ) -> dict[str, Any]:
         if self._runner is None:
             return data
-        return self._runner(data, seed=seed, epoch=epoch, index=index)
+        return self._runner(data, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
 
     def validate(self, *, workers: int = 4, progress: bool = False) -> Any:
         """Decode every sample once and report bad files, class counts, image sizes and the

@@ -218,6 +218,7 @@ class ImageFolder(TransformedSource):
     """
 
     x_is_image = True
+    _loads_deferred_normalize = True
 
     def __init__(
         self,
@@ -452,10 +453,13 @@ class ImageFolder(TransformedSource):
         one_hot[label] = 1.0
         return one_hot
 
-    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def load(
+        self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
         image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
-        image = self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"]
+        data = self._transform({"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
+        image = data["image"]  # with defer_normalize, possibly a NormalizedImage (NOTE in _fused_normalize.py)
         if not (with_targets and self.has_targets):
             return image, None
         if self.label_mode == "input":
