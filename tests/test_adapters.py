@@ -382,3 +382,33 @@ def test_torch_pin_memory_worker_errors_give_their_slot_back(pretend_accelerator
     assert (served, errors) == (6, 2)
     pool = loader._epoch_sampler.pool
     assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched
+
+
+def test_torch_pin_memory_errors_give_their_slot_back(class_root, pretend_accelerator, monkeypatch):
+    from xloader import torch as xtorch
+    from xloader.torch import DataLoader
+
+    pin, calls = xtorch._pinned, []
+
+    def failing(tensor):  # e.g. page-locked memory cannot be allocated
+        calls.append(None)
+        if len(calls) in (3, 7):
+            raise RuntimeError("cannot pin")
+        return pin(tensor)
+
+    monkeypatch.setattr(xtorch, "_pinned", failing)
+    source = xl.ImageFolder(class_root, image_size=(16, 16), label_mode=None)
+    loader = DataLoader(source, batch_size=2, num_workers=2, pin_memory=True, persistent_workers=True)
+    iterator, served, errors = iter(loader), 0, 0
+    while True:
+        try:
+            next(iterator)
+            served += 1
+        except StopIteration:
+            break
+        except RuntimeError as error:
+            assert "cannot pin" in str(error) and "pin memory thread" in str(error)
+            errors += 1
+    assert (served, errors) == (len(loader) - 2, 2)
+    pool = loader._epoch_sampler.pool
+    assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched

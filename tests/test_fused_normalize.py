@@ -82,3 +82,28 @@ def test_label_mode_input_normalizes_x_and_y_alike(class_root):
     x, y = batches.get_batch(0, 2)
     expected = _samples(source, batches, 0, 2)
     assert np.array_equal(x, expected) and np.array_equal(y, expected)
+
+
+class _Mirrored(xl.ImageFolder):
+    """A user's subclass overriding `load` with the `Source` protocol's signature."""
+
+    def load(self, index, *, seed, epoch, with_targets):
+        x, y = super().load(index, seed=seed, epoch=epoch, with_targets=with_targets)
+        return x[:, ::-1], y
+
+
+def test_a_subclass_overriding_load_gets_the_whole_pipeline(class_root):
+    source = _Mirrored(class_root, image_size=(16, 16), transform=FUSED["default Normalize"], label_mode=None)
+    assert not source.defers_normalize  # its load does not take defer_normalize
+    batches = xl.Batches(source, batch_size=5, shuffle=True, seed=7)
+    assert np.array_equal(batches.get_batch(0, 1), _samples(source, batches, 0, 1))
+
+
+def test_a_pipeline_changed_after_the_dataset_was_built_is_run_as_it_is_now(class_root):
+    transform = A.Compose([A.HorizontalFlip(p=0.5), A.Normalize()])
+    source = xl.ImageFolder(class_root, image_size=(16, 16), transform=transform, label_mode=None)
+    transform.transforms.append(A.VerticalFlip(p=0.5))  # Normalize is no longer last
+    batches = xl.Batches(source, batch_size=5, shuffle=True, seed=7)
+    first = batches.get_batch(0, 1)
+    assert np.array_equal(first, batches.get_batch(0, 1))
+    assert np.array_equal(first, _samples(source, batches, 0, 1))

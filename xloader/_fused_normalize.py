@@ -19,7 +19,6 @@ gets the Normalize step itself.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, NamedTuple
 
 import cv2
@@ -86,13 +85,14 @@ def _lookup_into(source: np.ndarray, lut: np.ndarray, target: np.ndarray) -> boo
 
 
 class SplitCompose:
-    """One thread's copy of a `fusable` Compose, split into the steps before Normalize (`head`,
-    which receives `set_random_state`) and the Normalize, applied by `finish`."""
+    """A `fusable` Compose (one thread's own copy, which this modifies), split into the steps
+    before Normalize (`head`, which receives `set_random_state`) and the Normalize, applied by
+    `finish`."""
 
     def __init__(self, transform: Any):
-        self.head = copy.deepcopy(transform)
-        self.normalize = self.head.transforms[-1]
-        self.head.transforms = self.head.transforms[:-1]
+        self.head = transform
+        self.normalize = transform.transforms[-1]
+        self.head.transforms = transform.transforms[:-1]
         self._luts: dict[int, tuple[np.ndarray, tuple[np.ndarray, ...]]] = {}
 
     def finish(self, image: np.ndarray) -> NormalizedImage | np.ndarray:

@@ -125,14 +125,17 @@ class _InSlot(NamedTuple):
         and the reply no longer needs the slot, which the main thread gives back on receipt."""
         if isinstance(self.batch, ExceptionWrapper):
             return self
-        if self.layout is None:
-            batch = self.batch
-        else:
-            pool = _pools.get(self.pool)
-            if pool is None:  # a reply to a pass whose loader is gone: nobody will read it
-                return self
-            batch = _as_tensors(_slots.read(pool.slots[self.slot], self.layout))
-        pinned = tuple(_pinned(t) for t in batch) if isinstance(batch, tuple) else _pinned(batch)
+        try:
+            if self.layout is None:
+                batch = self.batch
+            else:
+                pool = _pools.get(self.pool)
+                if pool is None:  # a reply to a pass whose loader is gone: nobody will read it
+                    return self
+                batch = _as_tensors(_slots.read(pool.slots[self.slot], self.layout))
+            pinned = tuple(_pinned(t) for t in batch) if isinstance(batch, tuple) else _pinned(batch)
+        except Exception:  # raised by `received`, once the slot is back (torch would drop the reply)
+            return _InSlot(self.slot, None, ExceptionWrapper(where="in pin memory thread"), self.pool)
         return _InSlot(self.slot, None, pinned, self.pool)
 
 

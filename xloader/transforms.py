@@ -72,12 +72,12 @@ class TransformRunner:
             self._local.transform = mine
         return mine
 
-    def _thread_split(self) -> _fused_normalize.SplitCompose:
-        mine = getattr(self._local, "split", None)
-        if mine is None:
-            mine = _fused_normalize.SplitCompose(self.transform)
-            self._local.split = mine
-        return mine
+    def _thread_split(self) -> _fused_normalize.SplitCompose | None:
+        """This thread's split copy, or None if the transform (changed since) no longer splits."""
+        if not hasattr(self._local, "split"):
+            mine = copy.deepcopy(self.transform)
+            self._local.split = _fused_normalize.SplitCompose(mine) if _fused_normalize.fusable(mine) else None
+        return self._local.split
 
     def __call__(
         self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int, defer_normalize: bool = False
@@ -89,8 +89,8 @@ class TransformRunner:
         (NOTE [ Normalize fused into the batch write ]); the values are the same.
         """
         numpy_generator, python_random = sample_generators(seed, epoch, index)
-        if defer_normalize and self.fuses_normalize:
-            split = self._thread_split()
+        split = self._thread_split() if defer_normalize and self.fuses_normalize else None
+        if split is not None:
             split.head.set_random_state(numpy_generator, python_random)
             result = split.head(**data)
             result["image"] = split.finish(result["image"])

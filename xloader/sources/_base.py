@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -51,9 +51,6 @@ class TransformedSource:
     x_is_image: bool | None = True
     y_is_image: bool = False  # y is an (H, W, C) image like x (label_mode="input"): adapters lay it out like x
 
-    # Whether `load` takes `defer_normalize` (its x may then be a NormalizedImage).
-    _loads_deferred_normalize = False
-
     def __init__(self, transform: object):
         checked = check_transform(transform)
         self.transform = checked
@@ -63,7 +60,8 @@ class TransformedSource:
     def defers_normalize(self) -> bool:
         """True if `Batches` should call `load(..., defer_normalize=True)`: NOTE [ Normalize
         fused into the batch write ] (xloader/_fused_normalize.py)."""
-        return self._loads_deferred_normalize and self._runner is not None and self._runner.fuses_normalize
+        takes_it = getattr(type(self).load, "takes_defer_normalize", False)  # not an override's
+        return takes_it and self._runner is not None and self._runner.fuses_normalize
 
     def _transform(
         self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int, defer_normalize: bool = False
@@ -115,6 +113,13 @@ class TransformedSource:
     def _keep(self, keep: np.ndarray) -> None:
         """Restrict the index to the samples where `keep` (bool, one per sample) is True."""
         raise NotImplementedError(f"{type(self).__name__} cannot leave samples out (on_bad_file='skip').")
+
+
+def takes_defer_normalize(load: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a source's `load` as taking `defer_normalize=True` (its x may then be a
+    `NormalizedImage`). A subclass that overrides `load` is not marked, so it is never asked."""
+    load.takes_defer_normalize = True  # type: ignore[attr-defined]
+    return load
 
 
 def keep_ragged(offsets: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,7 @@ from xloader.sources._base import (
     check_directory,
     check_image_size,
     list_preview,
+    takes_defer_normalize,
 )
 from xloader.sources._walk import IMAGE_EXTENSIONS, list_image_files
 
@@ -218,7 +219,6 @@ class ImageFolder(TransformedSource):
     """
 
     x_is_image = True
-    _loads_deferred_normalize = True
 
     def __init__(
         self,
@@ -453,6 +453,7 @@ class ImageFolder(TransformedSource):
         one_hot[label] = 1.0
         return one_hot
 
+    @takes_defer_normalize
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
