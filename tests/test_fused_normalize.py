@@ -107,3 +107,48 @@ def test_a_pipeline_changed_after_the_dataset_was_built_is_run_as_it_is_now(clas
     first = batches.get_batch(0, 1)
     assert np.array_equal(first, batches.get_batch(0, 1))
     assert np.array_equal(first, _samples(source, batches, 0, 1))
+
+
+def _pairs(source, batches: xl.Batches, epoch: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    indices = batches.plan.batch_indices(epoch, batch).tolist()
+    samples = [source.load(i, seed=batches.options.seed, epoch=epoch, with_targets=True) for i in indices]
+    return np.stack([x for x, _ in samples]), np.stack([y for _, y in samples])
+
+
+@pytest.mark.parametrize("mask_mode", ["index", "one_hot"])
+def test_segmentation_batches_equal_the_full_pipeline(seg_dirs, mask_mode):
+    images, masks = seg_dirs
+    source = xl.ImageMaskFolder(
+        images, masks, image_size=(16, 16), transform=FUSED["default Normalize"], mask_mode=mask_mode, num_classes=3
+    )
+    assert source.defers_normalize
+    batches = xl.Batches(source, batch_size=4, shuffle=True, seed=2)
+    for epoch, batch in [(0, 0), (1, 2)]:
+        x, y = batches.get_batch(epoch, batch)
+        expected_x, expected_y = _pairs(source, batches, epoch, batch)
+        assert x.dtype == np.float32 and np.array_equal(x, expected_x) and np.array_equal(y, expected_y)
+    predict = xl.Batches(source, batch_size=4, to_fit=False)
+    indices = predict.plan.batch_indices(0, 1).tolist()
+    alone = [source.load(i, seed=predict.options.seed, epoch=0, with_targets=False)[0] for i in indices]
+    assert np.array_equal(predict.get_batch(0, 1), np.stack(alone))
+
+
+def test_manifest_batches_equal_the_full_pipeline(class_root, tmp_path):
+    import csv
+    import os
+
+    rows = [
+        (f"{name}/{file}", name)
+        for name in sorted(os.listdir(class_root))
+        for file in os.listdir(f"{class_root}/{name}")
+    ]
+    with open(tmp_path / "train.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("filename", "class"), *sorted(rows)])
+    source = xl.ImageManifest(
+        tmp_path / "train.csv", base_dir=class_root, image_size=(16, 16), transform=FUSED["own mean and std"]
+    )
+    assert source.defers_normalize
+    batches = xl.Batches(source, batch_size=5, shuffle=True, seed=4)
+    x, y = batches.get_batch(1, 1)
+    expected_x, expected_y = _pairs(source, batches, 1, 1)
+    assert np.array_equal(x, expected_x) and np.array_equal(y, expected_y)

@@ -36,9 +36,10 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from xloader._fused_normalize import NormalizedImage
 from xloader.decoding import read_image, read_mask, resize_image, resize_mask
 from xloader.errors import BadImageError, DatasetError
-from xloader.sources._base import TransformedSource, check_choice, list_preview
+from xloader.sources._base import TransformedSource, check_choice, list_preview, takes_defer_normalize
 
 MaskMode = Literal["index", "one_hot", "multi_hot"]
 Unpaired = Literal["raise", "skip", "background"]
@@ -186,16 +187,28 @@ def check_class_values(mask: np.ndarray, num_classes: int | None, path: str, lim
 
 
 def transform_with_mask(
-    source: Any, image: np.ndarray, mask: np.ndarray, fmt: MaskFormat, *, seed: int, epoch: int, index: int
+    source: Any,
+    image: np.ndarray,
+    mask: np.ndarray,
+    fmt: MaskFormat,
+    *,
+    seed: int,
+    epoch: int,
+    index: int,
+    defer_normalize: bool = False,
 ) -> tuple[Any, np.ndarray]:
     """Run the source's transform on image and mask in one call; return (image, `y` in `fmt`).
 
     `mask` is an (H, W) index map in `fmt.work_dtype` (modes "index" and "one_hot") or an
     (H, W, K) uint8 0/1 stack ("multi_hot"). See NOTE [ Masks through albumentations ].
+    With `defer_normalize`, the image may be a `NormalizedImage` (xloader/_fused_normalize.py).
     """
-    out = source._transform({"image": image, "mask": mask}, seed=seed, epoch=epoch, index=index)
+    out = source._transform(
+        {"image": image, "mask": mask}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
+    )
     image = out["image"]
-    return image, finish_mask(out["mask"], fmt, np.shape(image)[:2] if isinstance(image, np.ndarray) else None)
+    known = isinstance(image, (np.ndarray, NormalizedImage))
+    return image, finish_mask(out["mask"], fmt, image.shape[:2] if known else None)
 
 
 def finish_mask(mask: Any, fmt: MaskFormat, image_hw: tuple[int, ...] | None) -> np.ndarray:
@@ -341,11 +354,19 @@ class MaskSource(TransformedSource):
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError
 
-    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    @takes_defer_normalize
+    def load(
+        self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
         if not with_targets:
             image = resize_image(image, self.image_size, self.interpolation)
-            return self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"], None
+            data = self._transform(
+                {"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
+            )
+            return data["image"], None
         mask = resize_nearest(self._mask(index, image.shape), self.image_size)
         image = resize_image(image, self.image_size, self.interpolation)
-        return transform_with_mask(self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index)
+        return transform_with_mask(
+            self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
+        )

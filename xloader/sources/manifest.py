@@ -42,6 +42,7 @@ from xloader.sources._base import (
     check_directory,
     check_image_size,
     list_preview,
+    takes_defer_normalize,
 )
 from xloader.sources._table import Table, read_table
 
@@ -666,10 +667,14 @@ class ImageManifest(TransformedSource):
     def describe(self, index: int) -> str:
         return os.path.join(self.base_dir, self._paths[index])
 
-    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    @takes_defer_normalize
+    def load(
+        self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
         image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
-        image = self._transform({"image": image}, seed=seed, epoch=epoch, index=index)["image"]
+        data = self._transform({"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
+        image = data["image"]  # with defer_normalize, possibly a NormalizedImage (NOTE in _fused_normalize.py)
         if not (with_targets and self.has_targets):
             return image, None
         if self.label_mode == "input":
