@@ -295,23 +295,41 @@ def test_keras_workers_still_writing_after_close_never_touch_new_batches():
     prefetcher.close()
 
 
-def test_torch_worker_errors_give_their_slot_back():
-    from xloader.torch import DataLoader
-
-    loader = DataLoader(_SlowSource(slow_epoch=-1, fail=(2, 6)), batch_size=2, num_workers=2, persistent_workers=True)
+def _serve_pass(loader, error: type[Exception], words: tuple[str, ...]) -> tuple[int, int]:
+    """(batches served, errors raised) over one pass; each error must contain all of `words`."""
     iterator, served, errors = iter(loader), 0, 0
     while True:
         try:
             next(iterator)
             served += 1
         except StopIteration:
-            break
-        except xl.SampleError as error:  # the user's ValueError, with the sample and batch named
-            assert "is bad" in str(error)
+            return served, errors
+        except error as raised:
+            assert all(word in str(raised) for word in words), raised
             errors += 1
-    assert (served, errors) == (6, 2)
+
+
+def _assert_every_slot_free(loader) -> None:
     pool = loader._epoch_sampler.pool
     assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched
+
+
+@pytest.mark.parametrize("pin_memory", [False, True])
+def test_torch_worker_errors_give_their_slot_back(pin_memory, request):
+    from xloader.torch import DataLoader
+
+    if pin_memory:
+        request.getfixturevalue("pretend_accelerator")  # errors then pass through torch's pin thread
+    loader = DataLoader(
+        _SlowSource(slow_epoch=-1, fail=(2, 6)),
+        batch_size=2,
+        num_workers=2,
+        persistent_workers=True,
+        pin_memory=pin_memory,
+    )
+    # The user's ValueError arrives as a SampleError naming the sample and batch.
+    assert _serve_pass(loader, xl.SampleError, ("is bad",)) == (6, 2)
+    _assert_every_slot_free(loader)
 
 
 @pytest.fixture
@@ -363,27 +381,6 @@ def test_torch_pin_memory_copies_every_batch_out_of_its_slot(class_root, pretend
     assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched
 
 
-def test_torch_pin_memory_worker_errors_give_their_slot_back(pretend_accelerator):
-    from xloader.torch import DataLoader
-
-    loader = DataLoader(
-        _SlowSource(slow_epoch=-1, fail=(2, 6)), batch_size=2, num_workers=2, persistent_workers=True, pin_memory=True
-    )
-    iterator, served, errors = iter(loader), 0, 0
-    while True:
-        try:
-            next(iterator)
-            served += 1
-        except StopIteration:
-            break
-        except xl.SampleError as error:
-            assert "is bad" in str(error)
-            errors += 1
-    assert (served, errors) == (6, 2)
-    pool = loader._epoch_sampler.pool
-    assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched
-
-
 def test_torch_pin_memory_errors_give_their_slot_back(class_root, pretend_accelerator, monkeypatch):
     from xloader import torch as xtorch
     from xloader.torch import DataLoader
@@ -399,16 +396,5 @@ def test_torch_pin_memory_errors_give_their_slot_back(class_root, pretend_accele
     monkeypatch.setattr(xtorch, "_pinned", failing)
     source = xl.ImageFolder(class_root, image_size=(16, 16), label_mode=None)
     loader = DataLoader(source, batch_size=2, num_workers=2, pin_memory=True, persistent_workers=True)
-    iterator, served, errors = iter(loader), 0, 0
-    while True:
-        try:
-            next(iterator)
-            served += 1
-        except StopIteration:
-            break
-        except RuntimeError as error:
-            assert "cannot pin" in str(error) and "pin memory thread" in str(error)
-            errors += 1
-    assert (served, errors) == (len(loader) - 2, 2)
-    pool = loader._epoch_sampler.pool
-    assert sorted(pool.free) == list(range(len(pool.slots))) and not pool.dispatched
+    assert _serve_pass(loader, RuntimeError, ("cannot pin", "pin memory thread")) == (len(loader) - 2, 2)
+    _assert_every_slot_free(loader)
