@@ -30,7 +30,9 @@ def ranks(tmp_path_factory) -> list[dict]:
     ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if result.returncode != 0:
+        reached = {log.name: log.read_text() for log in sorted(out.glob("progress-rank*.log"))}
+        pytest.fail(f"torchrun exited {result.returncode}; stages reached: {reached}\n{result.stderr[-3000:]}")
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 
