@@ -13,7 +13,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.xloader-install-stamp"
-want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh" | sha256sum | cut -c1-16)"
+# Reinstalled when what the install reads changes, the C listing it compiles included.
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/xloader/sources/_fastlist.c" "$ROOT/scripts/env.sh" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "installing xloader and its development dependencies into $VENV (a few minutes the first time)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip

@@ -269,7 +269,7 @@ class ImageFolder(TransformedSource):
 
         files, labels = self._index(allow_empty_classes)
         self._files = StringTable(files)
-        self._labels = np.asarray(labels, dtype=np.int64)
+        self._labels = labels
         if subset is not None:
             self._keep_subset(stacklevel=3)
         self._apply_bad_file_policy(on_bad_file)
@@ -375,7 +375,7 @@ class ImageFolder(TransformedSource):
             )
         return names
 
-    def _index(self, allow_empty_classes: bool) -> tuple[list[str], list[int]]:
+    def _index(self, allow_empty_classes: bool) -> tuple[list[str], np.ndarray]:
         with os.scandir(self.root) as entries:
             loose = [
                 entry.name
@@ -389,15 +389,14 @@ class ImageFolder(TransformedSource):
                 stacklevel=3,
             )
         files: list[str] = []
-        labels: list[int] = []
-        empty: list[str] = []
-        for label, name in enumerate(self.class_names):
-            found = list_image_files(os.path.join(self.root, name), follow_links=self.follow_links)
-            if not found:
-                empty.append(name)
-            prefix = name + os.sep
-            files.extend([prefix + path for path in found])
-            labels.extend([label] * len(found))
+        counts: list[int] = []
+        for name in self.class_names:
+            found = list_image_files(
+                os.path.join(self.root, name), follow_links=self.follow_links, prefix=name + os.sep
+            )
+            files.extend(found)
+            counts.append(len(found))
+        empty = [name for name, count in zip(self.class_names, counts, strict=True) if not count]
         if empty and not files:
             raise DatasetError(
                 f"ImageFolder root {self.root!r} has no images (extensions: "
@@ -413,7 +412,7 @@ class ImageFolder(TransformedSource):
                     "allow_empty_classes=True to keep it (its index stays reserved)."
                 )
             warnings.warn(f"{message} They are kept as classes with no samples.", stacklevel=3)
-        return files, labels
+        return files, np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
     def __len__(self) -> int:
         return len(self._files)
