@@ -17,6 +17,8 @@ checked by tests/test_reliability.py: it fails if a worker's private memory grow
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -104,7 +106,8 @@ def keras_indexing_seconds(root: str) -> str:
         runs = []
         for _ in range(3):
             start = time.perf_counter()
-            run()
+            with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Found N images ..."
+                run()
             runs.append(time.perf_counter() - start)
         timings[name] = statistics.median(runs)
     return ", ".join(f"{name} {seconds:.3f} s" for name, seconds in timings.items())

@@ -185,12 +185,16 @@ static void insertion_sort(SortItem *items, size_t count, size_t offset) {
     }
 }
 
-/* Sorts `items`, whose names all share their first `offset` bytes; `scratch` holds as many. */
-static void sort_names_from(SortItem *items, SortItem *scratch, size_t count, size_t offset) {
-    if (count <= 32) {
-        insertion_sort(items, count, offset);
-        return;
-    }
+#if defined(__GNUC__) || defined(__clang__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+/* Puts `items` in order of their chunk at `offset` (an LSD radix sort on the 64-bit keys).
+ * Not inlined: its 10 KB of counts must be off the stack before sort_names_from recurses (up to
+ * 32 levels deep), as some threads have small stacks (musl: 128 KB). */
+static NOINLINE void sort_by_chunk(SortItem *items, SortItem *scratch, size_t count, size_t offset) {
     uint32_t counts[8][256];
     memset(counts, 0, sizeof counts);
     for (size_t i = 0; i < count; i++) {
@@ -211,6 +215,15 @@ static void sort_names_from(SortItem *items, SortItem *scratch, size_t count, si
         to = swap;
     }
     if (from != items) memcpy(items, from, count * sizeof *items);
+}
+
+/* Sorts `items`, whose names all share their first `offset` bytes; `scratch` holds as many. */
+static void sort_names_from(SortItem *items, SortItem *scratch, size_t count, size_t offset) {
+    if (count <= 32) {
+        insertion_sort(items, count, offset);
+        return;
+    }
+    sort_by_chunk(items, scratch, count, offset);
     /* Equal chunks: the names go on past them (two names equal up to their end would be one name). */
     for (size_t start = 0, end; start < count; start = end) {
         for (end = start + 1; end < count && items[end].key == items[start].key; end++) {
