@@ -121,7 +121,7 @@ def test_the_whole_walk_is_the_same_through_either_listing(tmp_path, monkeypatch
             (tmp_path / folder / f"{index}.jpg").write_bytes(b"")
     os.symlink("..", tmp_path / "a" / "b" / "loop")  # a loop, listed once when followed
     for follow_links in (False, True):
-        fast = _walk.list_image_files(str(tmp_path), follow_links=follow_links, prefix="class/")
+        fast = _walk.list_image_files(tmp_path, follow_links=follow_links, prefix="class/")  # a Path works too
         monkeypatch.setattr(_walk, "_fastlist", None)
         slow = _walk.list_image_files(str(tmp_path), follow_links=follow_links, prefix="class/")
         monkeypatch.undo()
@@ -144,9 +144,42 @@ def test_errors_are_the_oserrors_python_raises_naming_the_path(tmp_path):
 
 
 @needs_c
-def test_an_extension_the_c_test_cannot_judge_like_python_is_left_to_python():
+def test_extensions_the_c_test_cannot_judge_like_python_are_left_to_python():
     assert not _walk._c_listing_applies(frozenset({"jpg", "mkv"}))  # U+212A lowers to "k"
     assert not _walk._c_listing_applies(frozenset({"jpg", "jpé"}))
+    assert not _walk._c_listing_applies(frozenset({"jpg", "abcdefghijlmnopq"}))  # 16 characters
+    assert not _walk._c_listing_applies(frozenset(["jpg"] + [f"e{i}" for i in range(32)]))
+    assert _walk._c_listing_applies(frozenset(["jpg"] + [f"e{i}" for i in range(31)]))
+
+
+@needs_c
+@pytest.mark.parametrize("prefix", ["\udcc3", "\udcc3\udca9/", "\ud800/", "a\x00/", "é/", "cats/"])
+def test_any_prefix_is_joined_as_python_joins_it(tmp_path, prefix):
+    """A prefix from an undecodable folder name holds surrogate escapes; joined as bytes they
+    could merge with a name's first byte into another character."""
+    (tmp_path / "x.jpg").write_bytes(b"")
+    with open(os.path.join(os.fsencode(str(tmp_path)), b"\xa9.jpg"), "wb"):
+        pass
+    files, _ = both(str(tmp_path), follow_links=False, prefix=prefix)
+    assert files == sorted(prefix + name for name in ["x.jpg", os.fsdecode(b"\xa9.jpg")])
+
+
+@needs_c
+def test_an_entry_path_too_long_to_stat_fails_as_in_python(tmp_path, monkeypatch):
+    """DirEntry stats a link by its whole path: past PATH_MAX that is ENAMETOOLONG, in both."""
+    deep = str(tmp_path)
+    while len(deep) < 3800:
+        deep = os.path.join(deep, "a" * 200)
+    os.makedirs(deep)
+    (tmp_path / "f.jpg").write_bytes(b"")
+    monkeypatch.chdir(deep)  # the link's whole path is too long to create it by
+    os.symlink(tmp_path / "f.jpg", "L" * 250 + ".jpg")
+    failures = []
+    for scan in (c_scan, python_scan):
+        with pytest.raises(OSError) as raised:
+            scan(deep, False)
+        failures.append((raised.value.errno, raised.value.filename))
+    assert failures[0] == failures[1] and failures[0][0] == errno.ENAMETOOLONG
 
 
 names = st.text(alphabet=st.sampled_from("aAzZ09._-éÉ日🐱\u0301\u212a"), min_size=1, max_size=12)

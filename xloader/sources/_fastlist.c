@@ -7,22 +7,24 @@
  * for the names kept. The result is exactly _walk._scan_directory_python's, which stays the
  * fallback and the reference the tests compare against:
  * - hidden names (first byte '.') are skipped;
- * - a directory is what DirEntry.is_dir() calls one: d_type, or stat() for links and DT_UNKNOWN;
- *   a dangling link is not one (ENOENT), any other stat error is raised, naming the path;
+ * - a directory is what DirEntry.is_dir() calls one: d_type, or stat() of the entry's whole path
+ *   for links and DT_UNKNOWN; a dangling link is not one (ENOENT), any other stat error is
+ *   raised, naming the path;
  * - a sub-directory is returned if follow_links, or if it is not a link (DirEntry.is_symlink());
  * - a file is kept when its last '.' is followed by one of `extensions`, compared after ASCII
  *   lower-casing (the caller passes lower-case ASCII extensions without the 'k' that Python's
  *   str.lower() would also make of U+212A KELVIN SIGN);
  * - files are sorted by their bytes, which for UTF-8 is code point order, Python's str order. A
  *   name that is not valid UTF-8 is decoded as os.fsdecode does (surrogateescape) and the list is
- *   then sorted by Python, so the order is Python's in every case.
+ *   then sorted by Python, so the order is Python's in every case;
+ * - each file comes back as prefix + name, the str Python's `prefix + name` makes.
+ * Its limits (at most 32 extensions of at most 15 characters) are _walk._c_listing_applies's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,36 +92,50 @@ static int has_extension(const char *name, size_t length, const Extensions *exte
 
 typedef struct {
     NameList files, directories;
-    int error;             /* errno of the failure, 0 if none */
-    const char *failed;    /* the entry it concerns, NULL for the directory itself */
-    char failed_name[256]; /* a copy: the dirent it came from is gone once the directory is closed */
+    int error;          /* errno of the failure, 0 if none */
+    int out_of_memory;  /* a list could not grow: MemoryError, as in Python */
+    const char *failed; /* the entry the error concerns, NULL for the directory itself */
+    char failed_name[sizeof(((struct dirent *)0)->d_name)]; /* the dirent is gone once closed */
 } Listing;
 
-/* 1 if `name` (in the open directory `fd`) is a directory to DirEntry.is_dir(), 0 if not, -1 on error. */
-static int is_directory(int fd, const char *name, unsigned char type) {
+/* 1 if `path` is a directory to DirEntry.is_dir(), 0 if not, -1 on error (errno set). Like
+ * DirEntry, d_type decides unless the entry is a link or of unknown type; then stat() of the
+ * entry's whole path (not relative to the open directory: a path too long fails as in Python). */
+static int is_directory(const char *path, unsigned char type) {
     if (type == DT_DIR) return 1;
     if (type != DT_LNK && type != DT_UNKNOWN) return 0;
     struct stat info;
-    if (fstatat(fd, name, &info, 0) != 0) return errno == ENOENT ? 0 : -1;
+    if (stat(path, &info) != 0) return errno == ENOENT ? 0 : -1; /* a dangling link is no directory */
     return S_ISDIR(info.st_mode) ? 1 : 0;
 }
 
-/* 1 if `name` is a symbolic link to DirEntry.is_symlink(), 0 if not, -1 on error. */
-static int is_link(int fd, const char *name, unsigned char type) {
+/* 1 if `path` is a symbolic link to DirEntry.is_symlink(), 0 if not, -1 on error (errno set). */
+static int is_link(const char *path, unsigned char type) {
     if (type != DT_UNKNOWN) return type == DT_LNK;
     struct stat info;
-    if (fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) != 0) return -1;
+    if (lstat(path, &info) != 0) return -1;
     return S_ISLNK(info.st_mode) ? 1 : 0;
 }
 
 /* Fills `listing` from `path`; runs without the GIL. */
 static void read_directory(const char *path, int follow_links, const Extensions *extensions, Listing *listing) {
+    size_t path_length = strlen(path);
+    int add_separator = path_length > 0 && path[path_length - 1] != '/';
+    /* "path/name" for the entries that need a stat, built as DirEntry.path is */
+    char *entry_path = malloc(path_length + 1 + sizeof(((struct dirent *)0)->d_name));
+    if (!entry_path) {
+        listing->out_of_memory = 1;
+        return;
+    }
+    memcpy(entry_path, path, path_length);
+    if (add_separator) entry_path[path_length] = '/';
+    char *entry_name = entry_path + path_length + add_separator;
     DIR *directory = opendir(path);
     if (!directory) {
         listing->error = errno;
+        free(entry_path);
         return;
     }
-    int fd = dirfd(directory);
     for (;;) {
         errno = 0;
         struct dirent *entry = readdir(directory);
@@ -130,14 +146,15 @@ static void read_directory(const char *path, int follow_links, const Extensions 
         const char *name = entry->d_name;
         if (name[0] == '.') continue;
         size_t length = strlen(name);
-        int found = is_directory(fd, name, entry->d_type);
+        memcpy(entry_name, name, length + 1);
+        int found = is_directory(entry_path, entry->d_type);
         if (found == 1 && !follow_links) {
-            int link = is_link(fd, name, entry->d_type);
+            int link = is_link(entry_path, entry->d_type);
             found = link < 0 ? -1 : (link ? 2 : 1); /* 2: a link to a directory, not followed */
         }
         if (found < 0) {
             listing->error = errno;
-            snprintf(listing->failed_name, sizeof listing->failed_name, "%s", name);
+            memcpy(listing->failed_name, name, length + 1);
             listing->failed = listing->failed_name;
             break;
         }
@@ -148,11 +165,12 @@ static void read_directory(const char *path, int follow_links, const Extensions 
             stored = name_list_add(&listing->files, name, length);
         }
         if (stored != 0) {
-            listing->error = ENOMEM;
+            listing->out_of_memory = 1;
             break;
         }
     }
     closedir(directory);
+    free(entry_path);
 }
 
 /* Sorting names by their bytes (unsigned, as strcmp) ------------------------------------------
@@ -224,17 +242,40 @@ static void sort_names_from(SortItem *items, SortItem *scratch, size_t count, si
         return;
     }
     sort_by_chunk(items, scratch, count, offset);
-    /* Equal chunks: the names go on past them (two names equal up to their end would be one name). */
+    /* Equal chunks: sorted by the next one, unless the names end in this one, which makes them
+     * equal (one directory cannot list a name twice, but a broken file system might). */
     for (size_t start = 0, end; start < count; start = end) {
         for (end = start + 1; end < count && items[end].key == items[start].key; end++) {
         }
-        if (end - start > 1) sort_names_from(items + start, scratch + start, end - start, offset + 8);
+        if (end - start > 1 && items[start].length > offset + 8) {
+            sort_names_from(items + start, scratch + start, end - start, offset + 8);
+        }
     }
 }
 
-/* The names of `list` as a list of str, each after `prefix` (fs-encoded bytes, may be empty);
- * sorted if `sort`, in Python's str order. */
-static PyObject *to_python(const NameList *list, int sort, const char *prefix, size_t prefix_length) {
+/* A name as os.fsdecode gives it: UTF-8, or with surrogateescape if it is not (*invalid set). */
+static PyObject *decode_name(const char *bytes, Py_ssize_t length, int *invalid) {
+    PyObject *text = PyUnicode_DecodeUTF8(bytes, length, NULL);
+    if (!text && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        *invalid = 1;
+        text = PyUnicode_DecodeFSDefaultAndSize(bytes, length);
+    }
+    return text;
+}
+
+/* The names of `list` as a list of str, each after `prefix` (str, may be empty); sorted by
+ * name if `sort`, in Python's str order. */
+static PyObject *to_python(const NameList *list, int sort, PyObject *prefix) {
+    /* A prefix of valid UTF-8 with no NUL is joined as bytes and decoded with each name (one
+     * allocation per name). Otherwise (surrogate escapes, which could merge with a name's bytes
+     * in decoding) each name is decoded alone and joined as str, as Python does. */
+    Py_ssize_t prefix_length = 0;
+    const char *prefix_bytes = PyUnicode_AsUTF8AndSize(prefix, &prefix_length);
+    if (!prefix_bytes) PyErr_Clear();
+    int join_bytes = prefix_bytes && !memchr(prefix_bytes, 0, (size_t)prefix_length);
+    if (!join_bytes) prefix_length = 0;
+
     size_t count = list->count;
     SortItem *items = malloc((count ? count : 1) * 2 * sizeof *items); /* and as many for scratch */
     if (!items) return PyErr_NoMemory();
@@ -244,30 +285,29 @@ static PyObject *to_python(const NameList *list, int sort, const char *prefix, s
         items[i].length = strlen(items[i].name);
         if (items[i].length > longest) longest = items[i].length;
     }
-    char *path = malloc(prefix_length + longest + 1);
+    char *path = malloc((size_t)prefix_length + longest + 1);
     if (!path) {
         free(items);
         return PyErr_NoMemory();
     }
-    memcpy(path, prefix, prefix_length);
+    if (join_bytes) memcpy(path, prefix_bytes, (size_t)prefix_length);
     if (sort) sort_names_from(items, items + count, count, 0);
     PyObject *result = PyList_New((Py_ssize_t)count);
-    int resort = 0;
+    int invalid = 0;
     for (size_t i = 0; result && i < count; i++) {
         memcpy(path + prefix_length, items[i].name, items[i].length);
-        Py_ssize_t total = (Py_ssize_t)(prefix_length + items[i].length);
-        PyObject *text = PyUnicode_DecodeUTF8(path, total, NULL);
-        if (!text && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-            PyErr_Clear(); /* not UTF-8: os.fsdecode's str, and Python's sort below */
-            text = PyUnicode_DecodeFSDefaultAndSize(path, total);
-            resort = sort;
+        PyObject *text = decode_name(path, prefix_length + (Py_ssize_t)items[i].length, &invalid);
+        if (text && !join_bytes) {
+            PyObject *joined = PyUnicode_Concat(prefix, text);
+            Py_SETREF(text, joined);
         }
         if (!text) Py_CLEAR(result);
         else PyList_SET_ITEM(result, (Py_ssize_t)i, text);
     }
     free(items);
     free(path);
-    if (result && resort && PyList_Sort(result) != 0) Py_CLEAR(result);
+    /* A name that is not UTF-8 sorts by its surrogate escapes in Python, not by its bytes. */
+    if (result && sort && invalid && PyList_Sort(result) != 0) Py_CLEAR(result);
     return result;
 }
 
@@ -317,33 +357,31 @@ static PyObject *raise_os_error(PyObject *directory, PyObject *encoded, const Li
 }
 
 static PyObject *scan_directory(PyObject *Py_UNUSED(module), PyObject *args) {
-    PyObject *directory, *extension_list, *prefix, *encoded = NULL, *encoded_prefix = NULL;
+    PyObject *directory, *extension_list, *prefix, *encoded = NULL;
     int follow_links;
     Extensions extensions;
     if (!PyArg_ParseTuple(args, "UpOU", &directory, &follow_links, &extension_list, &prefix)) return NULL;
     if (parse_extensions(extension_list, &extensions) != 0) return NULL;
     if (!PyUnicode_FSConverter(directory, &encoded)) return NULL;
-    if (!PyUnicode_FSConverter(prefix, &encoded_prefix)) {
-        Py_DECREF(encoded);
-        return NULL;
-    }
     Listing listing = {0};
     Py_BEGIN_ALLOW_THREADS
     read_directory(PyBytes_AS_STRING(encoded), follow_links, &extensions, &listing);
     Py_END_ALLOW_THREADS
     PyObject *result = NULL;
-    if (listing.error) {
+    if (listing.out_of_memory) {
+        PyErr_NoMemory();
+    } else if (listing.error) {
         raise_os_error(directory, encoded, &listing);
     } else {
-        PyObject *files = to_python(&listing.files, 1, PyBytes_AS_STRING(encoded_prefix),
-                                    (size_t)PyBytes_GET_SIZE(encoded_prefix));
-        PyObject *directories = files ? to_python(&listing.directories, 0, "", 0) : NULL;
+        PyObject *files = to_python(&listing.files, 1, prefix);
+        PyObject *empty = files ? PyUnicode_New(0, 0) : NULL;
+        PyObject *directories = empty ? to_python(&listing.directories, 0, empty) : NULL;
         if (files && directories) result = PyTuple_Pack(2, files, directories);
         Py_XDECREF(files);
+        Py_XDECREF(empty);
         Py_XDECREF(directories);
     }
     Py_DECREF(encoded);
-    Py_DECREF(encoded_prefix);
     name_list_free(&listing.files);
     name_list_free(&listing.directories);
     return result;
@@ -367,4 +405,10 @@ static struct PyModuleDef module_definition = {
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__fastlist(void) { return PyModule_Create(&module_definition); }
+PyMODINIT_FUNC PyInit__fastlist(void) {
+    PyObject *module = PyModule_Create(&module_definition);
+#ifdef Py_GIL_DISABLED
+    if (module) PyUnstable_Module_SetGIL(module, Py_MOD_GIL_NOT_USED); /* no state of its own */
+#endif
+    return module;
+}

@@ -18,7 +18,7 @@ IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "bmp", "ppm", "tif", "tiff"}
 
 
 def list_image_files(
-    top: str, *, follow_links: bool, extensions: frozenset[str] = IMAGE_EXTENSIONS, prefix: str = ""
+    top: str | os.PathLike[str], *, follow_links: bool, extensions: frozenset[str] = IMAGE_EXTENSIONS, prefix: str = ""
 ) -> list[str]:
     """Paths of image files under `top`, relative to it, recursively, each after `prefix`.
 
@@ -30,6 +30,7 @@ def list_image_files(
     images. A link to a directory is never taken for a file, followed or not (as in `os.walk`).
     Raises OSError (naming the path) for a directory that cannot be read.
     """
+    top = os.fspath(top)
     scan = _directory_scanner(extensions)
     files: list[str] = []
     seen: set[tuple[int, int]] = set()
@@ -93,8 +94,11 @@ def _c_listing_applies(extensions: frozenset[str]) -> bool:
     ):
         return False
     # The C test lower-cases ASCII only. str.lower() also turns U+212A KELVIN SIGN into "k", so an
-    # extension with a "k" (or any non-ASCII one) is left to Python.
-    return all(extension.isascii() and "k" not in extension for extension in extensions)
+    # extension with a "k" (or any non-ASCII one) is left to Python, as are more extensions, or
+    # longer ones, than the C code has room for.
+    return len(extensions) <= 32 and all(
+        extension.isascii() and "k" not in extension and len(extension) <= 15 for extension in extensions
+    )
 
 
 def _directory_scanner(extensions: frozenset[str]) -> Callable[[str, bool, str], tuple[list[str], list[str]]]:
