@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -40,8 +39,10 @@ def both(directory: str, follow_links: bool, prefix: str = "") -> tuple[list[str
     return files, subdirectories
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built wherever CI runs: Linux")
-def test_the_c_listing_is_built_and_used_on_linux():
+def test_the_c_listing_is_built_and_used_where_ci_requires_it():
+    """CI (.ci/run) requires it; elsewhere a machine without a C compiler falls back to Python."""
+    if fastlist is None and os.environ.get("XLOADER_REQUIRE_C_LISTING") != "1":
+        pytest.skip("xloader/sources/_fastlist.c is not built here (no C compiler?): files are listed in Python")
     assert fastlist is not None, "xloader/sources/_fastlist.c was not compiled: pip install -e . needs a C compiler"
     assert _walk._c_listing_applies(_walk.IMAGE_EXTENSIONS)
 
