@@ -94,8 +94,7 @@ typedef struct {
     NameList files, directories;
     int error;          /* errno of the failure, 0 if none */
     int out_of_memory;  /* a list could not grow: MemoryError, as in Python */
-    const char *failed; /* the entry the error concerns, NULL for the directory itself */
-    char failed_name[sizeof(((struct dirent *)0)->d_name)]; /* the dirent is gone once closed */
+    char *failed_path;  /* the entry the error concerns ("path/name", malloc'd), NULL for the directory */
 } Listing;
 
 /* 1 if `path` is a directory to DirEntry.is_dir(), 0 if not, -1 on error (errno set). Like
@@ -154,8 +153,8 @@ static void read_directory(const char *path, int follow_links, const Extensions 
         }
         if (found < 0) {
             listing->error = errno;
-            memcpy(listing->failed_name, name, length + 1);
-            listing->failed = listing->failed_name;
+            listing->failed_path = strdup(entry_path);
+            if (!listing->failed_path) listing->out_of_memory = 1;
             break;
         }
         int stored = 0;
@@ -338,18 +337,14 @@ static int parse_extensions(PyObject *sequence, Extensions *extensions) {
 }
 
 /* The OSError os.scandir or DirEntry would raise: naming the directory, or the entry's path. */
-static PyObject *raise_os_error(PyObject *directory, PyObject *encoded, const Listing *listing) {
-    if (!listing->failed) {
-        errno = listing->error;
-        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, directory);
+static PyObject *raise_os_error(PyObject *directory, const Listing *listing) {
+    PyObject *path = directory;
+    if (listing->failed_path) {
+        path = PyUnicode_DecodeFSDefault(listing->failed_path);
+        if (!path) return NULL;
+    } else {
+        Py_INCREF(path);
     }
-    const char *base = PyBytes_AS_STRING(encoded);
-    size_t base_length = (size_t)PyBytes_GET_SIZE(encoded);
-    PyObject *joined = PyBytes_FromFormat("%s%s%s", base, base_length && base[base_length - 1] == '/' ? "" : "/",
-                                          listing->failed);
-    PyObject *path = joined ? PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(joined), PyBytes_GET_SIZE(joined)) : NULL;
-    Py_XDECREF(joined);
-    if (!path) return NULL;
     errno = listing->error;
     PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
     Py_DECREF(path);
@@ -371,7 +366,7 @@ static PyObject *scan_directory(PyObject *Py_UNUSED(module), PyObject *args) {
     if (listing.out_of_memory) {
         PyErr_NoMemory();
     } else if (listing.error) {
-        raise_os_error(directory, encoded, &listing);
+        raise_os_error(directory, &listing);
     } else {
         PyObject *files = to_python(&listing.files, 1, prefix);
         PyObject *empty = files ? PyUnicode_New(0, 0) : NULL;
@@ -382,6 +377,7 @@ static PyObject *scan_directory(PyObject *Py_UNUSED(module), PyObject *args) {
         Py_XDECREF(directories);
     }
     Py_DECREF(encoded);
+    free(listing.failed_path);
     name_list_free(&listing.files);
     name_list_free(&listing.directories);
     return result;

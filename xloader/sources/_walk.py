@@ -1,4 +1,5 @@
-"""Listing image files under a directory: one scandir walk, sorted like Keras's flow_from_directory."""
+"""Listing image files under a directory, sorted like Keras's flow_from_directory: one walk, each
+directory listed in C where that extension is built (NOTE [ Listing a directory in C ]), else by os.scandir."""
 
 from __future__ import annotations
 
