@@ -495,7 +495,7 @@ BAD_OPTIONS = [
     ({"validation_split": 0.2, "subset": "training", "split_seed": -1}, ValueError, "split_seed must be a non-negative int, or None for Keras's split; got -1."),
     ({"validation_split": 0.2, "subset": "training", "split_seed": 1.5}, TypeError, "split_seed must be a non-negative int, or None for Keras's split; got 1.5."),
     ({"split_seed": 0}, ValueError, "split_seed=0 has no effect without a validation_split. Pass validation_split=... and subset=..., or leave split_seed out."),
-    ({"class_names": []}, ValueError, "class_names is empty. List the classes to use, or pass class_names=None for every folder in"),
+    ({"class_names": []}, ValueError, "class_names must name at least one class."),
 ]  # fmt: skip
 
 

@@ -45,7 +45,7 @@ def test_fused_batches_equal_the_full_pipeline(class_root, name, color_mode):
     source = xl.ImageFolder(
         class_root, image_size=(16, 16), color_mode=color_mode, transform=FUSED[name], label_mode=None
     )
-    assert source.defers_normalize
+    assert source.fuses_normalize
     batches = xl.Batches(source, batch_size=5, shuffle=True, seed=7)
     for epoch, batch in [(0, 0), (1, 3), (2, len(batches) - 1)]:
         expected = _samples(source, batches, epoch, batch)
@@ -59,7 +59,7 @@ def test_fused_batches_equal_the_full_pipeline(class_root, name, color_mode):
 @pytest.mark.parametrize("name", list(NOT_FUSED))
 def test_other_pipelines_run_whole(class_root, name):
     source = xl.ImageFolder(class_root, image_size=(16, 16), transform=NOT_FUSED[name], label_mode=None)
-    assert not source.defers_normalize
+    assert not source.fuses_normalize
     batches = xl.Batches(source, batch_size=5, shuffle=True, seed=7)
     if "sometimes" not in name:  # otherwise float32 and uint8 samples do not batch together
         assert np.array_equal(batches.get_batch(1, 2), _samples(source, batches, 1, 2))
@@ -69,7 +69,7 @@ def test_a_float_image_before_normalize_gets_the_normalize_step_itself(class_roo
     # ToFloat makes the image float32: no lookup table applies, Normalize runs as usual.
     transform = A.Compose([A.HorizontalFlip(p=0.5), A.ToFloat(max_value=255.0), A.Normalize(max_pixel_value=1.0)])
     source = xl.ImageFolder(class_root, image_size=(16, 16), transform=transform, label_mode="input")
-    assert source.defers_normalize
+    assert source.fuses_normalize
     batches = xl.Batches(source, batch_size=5, shuffle=True, seed=7)
     x, y = batches.get_batch(0, 1)
     expected = _samples(source, batches, 0, 1)
@@ -94,7 +94,7 @@ class _Mirrored(xl.ImageFolder):
 
 def test_a_subclass_overriding_load_gets_the_whole_pipeline(class_root):
     source = _Mirrored(class_root, image_size=(16, 16), transform=FUSED["default Normalize"], label_mode=None)
-    assert not source.defers_normalize  # its load does not take defer_normalize
+    assert not source.fuses_normalize  # its load does not take defer_normalize
     batches = xl.Batches(source, batch_size=5, shuffle=True, seed=7)
     assert np.array_equal(batches.get_batch(0, 1), _samples(source, batches, 0, 1))
 
@@ -121,7 +121,7 @@ def test_segmentation_batches_equal_the_full_pipeline(seg_dirs, mask_mode):
     source = xl.ImageMaskFolder(
         images, masks, image_size=(16, 16), transform=FUSED["default Normalize"], mask_mode=mask_mode, num_classes=3
     )
-    assert source.defers_normalize
+    assert source.fuses_normalize
     batches = xl.Batches(source, batch_size=4, shuffle=True, seed=2)
     for epoch, batch in [(0, 0), (1, 2)]:
         x, y = batches.get_batch(epoch, batch)
@@ -147,7 +147,7 @@ def test_manifest_batches_equal_the_full_pipeline(class_root, tmp_path):
     source = xl.ImageManifest(
         tmp_path / "train.csv", base_dir=class_root, image_size=(16, 16), transform=FUSED["own mean and std"]
     )
-    assert source.defers_normalize
+    assert source.fuses_normalize
     batches = xl.Batches(source, batch_size=5, shuffle=True, seed=4)
     x, y = batches.get_batch(1, 1)
     expected_x, expected_y = _pairs(source, batches, 1, 1)

@@ -493,9 +493,9 @@ def test_wrong_arguments(base):
         ImageManifest(path, image_size=None, y_col="class", label_mode="regression", class_names=["a"])
     with pytest.raises(ValueError, match=r"x_col and y_col both name the column 'filename'"):
         ImageManifest(path, image_size=None, y_col="filename")
-    with pytest.raises(TypeError, match=r"class_names must be a list of class names, got the string 'cat'"):
+    with pytest.raises(TypeError, match=r"class_names must be a list of names, got 'cat'\."):
         ImageManifest(path, image_size=None, class_names="cat")
-    with pytest.raises(ValueError, match=r"class_names lists \['cat'\] more than once"):
+    with pytest.raises(ValueError, match=r"class_names lists 'cat' more than once\."):
         ImageManifest(path, image_size=None, class_names=["cat", "cat"])
     with pytest.raises(TypeError, match=r"manifest must be the path of a CSV file or a pandas DataFrame, got list"):
         ImageManifest([["a.png", "x"]], image_size=None)

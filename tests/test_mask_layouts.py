@@ -699,16 +699,19 @@ def test_rle_that_overruns_its_image_names_line_and_image(tmp_path, images_dir):
 def test_rle_missing_columns_are_named_with_the_header(tmp_path, images_dir):
     csv = write_csv(tmp_path / "t.csv", [("a.png", rle_encode(CAR))], header=("ImageId", "EncodedPixels"))
     expected = (
-        f"{csv} has no column 'image_id', 'class', 'rle'; its columns are ['ImageId', 'EncodedPixels']. "
-        "Pass id_column=, class_column=, rle_column= with the CSV's names."
+        f"{csv} has no column 'image_id' (columns found: 'ImageId', 'EncodedPixels'). "
+        "Pass id_column='<column>' to use another column."
     )
     with pytest.raises(xl.DatasetError, match=re.escape(expected)):
         RLEMasks(images_dir, csv, image_size=None)
-    expected = f"{csv} has no column 'class'; its columns are ['ImageId', 'EncodedPixels']. Pass class_column=None"
+    expected = (
+        f"{csv} has no column 'class' (columns found: 'ImageId', 'EncodedPixels'). Pass class_column='<column>' "
+        "to use another column, or class_column=None if the file has no class column."
+    )
     with pytest.raises(xl.DatasetError, match=re.escape(expected)):
         RLEMasks(images_dir, csv, image_size=None, id_column="ImageId", rle_column="EncodedPixels")
     empty = write_csv(tmp_path / "empty.csv", [])
-    with pytest.raises(xl.DatasetError, match=re.escape(f"{empty} has a header but no rows.")):
+    with pytest.raises(xl.DatasetError, match=re.escape(f"{empty} has no rows (only a header line).")):
         RLEMasks(images_dir, empty, image_size=None)
 
 
@@ -763,11 +766,30 @@ def test_rle_id_that_names_two_images_is_ambiguous(tmp_path, images_dir):
 
 
 def test_indexes_are_flat_arrays_and_sources_pickle(by_image, by_class, rle_csv):
+    from xloader._strings import StringTable
+    from xloader.sources._index import Ragged
+
+    def leaves(columns):
+        for name, column in columns.items():
+            if isinstance(column, Ragged):
+                yield from leaves({f"{name}.{k}": v for k, v in column.columns.items()})
+            else:
+                yield name, type(column)
+
     rle = RLEMasks(*rle_csv, image_size=None, class_names=CLASSES)
-    arrays = {k for k, v in vars(rle).items() if isinstance(v, np.ndarray)}
-    assert {"_starts", "_lengths", "_run_offsets", "_row_offsets", "_row_class", "_row_line"} <= arrays
+    assert dict(leaves(rle._index.columns)) == {
+        "files": StringTable,
+        "rows.classes": np.ndarray,
+        "rows.lines": np.ndarray,
+        "rows.runs.starts": np.ndarray,
+        "rows.runs.lengths": np.ndarray,
+    }
     folder = sources(by_image, by_class, rle_csv)["by_image"]
-    assert {"_mask_class", "_mask_offsets"} <= {k for k, v in vars(folder).items() if isinstance(v, np.ndarray)}
+    assert dict(leaves(folder._index.columns)) == {
+        "files": StringTable,
+        "masks.paths": StringTable,
+        "masks.classes": np.ndarray,
+    }
     for source in [*sources(by_image, by_class, rle_csv, transform=FLIP_TURN, mask_mode="multi_hot").values(), rle]:
         # No per-sample Python objects: strings in StringTables, numbers in arrays.
         assert not any(isinstance(v, (list, dict)) and v for k, v in vars(source).items() if k != "class_names")

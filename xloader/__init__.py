@@ -7,6 +7,7 @@ adapters, imported explicitly.
 from xloader.batching import Batch, Batches, LoaderOptions
 from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
 from xloader.sampling import EpochPlan
+from xloader.source import SupportsFusedNormalize, SupportsImageTargets, SupportsSampleKeys
 from xloader.sources import (
     ArrayDataset,
     FileList,
@@ -16,9 +17,11 @@ from xloader.sources import (
     MultiMaskFolder,
     RLEMasks,
     Source,
+    Subset,
     load_file,
     rle_decode,
     rle_encode,
+    split,
 )
 from xloader.transforms import Transform
 
@@ -40,11 +43,16 @@ __all__ = [
     "RLEMasks",
     "SampleError",
     "Source",
+    "Subset",
+    "SupportsFusedNormalize",
+    "SupportsImageTargets",
+    "SupportsSampleKeys",
     "Transform",
     "WorkerDiedError",
     "XLoaderError",
     "load_file",
     "rle_decode",
     "rle_encode",
+    "split",
     "__version__",
 ]

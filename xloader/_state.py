@@ -11,25 +11,12 @@ the torch adapter with 2 workers resumes in Keras with 0.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Any
-
-from xloader.sources._base import Source
 
 STATE_VERSION = 1
 # Options that change which samples a batch holds. `to_fit` and `rank` are not among them:
 # prediction may resume a fit state, and any rank may load the state rank 0 saved.
 _BATCH_SHAPING_OPTIONS = ("batch_size", "shuffle", "seed", "drop_last", "world_size", "shard_mode")
-
-
-def dataset_fingerprint(dataset: Source) -> str:
-    """A digest of the dataset's index: its type, length and every sample's description (path or id)."""
-    digest = hashlib.sha256(f"{type(dataset).__qualname__}\0{len(dataset)}\0".encode())
-    for index in range(len(dataset)):
-        digest.update(os.fsencode(dataset.describe(index)))
-        digest.update(b"\0")
-    return digest.hexdigest()[:32]
 
 
 def make_state(options: Any, fingerprint: str, num_samples: int, epoch: int, next_batch: int) -> dict[str, Any]:

@@ -18,10 +18,10 @@ import numpy as np
 
 from xloader._collate import Allocate, BatchWriter
 from xloader._random import check_seed
-from xloader._state import check_state, dataset_fingerprint, make_state
+from xloader._state import check_state, make_state
 from xloader.errors import DatasetError, SampleError, XLoaderError
 from xloader.sampling import SHARD_MODES, EpochPlan
-from xloader.sources._base import Source
+from xloader.source import Source, fuses_normalize, source_fingerprint
 
 __all__ = ["Batch", "Batches", "LoaderOptions"]
 
@@ -192,7 +192,7 @@ class Batches:
     def fingerprint(self) -> str:
         """A digest of the dataset index (type, length, each sample's path or id), computed once."""
         if self._fingerprint is None:
-            self._fingerprint = dataset_fingerprint(self.dataset)
+            self._fingerprint = source_fingerprint(self.dataset)
         return self._fingerprint
 
     def make_state(self, epoch: int, next_batch: int) -> dict[str, Any]:
@@ -242,7 +242,7 @@ class Batches:
         xs = BatchWriter(len(indices), "x", allocate)
         ys = BatchWriter(len(indices), "y", allocate) if self.with_targets else None
         # NOTE [ Normalize fused into the batch write ] (xloader/_fused_normalize.py)
-        deferred = {"defer_normalize": True} if getattr(self.dataset, "defers_normalize", False) else {}
+        deferred = {"defer_normalize": True} if fuses_normalize(self.dataset) else {}
         for position, index in enumerate(indices.tolist()):
             where = lambda index=index: self._where(epoch, batch, index)  # noqa: E731 - built only on error
             try:

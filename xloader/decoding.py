@@ -194,7 +194,13 @@ def read_image(path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | No
     8 bits. Raises `BadImageError` (with `.path` and `.reason`) if the file is missing, empty,
     truncated, not an image, or declares more than `max_pixels` pixels (NOTE [ Pixel limit ]).
     """
-    data = read_bytes(path)
+    return decode_image(read_bytes(path), path, color_mode, max_pixels=max_pixels)
+
+
+def decode_image(
+    data: bytes, path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """`read_image` for bytes already read (from any storage); `path` names them in errors."""
     _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
     buffer = np.frombuffer(data, dtype=np.uint8)

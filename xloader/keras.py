@@ -29,7 +29,7 @@ import numpy as np
 
 from xloader._prefetch import Prefetcher
 from xloader.batching import Batch, Batches
-from xloader.sources._base import Source
+from xloader.source import Source
 
 __all__ = ["EpochSync", "PyDataset"]
 

@@ -26,7 +26,7 @@ from torch._utils import ExceptionWrapper
 
 from xloader import _opencv, _slots
 from xloader.batching import Batches
-from xloader.sources._base import Source
+from xloader.source import Source, y_is_image
 
 __all__ = ["DataLoader"]
 
@@ -162,7 +162,7 @@ class _BatchDataset(torch.utils.data.Dataset):
 
     def _y_to_layout(self, y: np.ndarray) -> np.ndarray:
         # A target that is an image too (label_mode="input") is laid out like x.
-        return self._to_layout(y) if getattr(self.batches.dataset, "y_is_image", False) else y
+        return self._to_layout(y) if y_is_image(self.batches.dataset) else y
 
     def _to_layout(self, x: np.ndarray) -> np.ndarray:
         is_image = self.batches.dataset.x_is_image
@@ -177,7 +177,7 @@ class _BatchDataset(torch.utils.data.Dataset):
             return ()
         dataset = self.batches.dataset
         fields = ("x",) if dataset.x_is_image is not False else ()
-        return fields + (("y",) if getattr(dataset, "y_is_image", False) else ())
+        return fields + (("y",) if y_is_image(dataset) else ())
 
     def __getitem__(self, key: tuple[int, int, int | None]) -> Any:
         epoch, batch, slot = key

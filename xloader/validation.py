@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from xloader.errors import BadImageError
-from xloader.sources._base import Source
+from xloader.source import Source
 
 __all__ = ["BadFile", "ValidationReport", "validate", "ON_BAD_FILE"]
 

@@ -6,8 +6,8 @@ import os
 import runpy
 from typing import Any
 
+from xloader.source import Source
 from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
-from xloader.sources._base import Source
 
 LAYOUTS = {
     "class_folders": "class folders (root/<class>/<image>)",

@@ -1,6 +1,6 @@
 """Sources: what samples exist and how sample `i` becomes arrays."""
 
-from xloader.sources._base import Source
+from xloader.source import Source
 from xloader.sources.arrays import ArrayDataset
 from xloader.sources.file_list import FileList, load_file
 from xloader.sources.image_folder import ImageFolder
@@ -8,6 +8,7 @@ from xloader.sources.image_mask_folder import ImageMaskFolder
 from xloader.sources.manifest import ImageManifest
 from xloader.sources.multi_mask import MultiMaskFolder
 from xloader.sources.rle import RLEMasks, rle_decode, rle_encode
+from xloader.sources.subset import Subset, split
 
 __all__ = [
     "ArrayDataset",
@@ -18,7 +19,9 @@ __all__ = [
     "MultiMaskFolder",
     "RLEMasks",
     "Source",
+    "Subset",
     "load_file",
     "rle_decode",
     "rle_encode",
+    "split",
 ]

@@ -1,67 +1,62 @@
-"""What a source is: the dataset side of xloader, one sample at a time.
+"""What xloader's own sources share: the index, the transform, the bad-file policy, the decode path.
 
-A source knows which samples exist (its index) and how to turn sample `i` into arrays.
-Everything about order, batching and epochs belongs to `xloader.Batches`.
+A source is a layout parser (it fills a `SampleIndex`) plus how one index row becomes a sample.
+Pruning, subsetting and fingerprints act on the index here, once; images decode through one
+`ImageDecoder` (NOTE [ One sample's path ] in xloader/sources/_decode.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from xloader._checks import check_choice, list_preview
 from xloader.errors import DatasetError
+from xloader.source import Source
+from xloader.sources._decode import ImageDecoder
+from xloader.sources._index import SampleIndex
 from xloader.transforms import TransformRunner, check_transform
 
-__all__ = ["Source"]
+__all__ = ["ImageSource", "Source", "TransformedSource", "class_target"]
 
 
-@runtime_checkable
-class Source(Protocol):
-    """The protocol `Batches` and both adapters rely on.
-
-    Attributes:
-        has_targets: whether `load(..., with_targets=True)` returns a target (`y`).
-        x_is_image: True if `x` is an (H, W, C) image (the torch adapter moves C first),
-            False if not, None to decide from the batch (4-D batches are images).
-    """
-
-    has_targets: bool
-    x_is_image: bool | None
-
-    def __len__(self) -> int: ...
-
-    def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Sample `index` as `(x, y)` (`y` None without targets), transformed with the
-        per-sample random state of (seed, epoch, index)."""
-        ...
-
-    def describe(self, index: int) -> str:
-        """Where sample `index` comes from (a path or an id), for error messages."""
-        ...
+@functools.cache
+def _load_takes_defer_normalize(cls: type) -> bool:
+    # A subclass whose own `load` has no `defer_normalize` is never asked to defer.
+    return "defer_normalize" in inspect.signature(cls.load).parameters  # type: ignore[attr-defined]
 
 
 class TransformedSource:
-    """Shared plumbing: the optional transform and its per-sample seeding."""
+    """Shared plumbing: the index, the optional transform and its per-sample seeding.
+
+    Subclasses fill `self._index` (a `SampleIndex`) and implement `load` and `describe`.
+    """
 
     has_targets: bool = False
     x_is_image: bool | None = True
     y_is_image: bool = False  # y is an (H, W, C) image like x (label_mode="input"): adapters lay it out like x
+    _index: SampleIndex
 
     def __init__(self, transform: object):
         checked = check_transform(transform)
         self.transform = checked
         self._runner = TransformRunner(checked) if checked is not None else None
 
+    def __len__(self) -> int:
+        return len(self._index)
+
     @property
-    def defers_normalize(self) -> bool:
+    def fuses_normalize(self) -> bool:
         """True if `Batches` should call `load(..., defer_normalize=True)`: NOTE [ Normalize
         fused into the batch write ] (xloader/_fused_normalize.py)."""
-        takes_it = getattr(type(self).load, "takes_defer_normalize", False)  # not an override's
-        return takes_it and self._runner is not None and self._runner.fuses_normalize
+        runner = self._runner
+        return runner is not None and runner.fuses_normalize and _load_takes_defer_normalize(type(self))
 
     def _transform(
         self, data: dict[str, np.ndarray], *, seed: int, epoch: int, index: int, defer_normalize: bool = False
@@ -94,14 +89,14 @@ class TransformedSource:
             self._runner = runner
         if not report.bad_files:
             return
-        keep = np.ones(len(self), dtype=bool)  # type: ignore[arg-type]
+        keep = np.ones(len(self), dtype=bool)
         keep[[bad.index for bad in report.bad_files]] = False
         if not keep.any():
             raise DatasetError(
                 f"every one of the {len(keep)} files is bad, e.g. {report.bad_files[0].path}: "
                 f"{report.bad_files[0].reason}. Nothing is left in {self!r}."
             )
-        self._keep(keep)
+        self._index = self._index.take(keep)
         self.skipped += [(bad.path, bad.reason) for bad in report.bad_files]
         warnings.warn(
             f"{len(report.bad_files)} of {len(keep)} files cannot be read and are left out "
@@ -110,69 +105,74 @@ class TransformedSource:
             stacklevel=stacklevel,
         )
 
-    def _keep(self, keep: np.ndarray) -> None:
-        """Restrict the index to the samples where `keep` (bool, one per sample) is True."""
-        raise NotImplementedError(f"{type(self).__name__} cannot leave samples out (on_bad_file='skip').")
+
+class _DecoderOption:
+    """A decoder option read and set as the source's own attribute (`source.image_size = ...`
+    builds a new, checked decoder)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, source: Any, owner: type | None = None) -> Any:
+        return getattr(source.decoder, self.name)
+
+    def __set__(self, source: Any, value: Any) -> None:
+        source.decoder = dataclasses.replace(source.decoder, **{self.name: value})
 
 
-def takes_defer_normalize(load: Callable[..., Any]) -> Callable[..., Any]:
-    """Marks a source's `load` as taking `defer_normalize=True` (its x may then be a
-    `NormalizedImage`). A subclass that overrides `load` is not marked, so it is never asked."""
-    load.takes_defer_normalize = True  # type: ignore[attr-defined]
-    return load
+class ImageSource(TransformedSource):
+    """A source whose `x` is an image file: `root` joined with `self._index.files[i]`, decoded
+    by `decoder`. Classification sources implement `_target`; mask sources override `load`."""
+
+    x_is_image = True
+    decoder: ImageDecoder
+    label_mode: str | None = None
+
+    def _configure_images(self, root: str, **image_options: Any) -> None:
+        self._root = root
+        self.decoder = ImageDecoder(**image_options)
+
+    image_size = _DecoderOption()
+    color_mode = _DecoderOption()
+    interpolation = _DecoderOption()
+    keep_aspect_ratio = _DecoderOption()
+    max_pixels = _DecoderOption()
+
+    def describe(self, index: int) -> str:
+        return os.path.join(self._root, self._index.files[index])
+
+    def sample_key(self, index: int) -> str:
+        """The file's path relative to the source's folder, with "/" separators."""
+        return str(self._index.files[index]).replace(os.sep, "/")
+
+    @property
+    def filepaths(self) -> list[str]:
+        """Paths joined with the source's folder, in index order."""
+        return [os.path.join(self._root, name) for name in self._index.files]
+
+    def _target(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def load(
+        self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
+    ) -> tuple[Any, np.ndarray | None]:
+        image = self.decoder.decode(self.describe(index))
+        data = self._transform({"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
+        image = data["image"]  # with defer_normalize, possibly a NormalizedImage (NOTE in _fused_normalize.py)
+        if not (with_targets and self.has_targets):
+            return image, None
+        if self.label_mode == "input":
+            return image, image  # batched into separate arrays: y is a copy, as Keras's batch_x.copy()
+        return image, self._target(index)
 
 
-def keep_ragged(offsets: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For items stored as ragged rows (row i is elements `offsets[i]:offsets[i + 1]`), keeping the
-    rows where `keep` is True: (which elements stay, bool; the new offsets, int64)."""
-    counts = np.diff(offsets)
-    elements = np.repeat(keep, counts)
-    new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-    np.cumsum(counts[keep], out=new_offsets[1:])
-    return elements, new_offsets
-
-
-def check_image_size(image_size: object) -> tuple[int, int] | None:
-    """Validate `image_size` = (height, width) of positive ints, or None (keep file sizes)."""
-    if image_size is None:
-        return None
-    if (
-        not isinstance(image_size, Sequence)
-        or len(image_size) != 2
-        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in image_size)
-    ):
-        raise TypeError(f"image_size must be (height, width) as two ints, or None; got {image_size!r}.")
-    height, width = (int(v) for v in image_size)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size!r}.")
-    return height, width
-
-
-def check_bool(name: str, value: object) -> bool:
-    """Return `value` if it is True or False (NumPy's included), else raise `TypeError`."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}.")
-    return bool(value)
-
-
-def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
-    if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}; got {value!r}.")
-
-
-def check_directory(path: str | os.PathLike[str], what: str) -> str:
-    """Return `path` as a string if it is an existing directory, else raise with the path named."""
-    text = os.fspath(path)
-    if not os.path.exists(text):
-        raise FileNotFoundError(f"{what} {text!r} does not exist.")
-    if not os.path.isdir(text):
-        raise DatasetError(f"{what} {text!r} is not a directory.")
-    return text
-
-
-def list_preview(items: Sequence[str], limit: int = 10) -> str:
-    """`a, b, c and 7 more` for error messages that must name every bad file without flooding."""
-    shown = ", ".join(items[:limit])
-    more = len(items) - limit
-    return f"{shown} and {more} more" if more > 0 else shown
+def class_target(label_mode: str | None, classes: Any, num_classes: int) -> np.ndarray:
+    """The one target encoder of class labels: "int" -> int64 index, "binary" -> float32 0/1,
+    "categorical" and "multi_hot" -> float32 (num_classes,) with a 1 at each of `classes`."""
+    if label_mode == "int":
+        return np.asarray(classes, dtype=np.int64)
+    if label_mode == "binary":
+        return np.asarray(classes, dtype=np.float32)
+    hot = np.zeros(num_classes, dtype=np.float32)
+    hot[classes] = 1.0
+    return hot

@@ -36,10 +36,11 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from xloader._checks import check_choice, list_preview
 from xloader._fused_normalize import NormalizedImage
-from xloader.decoding import read_image, read_mask, resize_image, resize_mask
+from xloader.decoding import read_mask, resize_mask
 from xloader.errors import BadImageError, DatasetError
-from xloader.sources._base import TransformedSource, check_choice, list_preview, takes_defer_normalize
+from xloader.sources._base import ImageSource
 
 MaskMode = Literal["index", "one_hot", "multi_hot"]
 Unpaired = Literal["raise", "skip", "background"]
@@ -280,27 +281,6 @@ def settle_unpaired(
     return [(p, "image has no mask") for p in reported_images] + [(p, "mask has no image") for p in no_image]
 
 
-def check_class_names(class_names: object) -> list[str] | None:
-    """`class_names` as a list of distinct, non-empty strings (ints are accepted and converted)."""
-    if class_names is None:
-        return None
-    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
-        raise TypeError(f"class_names must be a list of names, got {class_names!r}.")
-    names = []
-    for name in class_names:
-        if isinstance(name, bool) or not isinstance(name, (str, int, np.integer)):
-            raise TypeError(f"class_names must hold strings (or ints), got {name!r} ({type(name).__name__}).")
-        names.append(str(name))
-    if not names:
-        raise ValueError("class_names must name at least one class.")
-    if "" in names:
-        raise ValueError("class_names must not contain an empty name.")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"class_names lists {', '.join(map(repr, repeated))} more than once.")
-    return names
-
-
 def relative_stem(path: str) -> str:
     """`x/a.png` -> `x/a`: the name images and masks pair by."""
     return os.path.splitext(path)[0]
@@ -323,50 +303,40 @@ def files_by_stem(top: str, files: list[str], what: str) -> dict[str, str]:
     return stems
 
 
-class MaskSource(TransformedSource):
+class MaskSource(ImageSource):
     """What the segmentation sources share: a sample is its image and the mask `_mask` builds
     for it, resized (the mask with nearest neighbour) and transformed in one call.
 
-    Subclasses set `images_dir`, `_images` (image paths relative to it, a `StringTable`),
-    `color_mode`, `image_size`, `interpolation`, `max_pixels` and `mask_format`, and implement
-    `_mask(index, image_shape)`.
+    Subclasses fill `_index` (column `files`: image paths relative to `images_dir`), configure
+    the images (`_configure_images`), set `mask_format` and implement `_mask(index, image_shape)`.
     """
 
-    images_dir: str
-    _images: Any
-    color_mode: str
-    image_size: tuple[int, int] | None
-    interpolation: str
-    max_pixels: int | None
+    has_targets = True
     mask_format: MaskFormat
 
-    def __len__(self) -> int:
-        return len(self._images)
+    @property
+    def images_dir(self) -> str:
+        return self._root
 
     @property
     def image_files(self) -> list[str]:
         """Image paths relative to `images_dir`, in index order."""
-        return self._images.tolist()
-
-    def describe(self, index: int) -> str:
-        return os.path.join(self.images_dir, self._images[index])
+        return self._index.files.tolist()
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError
 
-    @takes_defer_normalize
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
+    ) -> tuple[Any, np.ndarray | None]:
+        image = self.decoder.unresized(self.describe(index))
         if not with_targets:
-            image = resize_image(image, self.image_size, self.interpolation)
             data = self._transform(
-                {"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
+                {"image": self.decoder.resize(image)}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
             )
             return data["image"], None
         mask = resize_nearest(self._mask(index, image.shape), self.image_size)
-        image = resize_image(image, self.image_size, self.interpolation)
         return transform_with_mask(
-            self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
+            self, self.decoder.resize(image), mask, self.mask_format, seed=seed, epoch=epoch, index=index,
+            defer_normalize=defer_normalize,
         )

@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from xloader._checks import list_preview
 from xloader.errors import DatasetError
-from xloader.sources._base import list_preview
 
 __all__ = ["Table", "read_table"]
 
@@ -85,6 +85,10 @@ def read_table(manifest: object, wanted: Mapping[str, str]) -> Table:
     return table
 
 
+# Arguments that may also say a column is absent.
+_OPTIONAL_COLUMNS = {"class_column": ", or class_column=None if the file has no class column"}
+
+
 def _check_columns(name: str, columns: list[Any], wanted: Mapping[str, str]) -> None:
     found = list_preview([repr(c) for c in columns], 20) or "none"
     for column, argument in wanted.items():
@@ -92,7 +96,7 @@ def _check_columns(name: str, columns: list[Any], wanted: Mapping[str, str]) -> 
         if count == 0:
             raise DatasetError(
                 f"{name} has no column {column!r} (columns found: {found}). "
-                f"Pass {argument}='<column>' to use another column."
+                f"Pass {argument}='<column>' to use another column{_OPTIONAL_COLUMNS.get(argument, '')}."
             )
         if count > 1:
             raise DatasetError(f"{name} has {count} columns named {column!r}. Rename them so each name is unique.")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
 
 from xloader.sources._base import TransformedSource
+from xloader.sources._index import SampleIndex
 
 __all__ = ["ArrayDataset"]
 
@@ -52,16 +54,26 @@ class ArrayDataset(TransformedSource):
         self.y_is_mask = y_is_mask
         self.has_targets = self.y is not None
         self.x_is_image = (self.x.ndim == 4) if x_is_image is None else x_is_image
-
-    def __len__(self) -> int:
-        return len(self.x)
+        self._index = SampleIndex(rows=np.arange(len(self.x), dtype=np.int64))
 
     def describe(self, index: int) -> str:
-        return f"x[{index}]"
+        return f"x[{self._index.rows[index]}]"
+
+    def sample_key(self, index: int) -> str:
+        """A digest of the sample's bytes (x, and y if any), so other arrays never share a fingerprint."""
+        row = int(self._index.rows[index])
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (self.x, self.y):
+            if array is not None:
+                item = np.ascontiguousarray(array[row])
+                digest.update(f"{item.dtype.str}{item.shape}".encode())
+                digest.update(item.tobytes())
+        return digest.hexdigest()
 
     def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        x = self.x[index]
-        y = self.y[index] if (with_targets and self.y is not None) else None
+        row = int(self._index.rows[index])
+        x = self.x[row]
+        y = self.y[row] if (with_targets and self.y is not None) else None
         if self._runner is None:
             return x, y
         data: dict[str, Any] = {"image": x}

@@ -12,7 +12,8 @@ import numpy as np
 from xloader._strings import StringTable
 from xloader.decoding import read_image
 from xloader.errors import BadImageError, DatasetError, SampleError
-from xloader.sources._base import TransformedSource
+from xloader.sources._base import TransformedSource, class_target
+from xloader.sources._index import SampleIndex
 
 __all__ = ["FileList", "load_file"]
 
@@ -115,41 +116,38 @@ class FileList(TransformedSource):
         self.load_fn = load or load_file
         self.num_classes = num_classes
         self.x_is_image = x_is_image
-        self._ids = StringTable(id_list)
-        self._labels = _labels_in_order(id_list, labels) if labels is not None else None
-        self.has_targets = self._labels is not None
-        if num_classes is not None and self._labels is not None:
-            if not np.issubdtype(self._labels.dtype, np.integer) or self._labels.ndim != 1:
+        label_array = _labels_in_order(id_list, labels) if labels is not None else None
+        self.has_targets = label_array is not None
+        if num_classes is not None and label_array is not None:
+            if not np.issubdtype(label_array.dtype, np.integer) or label_array.ndim != 1:
                 raise TypeError("num_classes needs one integer class index per id.")
-            bad = self._labels[(self._labels < 0) | (self._labels >= num_classes)]
+            bad = label_array[(label_array < 0) | (label_array >= num_classes)]
             if bad.size:
                 raise ValueError(f"labels must be in [0, {num_classes}); found {sorted(set(bad.tolist()))[:10]}.")
+        columns = {"ids": StringTable(id_list)}
+        self._index = SampleIndex(**columns, **({"labels": label_array} if label_array is not None else {}))
         self._apply_bad_file_policy(on_bad_file)
-
-    def _keep(self, keep: np.ndarray) -> None:
-        self._ids = self._ids.take(keep)
-        if self._labels is not None:
-            self._labels = self._labels[keep]
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     @property
     def ids(self) -> list[str]:
-        return self._ids.tolist()
+        return self._index.ids.tolist()
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Every sample's label, in index order (None without labels)."""
+        return self._index.labels.copy() if "labels" in self._index.columns else None
 
     def describe(self, index: int) -> str:
-        name = f"{self._ids[index]}{self.suffix}"
+        name = f"{self._index.ids[index]}{self.suffix}"
         return os.path.join(self.root, name) if self.root is not None else name
 
+    def sample_key(self, index: int) -> str:
+        """The sample's id."""
+        return str(self._index.ids[index])
+
     def _target(self, index: int) -> np.ndarray:
-        assert self._labels is not None
-        label = self._labels[index]
-        if self.num_classes is None:
-            return np.asarray(label)
-        one_hot = np.zeros(self.num_classes, dtype=np.float32)
-        one_hot[label] = 1.0
-        return one_hot
+        label = self._index.labels[index]
+        return np.asarray(label) if self.num_classes is None else class_target("categorical", label, self.num_classes)
 
     def load(self, index: int, *, seed: int, epoch: int, with_targets: bool) -> tuple[np.ndarray, np.ndarray | None]:
         path = self.describe(index)

@@ -1,54 +1,25 @@
 """`ImageFolder`: classification from `root/<class>/**/<image>` (Keras's flow_from_directory job).
 
-# NOTE [ Validation splits ]
-`validation_split` splits each class separately, so every class keeps its share.
-- Default (`split_seed=None`), Keras's `flow_from_directory` split: in each class's file list
-  (in listing order), the first `int(validation_split * n)` files are validation and the rest
-  training. Same float arithmetic as Keras, so the same files land in each subset.
-- Seeded (`split_seed=s`): each file gets a 64-bit key, a keyed BLAKE2b hash of its path
-  relative to `root` (with "/" separators), the key derived from
-  `SeedSequence([_SPLIT_TAG, s])`; the `int(validation_split * n)` files of a class with the
-  smallest keys are validation. Keras's split takes the alphabetically first files, and names
-  often follow the source or the date; this one is a random sample of each class. The counts
-  are Keras's; which files depends only on the seed and each file's own path, not on the file
-  system, the platform or the other files. So adding m images to a class moves at most m old
-  files across the boundary (a seeded permutation of positions would reshuffle the whole
-  split, and feed old validation images to a model trained on, e.g. when fine-tuning).
-Both kinds: the two subsets are disjoint, cover every file, and keep every class (a class that
-gets no file in a subset is kept, with a warning, so indices never shift).
+The split follows NOTE [ Validation splits ] (xloader/sources/subset.py).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
+from xloader._checks import check_bool, check_choice, check_class_names, check_directory, check_fraction, list_preview
 from xloader._strings import StringTable
-from xloader.decoding import (
-    COLOR_MODES,
-    DEFAULT_MAX_PIXELS,
-    ColorMode,
-    check_interpolation,
-    check_max_pixels,
-    read_image,
-    resize_image,
-)
+from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
-from xloader.sources._base import (
-    TransformedSource,
-    check_bool,
-    check_choice,
-    check_directory,
-    check_image_size,
-    list_preview,
-    takes_defer_normalize,
-)
+from xloader.sources._base import ImageSource, TransformedSource, class_target
+from xloader.sources._index import SampleIndex
 from xloader.sources._walk import IMAGE_EXTENSIONS, list_image_files
+from xloader.sources.subset import validation_mask
 
 __all__ = ["ImageFolder"]
 
@@ -56,10 +27,6 @@ LABEL_MODES = ("int", "categorical", "binary", "input", None)
 # Keras's class_mode names that mean one of LABEL_MODES.
 _LABEL_MODE_ALIASES = {"sparse": "int"}
 SUBSETS = ("training", "validation")
-
-# Stream tag of the seeded split (xloader/_random.py holds the shuffle and sample tags).
-_SPLIT_TAG = 0x5A4D_0003
-
 
 def _check_label_mode(label_mode: object) -> str | None:
     if isinstance(label_mode, str) and label_mode in _LABEL_MODE_ALIASES:
@@ -73,15 +40,12 @@ def _check_label_mode(label_mode: object) -> str | None:
 
 
 def _check_fraction(validation_split: object) -> float:
-    if isinstance(validation_split, (bool, np.bool_)) or not isinstance(validation_split, (int, float, np.number)):
-        raise TypeError(f"validation_split must be a number between 0 and 1, got {validation_split!r}.")
-    if not 0 < validation_split < 1:
-        raise ValueError(
-            f"validation_split must be strictly between 0 and 1, got {validation_split!r}. "
-            "It is the fraction of each class's images kept for validation, e.g. 0.2; "
-            "leave it out (None) to use every image."
-        )
-    return float(validation_split)
+    return check_fraction(
+        "validation_split",
+        validation_split,
+        " It is the fraction of each class's images kept for validation, e.g. 0.2; "
+        "leave it out (None) to use every image.",
+    )
 
 
 def _check_split_seed(split_seed: object) -> int | None:
@@ -124,35 +88,7 @@ def _check_split(validation_split: object, subset: object, split_seed: object) -
     return fraction, seed
 
 
-def _validation_mask(
-    filenames: Sequence[str], labels: np.ndarray, validation_split: float, split_seed: int | None
-) -> np.ndarray:
-    """Which files are validation files, bool (N,): NOTE [ Validation splits ].
-
-    `filenames` are paths relative to the root and `labels` their class indices, in listing order.
-    """
-    labels = np.asarray(labels)
-    mask = np.zeros(len(filenames), dtype=bool)
-    key = None
-    if split_seed is not None:
-        state = np.random.SeedSequence([_SPLIT_TAG, split_seed]).generate_state(4, np.uint32)
-        key = state.astype("<u4").tobytes()
-    order = np.argsort(labels, kind="stable")  # each class's positions, in listing order
-    starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
-    for positions in np.split(order, starts[1:]):
-        count = int(validation_split * len(positions))
-        if key is None:
-            chosen = positions[:count]
-        else:
-            names = [filenames[p].replace(os.sep, "/") for p in positions]
-            digests = [hashlib.blake2b(os.fsencode(name), key=key, digest_size=8).digest() for name in names]
-            ranking = sorted(range(len(positions)), key=lambda j: (digests[j], names[j]))
-            chosen = positions[ranking[:count]]
-        mask[chosen] = True
-    return mask
-
-
-class ImageFolder(TransformedSource):
+class ImageFolder(ImageSource):
     """Images in one sub-folder per class: `root/cats/**/*.jpg`, `root/dogs/**/*.jpg`.
 
     The options of Keras's `ImageDataGenerator.flow_from_directory` with the same meaning, for
@@ -240,18 +176,16 @@ class ImageFolder(TransformedSource):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         super().__init__(transform)
-        self.max_pixels = check_max_pixels(max_pixels)
         self.root = check_directory(root, "ImageFolder root")
-        self.image_size = check_image_size(image_size)
-        check_choice("color_mode", color_mode, COLOR_MODES)
-        self.color_mode = color_mode
+        self._configure_images(
+            self.root,
+            image_size=image_size,
+            color_mode=color_mode,
+            interpolation=interpolation,
+            keep_aspect_ratio=keep_aspect_ratio,
+            max_pixels=max_pixels,
+        )
         self.label_mode = _check_label_mode(label_mode)
-        self.interpolation = check_interpolation(interpolation)
-        self.keep_aspect_ratio = check_bool("keep_aspect_ratio", keep_aspect_ratio)
-        if self.keep_aspect_ratio and self.image_size is None:
-            raise ValueError(
-                "keep_aspect_ratio=True needs an image_size: it crops each image to that size's aspect ratio."
-            )
         self.follow_links = check_bool("follow_links", follow_links)
         check_bool("allow_empty_classes", allow_empty_classes)
         self.validation_split, self.split_seed = _check_split(validation_split, subset, split_seed)
@@ -267,16 +201,11 @@ class ImageFolder(TransformedSource):
         self.has_targets = self.label_mode is not None
         self.y_is_image = self.label_mode == "input"
 
-        files, labels = self._index(allow_empty_classes)
-        self._files = StringTable(files)
-        self._labels = labels
+        files, labels = self._list_files(allow_empty_classes)
+        self._index = SampleIndex(files=StringTable(files), labels=labels)
         if subset is not None:
             self._keep_subset(stacklevel=3)
         self._apply_bad_file_policy(on_bad_file)
-
-    def _keep(self, keep: np.ndarray) -> None:
-        self._files = self._files.take(keep)
-        self._labels = self._labels[keep]
 
     @classmethod
     def split(
@@ -322,11 +251,12 @@ class ImageFolder(TransformedSource):
     def _keep_subset(self, stacklevel: int) -> None:
         """Restrict the index to `self.subset` of `self.validation_split` (NOTE [ Validation splits ])."""
         assert self.validation_split is not None and self.subset is not None
-        filenames = self._files.tolist()
-        in_validation = _validation_mask(filenames, self._labels, self.validation_split, self.split_seed)
+        labels = self._index.labels
+        keys = [self.sample_key(i) for i in range(len(self))]
+        in_validation = validation_mask(keys, labels, self.validation_split, self.split_seed)
         keep = in_validation if self.subset == "validation" else ~in_validation
-        counts = np.bincount(self._labels, minlength=len(self.class_names))
-        kept = np.bincount(self._labels[keep], minlength=len(self.class_names))
+        counts = np.bincount(labels, minlength=len(self.class_names))
+        kept = np.bincount(labels[keep], minlength=len(self.class_names))
         if not keep.any():
             raise DatasetError(
                 f"the {self.subset} subset of {self.root!r} is empty: validation_split={self.validation_split} "
@@ -341,8 +271,7 @@ class ImageFolder(TransformedSource):
                 "here, so class indices do not shift.",
                 stacklevel=stacklevel,
             )
-        self._files = StringTable(name for name, chosen in zip(filenames, keep, strict=True) if chosen)
-        self._labels = self._labels[keep]
+        self._index = self._index.take(keep)
 
     def _find_classes(self, class_names: Sequence[str] | None) -> list[str]:
         with os.scandir(self.root) as entries:
@@ -356,17 +285,8 @@ class ImageFolder(TransformedSource):
                     f"Put each class's images in its own sub-folder, e.g. {self.root}/cats/001.jpg."
                 )
             return folders
-        if isinstance(class_names, str):
-            raise TypeError(f"class_names must be a list of folder names, got the string {class_names!r}.")
-        names = [str(name) for name in class_names]
-        if not names:
-            raise ValueError(
-                f"class_names is empty. List the classes to use, or pass class_names=None for every folder "
-                f"in {self.root!r} ({folders})."
-            )
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"class_names lists {duplicates} more than once.")
+        names = check_class_names(class_names)
+        assert names is not None
         missing = [name for name in names if not os.path.isdir(os.path.join(self.root, name))]
         if missing:
             raise DatasetError(
@@ -375,7 +295,7 @@ class ImageFolder(TransformedSource):
             )
         return names
 
-    def _index(self, allow_empty_classes: bool) -> tuple[list[str], np.ndarray]:
+    def _list_files(self, allow_empty_classes: bool) -> tuple[list[str], np.ndarray]:
         with os.scandir(self.root) as entries:
             loose = [
                 entry.name
@@ -414,9 +334,6 @@ class ImageFolder(TransformedSource):
             warnings.warn(f"{message} They are kept as classes with no samples.", stacklevel=3)
         return files, np.repeat(np.arange(len(counts), dtype=np.int64), counts)
 
-    def __len__(self) -> int:
-        return len(self._files)
-
     def __repr__(self) -> str:
         subset = f", subset={self.subset!r}, validation_split={self.validation_split}" if self.subset else ""
         return (
@@ -427,41 +344,12 @@ class ImageFolder(TransformedSource):
     @property
     def filenames(self) -> list[str]:
         """Paths relative to `root`, in index order (as Keras's `DirectoryIterator.filenames`)."""
-        return self._files.tolist()
-
-    @property
-    def filepaths(self) -> list[str]:
-        """Paths joined with `root`, in index order."""
-        return [os.path.join(self.root, name) for name in self._files]
+        return self._index.files.tolist()
 
     @property
     def labels(self) -> np.ndarray:
         """Class index of every sample, int64, in index order (Keras's `DirectoryIterator.classes`)."""
-        return self._labels.copy()
-
-    def describe(self, index: int) -> str:
-        return os.path.join(self.root, self._files[index])
+        return self._index.labels.copy()
 
     def _target(self, index: int) -> np.ndarray:
-        label = self._labels[index]
-        if self.label_mode == "int":
-            return np.asarray(label, dtype=np.int64)
-        if self.label_mode == "binary":
-            return np.asarray(label, dtype=np.float32)
-        one_hot = np.zeros(len(self.class_names), dtype=np.float32)
-        one_hot[label] = 1.0
-        return one_hot
-
-    @takes_defer_normalize
-    def load(
-        self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
-        image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
-        data = self._transform({"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
-        image = data["image"]  # with defer_normalize, possibly a NormalizedImage (NOTE in _fused_normalize.py)
-        if not (with_targets and self.has_targets):
-            return image, None
-        if self.label_mode == "input":
-            return image, image  # batched into separate arrays: y is a copy, as Keras's batch_x.copy()
-        return image, self._target(index)
+        return class_target(self.label_mode, self._index.labels[index], len(self.class_names))

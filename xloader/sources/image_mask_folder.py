@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
 
+from xloader._checks import check_choice, check_directory
 from xloader._strings import StringTable
-from xloader.decoding import (
-    COLOR_MODES,
-    DEFAULT_MAX_PIXELS,
-    INTERPOLATIONS,
-    ColorMode,
-    check_max_pixels,
-    read_mask,
-)
+from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, read_mask
 from xloader.errors import DatasetError
-from xloader.sources._base import check_choice, check_directory, check_image_size
+from xloader.sources._index import SampleIndex
+from xloader.sources._mask_values import MaskValues
 from xloader.sources._masks import (
     MaskSource,
     Unpaired,
@@ -59,6 +55,11 @@ class ImageMaskFolder(MaskSource):
         num_classes: the number of classes, background included. Mask values must be below it
             (`BadImageError` naming the file otherwise). Required by `mask_mode="one_hot"`.
         mask_mode: "index" (default): (H, W) class indices; "one_hot": (H, W, num_classes), 0/1.
+        mask_values: stored value -> class index, e.g. `{1: 0, 2: 1, 3: 2}` for the Oxford-IIIT
+            Pets trimaps (stored 1, 2, 3). Applied to every mask file as it is read, before the
+            `num_classes` check, the transform and the one-hot encoding; a stored value that is not
+            a key is a `BadImageError` naming the file and the value. None (default): stored
+            values are class indices.
         unpaired: "raise" (default): an image without a mask, or a mask without an image, is an
             error that lists them; "skip": they are left out, listed in `self.skipped` and warned
             about; "background": images without a mask are kept with an all-background mask
@@ -83,9 +84,6 @@ class ImageMaskFolder(MaskSource):
         ((256, 256, 3), (256, 256), dtype('uint8'))
     """
 
-    has_targets = True
-    x_is_image = True
-
     def __init__(
         self,
         images_dir: str | os.PathLike[str],
@@ -98,23 +96,25 @@ class ImageMaskFolder(MaskSource):
         mask_dtype: Literal["uint8", "int64", "float32"] = "uint8",
         num_classes: int | None = None,
         mask_mode: Literal["index", "one_hot"] = "index",
+        mask_values: Mapping[int, int] | None = None,
         unpaired: Unpaired = "raise",
         follow_links: bool = False,
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         super().__init__(transform)
-        self.max_pixels = check_max_pixels(max_pixels)
         check_mask_interpolation(self.transform)
-        self.images_dir = check_directory(images_dir, "images_dir")
+        self._configure_images(
+            check_directory(images_dir, "images_dir"),
+            image_size=image_size,
+            color_mode=color_mode,
+            interpolation=interpolation,
+            max_pixels=max_pixels,
+        )
         self.masks_dir = check_directory(masks_dir, "masks_dir")
-        self.image_size = check_image_size(image_size)
-        check_choice("color_mode", color_mode, COLOR_MODES)
-        check_choice("interpolation", interpolation, tuple(INTERPOLATIONS))
+        self.mask_values = MaskValues.of(mask_values)
         self.mask_format = mask_format(mask_mode, mask_dtype, num_classes, modes=("index", "one_hot"))
         check_choice("unpaired", unpaired, ("raise", "skip", "background"))
-        self.color_mode = color_mode
-        self.interpolation = interpolation
         self.mask_dtype = self.mask_format.dtype
         self.num_classes = self.mask_format.num_classes
 
@@ -135,12 +135,11 @@ class ImageMaskFolder(MaskSource):
         stems = sorted(s for s in images if s in masks or unpaired == "background")
         if not stems:
             raise DatasetError(f"no image in {self.images_dir!r} has a mask in {self.masks_dir!r}.")
-        self._images = StringTable(images[s] for s in stems)
-        self._masks = StringTable(masks.get(s, "") for s in stems)  # "": no mask, all background
+        self._index = SampleIndex(
+            files=StringTable(images[s] for s in stems),
+            masks=StringTable(masks.get(s, "") for s in stems),  # "": no mask, all background
+        )
         self._apply_bad_file_policy(on_bad_file)
-
-    def _keep(self, keep: np.ndarray) -> None:
-        self._images, self._masks = self._images.take(keep), self._masks.take(keep)
 
     def __repr__(self) -> str:
         return (
@@ -152,17 +151,19 @@ class ImageMaskFolder(MaskSource):
     @property
     def mask_files(self) -> list[str]:
         """Mask paths relative to `masks_dir`, in index order ("" for an image kept without mask)."""
-        return self._masks.tolist()
+        return self._index.masks.tolist()
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         """The mask file as an index map in `mask_format.work_dtype`, checked against its image."""
         fmt = self.mask_format
-        name = self._masks[index]
+        name = self._index.masks[index]
         if not name:
             return np.zeros(image_shape[:2], fmt.work_dtype)
         path = os.path.join(self.masks_dir, name)
         mask = read_mask(path, max_pixels=self.max_pixels)
         size_mismatch(path, mask.shape, self.describe(index), image_shape)
+        if self.mask_values is not None:
+            mask = self.mask_values.apply(mask, path)
         limit = fmt.dtype if fmt.mode == "index" else fmt.work_dtype
         check_class_values(mask, fmt.num_classes, path, limit)
         # int64 never reaches the transform: NOTE [ Masks through albumentations ].

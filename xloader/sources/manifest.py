@@ -24,26 +24,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from xloader._checks import check_bool, check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
-from xloader.decoding import (
-    COLOR_MODES,
-    DEFAULT_MAX_PIXELS,
-    ColorMode,
-    check_interpolation,
-    check_max_pixels,
-    read_image,
-    resize_image,
-)
+from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
-from xloader.sources._base import (
-    TransformedSource,
-    check_bool,
-    check_choice,
-    check_directory,
-    check_image_size,
-    list_preview,
-    takes_defer_normalize,
-)
+from xloader.sources._base import ImageSource, class_target
+from xloader.sources._index import Ragged, SampleIndex
 from xloader.sources._table import Table, read_table
 
 __all__ = ["ImageManifest"]
@@ -128,7 +114,7 @@ class _Problems:
                 raise DatasetError(f"{self.table.name}: {what} ({_rows(len(found))}): {list_preview(found)}. {fix}")
 
 
-class ImageManifest(TransformedSource):
+class ImageManifest(ImageSource):
     """Images listed in a CSV file or a pandas DataFrame, one row per image, with their labels.
 
     One column holds each image's path, relative to `base_dir`. Other columns hold the labels.
@@ -228,21 +214,21 @@ class ImageManifest(TransformedSource):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         super().__init__(transform)
-        self.image_size = check_image_size(image_size)
-        check_choice("color_mode", color_mode, COLOR_MODES)
+        # base_dir is known only after the table is read; the image options are checked first.
+        self._configure_images(
+            "",
+            image_size=image_size,
+            color_mode=color_mode,
+            interpolation=interpolation,
+            keep_aspect_ratio=keep_aspect_ratio,
+            max_pixels=max_pixels,
+        )
         check_choice("missing_files", missing_files, ("raise", "skip"))
         if isinstance(label_mode, str) and label_mode in _KERAS_ONLY_MODES:
             raise ValueError(f"label_mode={label_mode!r} is a Keras class_mode; {_KERAS_ONLY_MODES[label_mode]}.")
         check_choice("label_mode", label_mode, LABEL_MODES)
         if not isinstance(label_delimiter, str) or not label_delimiter:
             raise ValueError(f"label_delimiter must be a non-empty string, got {label_delimiter!r}.")
-        self.color_mode = color_mode
-        self.interpolation = check_interpolation(interpolation)
-        self.keep_aspect_ratio = check_bool("keep_aspect_ratio", keep_aspect_ratio)
-        if self.keep_aspect_ratio and self.image_size is None:
-            raise ValueError(
-                "keep_aspect_ratio=True needs an image_size: it crops each image to that size's aspect ratio."
-            )
         self.label_mode = "int" if label_mode == "sparse" else label_mode
         self.label_delimiter = label_delimiter
         self.follow_links = check_bool("follow_links", follow_links)
@@ -256,7 +242,7 @@ class ImageManifest(TransformedSource):
         table = read_table(manifest, {self.x_col: "x_col", **dict.fromkeys(label_columns, "y_col")})
         self.manifest_path = table.path
         """The CSV file's path, or None when the manifest was a DataFrame."""
-        self.base_dir = self._find_base_dir(table, base_dir)
+        self.base_dir = self._root = self._find_base_dir(table, base_dir)
 
         problems = _Problems(table)
         paths = self._parse_paths(table, problems)
@@ -275,23 +261,9 @@ class ImageManifest(TransformedSource):
         self.skipped: list[tuple[str, str]] = []
         """(path, reason) of every row left out by `missing_files="skip"`."""
         keep = self._check_files(table, paths, missing_files)
-        self._paths = StringTable(paths[row] for row in keep)  # type: ignore[misc]
-        self._store_labels([labels[row] for row in keep])
-        self.max_pixels = check_max_pixels(max_pixels)
+        files = StringTable(paths[row] for row in keep)  # type: ignore[misc]
+        self._index = SampleIndex(files=files, **self._label_columns_of([labels[row] for row in keep]))
         self._apply_bad_file_policy(on_bad_file)
-
-    def _keep(self, keep: np.ndarray) -> None:
-        self._paths = self._paths.take(keep)
-        if self._targets is not None:
-            self._targets = self._targets[keep]
-        elif self._offsets is not None:
-            assert self._classes is not None
-            rows = [self._classes[self._offsets[i] : self._offsets[i + 1]] for i in np.flatnonzero(keep)]
-            self._offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-            np.cumsum([len(row) for row in rows], out=self._offsets[1:])
-            self._classes = np.concatenate(rows) if rows else self._classes[:0]
-        elif self._classes is not None:
-            self._classes = self._classes[keep]
 
     # --- arguments ------------------------------------------------------------------------------
 
@@ -335,14 +307,7 @@ class ImageManifest(TransformedSource):
                 f"class_names is only used with class labels; label_mode={self.label_mode!r} has none. "
                 "Leave class_names out."
             )
-        if isinstance(class_names, str):
-            raise TypeError(f"class_names must be a list of class names, got the string {class_names!r}.")
-        names = [str(name) for name in class_names]
-        if not names:
-            raise ValueError("class_names is empty; list the classes, or leave it out to use the labels found.")
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"class_names lists {repeated} more than once.")
+        names = check_class_names(class_names)
         return names
 
     @staticmethod
@@ -594,42 +559,30 @@ class ImageManifest(TransformedSource):
 
     # --- labels ---------------------------------------------------------------------------------
 
-    def _store_labels(self, labels: list[Any]) -> None:
-        self._classes: np.ndarray | None = None
-        self._offsets: np.ndarray | None = None
-        self._targets: np.ndarray | None = None
+    def _label_columns_of(self, labels: list[Any]) -> dict[str, Any]:
+        """The index columns of the labels: `labels` (int64 class per sample), `classes` (a
+        `Ragged` group of int32 classes per sample, "multi_hot") or `targets` (float32)."""
         if self.label_mode in _SINGLE_CLASS_MODES:
-            self._classes = np.fromiter((self.class_indices[name] for name in labels), np.int64, len(labels))
-        elif self.label_mode == "multi_hot":
-            # Compressed rows: the classes of sample i are _classes[_offsets[i]:_offsets[i + 1]].
-            self._offsets = np.zeros(len(labels) + 1, dtype=np.int64)
-            np.cumsum([len(names) for names in labels], out=self._offsets[1:])
-            self._classes = np.fromiter(
-                (self.class_indices[name] for names in labels for name in names), np.int32, int(self._offsets[-1])
+            return {"labels": np.fromiter((self.class_indices[name] for name in labels), np.int64, len(labels))}
+        if self.label_mode == "multi_hot":
+            classes = np.fromiter(
+                (self.class_indices[name] for names in labels for name in names), np.int32, sum(map(len, labels))
             )
-        elif self.label_mode == "regression":
+            return {"classes": Ragged.from_counts([len(names) for names in labels], classes=classes)}
+        if self.label_mode == "regression":
             targets = np.asarray(labels, dtype=np.float32).reshape(len(labels), -1)
-            self._targets = targets[:, 0].copy() if isinstance(self.y_col, str) else targets
+            return {"targets": targets[:, 0].copy() if isinstance(self.y_col, str) else targets}
+        return {}
 
     def _target(self, index: int) -> np.ndarray:
-        if self._targets is not None:
-            return np.array(self._targets[index], dtype=np.float32)
-        assert self._classes is not None
-        if self.label_mode == "int":
-            return np.asarray(self._classes[index], dtype=np.int64)
-        if self.label_mode == "binary":
-            return np.asarray(self._classes[index], dtype=np.float32)
-        hot = np.zeros(len(self.class_names), dtype=np.float32)
-        if self._offsets is None:
-            hot[self._classes[index]] = 1.0
-        else:
-            hot[self._classes[self._offsets[index] : self._offsets[index + 1]]] = 1.0
-        return hot
+        columns = self._index.columns
+        if "targets" in columns:
+            return np.array(columns["targets"][index], dtype=np.float32)
+        if "classes" in columns:
+            return class_target("multi_hot", columns["classes"].row(index, "classes"), len(self.class_names))
+        return class_target(self.label_mode, columns["labels"][index], len(self.class_names))
 
     # --- the Source protocol ----------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return len(self._paths)
 
     def __repr__(self) -> str:
         where = repr(self.manifest_path) if self.manifest_path is not None else "<DataFrame>"
@@ -641,12 +594,7 @@ class ImageManifest(TransformedSource):
     @property
     def filenames(self) -> list[str]:
         """Paths relative to `base_dir`, normalised, in index order."""
-        return self._paths.tolist()
-
-    @property
-    def filepaths(self) -> list[str]:
-        """Paths joined with `base_dir`, in index order."""
-        return [os.path.join(self.base_dir, path) for path in self._paths]
+        return self._index.files.tolist()
 
     @property
     def labels(self) -> np.ndarray | list[list[int]] | None:
@@ -656,27 +604,11 @@ class ImageManifest(TransformedSource):
         lists for "multi_hot". float32 targets (N,) or (N, k) for "regression". None without
         labels.
         """
-        if self._targets is not None:
-            return self._targets.copy()
-        if self._classes is None:
-            return None
-        if self._offsets is None:
-            return self._classes.copy()
-        return [self._classes[self._offsets[i] : self._offsets[i + 1]].tolist() for i in range(len(self))]
-
-    def describe(self, index: int) -> str:
-        return os.path.join(self.base_dir, self._paths[index])
-
-    @takes_defer_normalize
-    def load(
-        self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        image = read_image(self.describe(index), self.color_mode, max_pixels=self.max_pixels)
-        image = resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
-        data = self._transform({"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
-        image = data["image"]  # with defer_normalize, possibly a NormalizedImage (NOTE in _fused_normalize.py)
-        if not (with_targets and self.has_targets):
-            return image, None
-        if self.label_mode == "input":
-            return image, image  # batched into their own arrays, so y is a copy
-        return image, self._target(index)
+        columns = self._index.columns
+        if "targets" in columns:
+            return columns["targets"].copy()
+        if "labels" in columns:
+            return columns["labels"].copy()
+        if "classes" in columns:
+            return [columns["classes"].row(i, "classes").tolist() for i in range(len(self))]
+        return None

@@ -8,28 +8,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from xloader._checks import check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
-from xloader.decoding import (
-    COLOR_MODES,
-    DEFAULT_MAX_PIXELS,
-    INTERPOLATIONS,
-    ColorMode,
-    check_max_pixels,
-    is_image_file,
-)
+from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, is_image_file
 from xloader.errors import DatasetError
-from xloader.sources._base import (
-    check_choice,
-    check_directory,
-    check_image_size,
-    keep_ragged,
-    list_preview,
-)
+from xloader.sources._index import Ragged, SampleIndex
 from xloader.sources._masks import (
     MaskMode,
     MaskSource,
     Unpaired,
-    check_class_names,
     check_mask_interpolation,
     files_by_stem,
     mask_format,
@@ -125,9 +112,6 @@ class MultiMaskFolder(MaskSource):
         ((256, 256, 2), dtype('uint8'))
     """
 
-    has_targets = True
-    x_is_image = True
-
     def __init__(
         self,
         images_dir: str | os.PathLike[str],
@@ -148,8 +132,8 @@ class MultiMaskFolder(MaskSource):
     ):
         check_choice("layout", layout, ("by_image", "by_class"))
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
-        self._configure(images_dir, masks_dir, layout, image_size, transform, color_mode, interpolation, unpaired)
-        self.max_pixels, self._on_bad_file = check_max_pixels(max_pixels), on_bad_file
+        self._configure(images_dir, masks_dir, layout, transform, unpaired, image_size, color_mode, interpolation, max_pixels)
+        self._on_bad_file = on_bad_file
         names = check_class_names(class_names)
         images = files_by_stem(
             self.images_dir, list_image_files(self.images_dir, follow_links=follow_links), "images_dir"
@@ -193,8 +177,8 @@ class MultiMaskFolder(MaskSource):
         """
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
         source = cls.__new__(cls)
-        source._configure(root, root, "sample_folders", image_size, transform, color_mode, interpolation, unpaired)
-        source.max_pixels, source._on_bad_file = check_max_pixels(max_pixels), on_bad_file
+        source._configure(root, root, "sample_folders", transform, unpaired, image_size, color_mode, interpolation, max_pixels)
+        source._on_bad_file = on_bad_file
         source.class_names = check_class_names(class_names)
         for name, value in (("images", images), ("masks", masks)):
             if not isinstance(value, str) or not value or os.sep in value or value.startswith("."):
@@ -231,23 +215,25 @@ class MultiMaskFolder(MaskSource):
         images_dir: Any,
         masks_dir: Any,
         layout: str,
-        image_size: Any,
         transform: object,
-        color_mode: str,
-        interpolation: str,
         unpaired: str,
+        image_size: Any,
+        color_mode: Any,
+        interpolation: str,
+        max_pixels: int | None,
     ) -> None:
         super().__init__(transform)
         check_mask_interpolation(self.transform)
-        self.images_dir = check_directory(images_dir, "images_dir" if layout != "sample_folders" else "root")
+        self._configure_images(
+            check_directory(images_dir, "images_dir" if layout != "sample_folders" else "root"),
+            image_size=image_size,
+            color_mode=color_mode,
+            interpolation=interpolation,
+            max_pixels=max_pixels,
+        )
         self.masks_dir = check_directory(masks_dir, "masks_dir" if layout != "sample_folders" else "root")
         self.layout = layout
-        self.image_size = check_image_size(image_size)
-        check_choice("color_mode", color_mode, COLOR_MODES)
-        check_choice("interpolation", interpolation, tuple(INTERPOLATIONS))
         check_choice("unpaired", unpaired, ("raise", "skip", "background"))
-        self.color_mode = color_mode
-        self.interpolation = interpolation
 
     def _stray_files(self, files: list[str]) -> None:
         if files:
@@ -347,8 +333,6 @@ class MultiMaskFolder(MaskSource):
             raise DatasetError(f"images_dir {self.images_dir!r} has no images.")
         self.num_classes = 2 if self.class_names is None else len(self.class_names) + 1
         self.mask_format = mask_format(mask_mode, mask_dtype, self.num_classes)
-        if self.mask_format.mode == "index" and self.mask_format.dtype == np.uint8 and self.num_classes > 256:
-            raise ValueError(f"{self.num_classes - 1} classes do not fit mask_dtype='uint8'. Pass mask_dtype='int64'.")
         rule = {
             "by_image": "An image's masks are in masks_dir/<image path without extension>/ (an empty folder: no objects).",
             "by_class": "Masks pair with images by name without extension (masks/car/a.png with images/a.jpg).",
@@ -376,7 +360,6 @@ class MultiMaskFolder(MaskSource):
         stems = sorted(s for s in images if s in groups or keep_all)
         if not stems:
             raise DatasetError(f"no image in {self.images_dir!r} has a mask in {self.masks_dir!r}.")
-        self._images = StringTable(images[s] for s in stems)
         masks: list[str] = []
         classes: list[int] = []
         counts: list[int] = []
@@ -386,18 +369,11 @@ class MultiMaskFolder(MaskSource):
             classes.extend(c for c, _ in pairs)
             masks.extend(p for _, p in pairs)
             counts.append(len(pairs))
-        self._masks = StringTable(masks)
-        self._mask_class = np.array(classes, dtype=np.int32)
-        self._mask_offsets = np.concatenate([[0], np.cumsum(np.array(counts, dtype=np.int64))]).astype(np.int64)
-        self._apply_bad_file_policy(self._on_bad_file, stacklevel=4)
-
-    def _keep(self, keep: np.ndarray) -> None:
-        masks, self._mask_offsets = keep_ragged(self._mask_offsets, keep)
-        self._images, self._masks, self._mask_class = (
-            self._images.take(keep),
-            self._masks.take(masks),
-            self._mask_class[masks],
+        self._index = SampleIndex(
+            files=StringTable(images[s] for s in stems),
+            masks=Ragged.from_counts(counts, paths=StringTable(masks), classes=np.array(classes, dtype=np.int32)),
         )
+        self._apply_bad_file_policy(self._on_bad_file, stacklevel=4)
 
     def __repr__(self) -> str:
         return (
@@ -407,8 +383,8 @@ class MultiMaskFolder(MaskSource):
 
     def mask_files(self, index: int) -> list[str]:
         """Mask paths of sample `index`, relative to `masks_dir`, in the order they are merged."""
-        first, last = int(self._mask_offsets[index]), int(self._mask_offsets[index + 1])
-        return [self._masks[i] for i in range(first, last)]
+        masks = self._index.masks
+        return [masks.columns["paths"][i] for i in masks.span(index)]
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         fmt = self.mask_format
@@ -418,10 +394,12 @@ class MultiMaskFolder(MaskSource):
         else:
             mask = np.zeros((height, width), fmt.work_dtype)
         image_path = self.describe(index)
-        for i in range(int(self._mask_offsets[index]), int(self._mask_offsets[index + 1])):
-            on = read_binary_mask(os.path.join(self.masks_dir, self._masks[i]), image_path, image_shape)
+        masks = self._index.masks
+        paths, classes = masks.columns["paths"], masks.columns["classes"]
+        for i in masks.span(index):
+            on = read_binary_mask(os.path.join(self.masks_dir, paths[i]), image_path, image_shape)
             if fmt.mode == "multi_hot":
-                mask[on, int(self._mask_class[i]) - 1] = 1
+                mask[on, int(classes[i]) - 1] = 1
             else:
-                mask[on] = self._mask_class[i]
+                mask[on] = classes[i]
         return mask

@@ -12,39 +12,27 @@ write for an empty mask) as no pixels.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
+from xloader._checks import check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
-from xloader.decoding import (
-    COLOR_MODES,
-    DEFAULT_MAX_PIXELS,
-    INTERPOLATIONS,
-    ColorMode,
-    check_max_pixels,
-)
+from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import BadImageError, DatasetError
-from xloader.sources._base import (
-    check_choice,
-    check_directory,
-    check_image_size,
-    keep_ragged,
-    list_preview,
-)
+from xloader.sources._index import Ragged, SampleIndex
 from xloader.sources._masks import (
     MaskMode,
     MaskSource,
     Unpaired,
-    check_class_names,
     check_mask_interpolation,
     mask_format,
     relative_stem,
     settle_unpaired,
 )
+from xloader.sources._table import read_table
 from xloader.sources._walk import list_image_files
 
 __all__ = ["RLEMasks", "rle_decode", "rle_encode"]
@@ -231,9 +219,6 @@ class RLEMasks(MaskSource):
         ((256, 256, 3), (256, 256), dtype('uint8'))
     """
 
-    has_targets = True
-    x_is_image = True
-
     def __init__(
         self,
         images_dir: str | os.PathLike[str],
@@ -256,17 +241,19 @@ class RLEMasks(MaskSource):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         super().__init__(transform)
-        self.max_pixels = check_max_pixels(max_pixels)
         check_mask_interpolation(self.transform)
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any file is read
-        self.images_dir = check_directory(images_dir, "images_dir")
+        self._configure_images(
+            check_directory(images_dir, "images_dir"),
+            image_size=image_size,
+            color_mode=color_mode,
+            interpolation=interpolation,
+            max_pixels=max_pixels,
+        )
         self.csv_path = os.fspath(csv_path)
         if not os.path.isfile(self.csv_path):
             raise FileNotFoundError(f"csv_path {self.csv_path!r} does not exist or is not a file.")
-        self.image_size = check_image_size(image_size)
         self.order = _check_order(order)
-        check_choice("color_mode", color_mode, COLOR_MODES)
-        check_choice("interpolation", interpolation, tuple(INTERPOLATIONS))
         check_choice("unpaired", unpaired, ("raise", "skip", "background"))
         for name, value in (("id_column", id_column), ("rle_column", rle_column)):
             if not isinstance(value, str):
@@ -276,9 +263,6 @@ class RLEMasks(MaskSource):
         names = check_class_names(class_names)
         if names is not None and class_column is None:
             raise ValueError("class_names needs a class_column to read each row's class from.")
-        self.color_mode = color_mode
-        self.interpolation = interpolation
-
         ids, classes, lines, runs = self._read_csv(id_column, class_column, rle_column)
         if not ids:
             raise DatasetError(f"{self.csv_path} has a header but no rows.")
@@ -288,8 +272,6 @@ class RLEMasks(MaskSource):
             self.class_names = names if names is not None else sorted(set(classes), key=_sort_key)
         self.num_classes = 2 if self.class_names is None else len(self.class_names) + 1
         self.mask_format = mask_format(mask_mode, mask_dtype, self.num_classes)
-        if self.num_classes > 256 and self.mask_format.dtype == np.uint8 and self.mask_format.mode == "index":
-            raise ValueError(f"{self.num_classes - 1} classes do not fit mask_dtype='uint8'. Pass mask_dtype='int64'.")
         class_index = {name: i + 1 for i, name in enumerate(self.class_names or [])}
         unknown = [(line, c) for line, c in zip(lines, classes, strict=True) if class_column and c not in class_index]
         if unknown:
@@ -317,16 +299,9 @@ class RLEMasks(MaskSource):
         samples = np.flatnonzero(has_rows | (unpaired == "background"))
         if not len(samples):
             raise DatasetError(f"no image in {self.images_dir!r} has a row in {self.csv_path!r}.")
-        self._images = StringTable(files[i] for i in samples)
-        self._index_rows(samples, image_of_row, row_class, np.asarray(lines, dtype=np.int64), runs)
+        rows = self._index_rows(samples, image_of_row, row_class, np.asarray(lines, dtype=np.int64), runs)
+        self._index = SampleIndex(files=StringTable(files[i] for i in samples), rows=rows)
         self._apply_bad_file_policy(on_bad_file)
-
-    def _keep(self, keep: np.ndarray) -> None:
-        rows, self._row_offsets = keep_ragged(self._row_offsets, keep)
-        runs, self._run_offsets = keep_ragged(self._run_offsets, rows)
-        self._images = self._images.take(keep)
-        self._row_class, self._row_line = self._row_class[rows], self._row_line[rows]
-        self._starts, self._lengths = self._starts[runs], self._lengths[runs]
 
     def _match_ids(self, files: list[str], ids: list[str], lines: list[int]) -> tuple[np.ndarray, list[str]]:
         """The image index of each row (-1: none), and the rows without an image, named by line.
@@ -360,50 +335,30 @@ class RLEMasks(MaskSource):
         self, id_column: str, class_column: str | None, rle_column: str
     ) -> tuple[list[str], list[str], list[int], list[tuple[np.ndarray, np.ndarray]]]:
         """(ids, classes, line numbers, runs) of every data row, the run-length strings parsed."""
+        wanted = {id_column: "id_column", rle_column: "rle_column"}
+        if class_column is not None:
+            wanted[class_column] = "class_column"
+        table = read_table(self.csv_path, wanted)
         ids: list[str] = []
         classes: list[str] = []
         lines: list[int] = []
         runs: list[tuple[np.ndarray, np.ndarray]] = []
-        with open(self.csv_path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = next(reader, None)
-            if header is None:
-                raise DatasetError(f"{self.csv_path} is empty; it needs a header row naming its columns.")
-            header = [name.strip() for name in header]
-            wanted = [c for c in (id_column, class_column, rle_column) if c is not None]
-            missing = [c for c in wanted if c not in header]
-            if missing:
-                hint = (
-                    " Pass class_column=None if the CSV has no class column."
-                    if missing == [class_column]
-                    else " Pass id_column=, class_column=, rle_column= with the CSV's names."
-                )
+        for row, text in enumerate(table.values[rle_column]):
+            sample_id = table.values[id_column][row].strip()
+            if not sample_id:
+                if not text.strip() and not (class_column and table.values[class_column][row].strip()):
+                    continue  # a row of empty fields
+                raise DatasetError(f"{self.csv_path} {table.where(row)}: the {id_column!r} field is empty.")
+            try:
+                runs.append(parse_runs("" if text.strip().lower() == "nan" else text))
+            except ValueError as error:
                 raise DatasetError(
-                    f"{self.csv_path} has no column {', '.join(map(repr, missing))}; its columns are {header}.{hint}"
-                )
-            where = {c: header.index(c) for c in wanted}
-            for row in reader:
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                line = reader.line_num
-                if len(row) < len(header):
-                    raise DatasetError(
-                        f"{self.csv_path} line {line} has {len(row)} fields but the header has {len(header)}."
-                    )
-                sample_id = row[where[id_column]].strip()
-                if not sample_id:
-                    raise DatasetError(f"{self.csv_path} line {line}: the {id_column!r} field is empty.")
-                text = row[where[rle_column]]
-                try:
-                    runs.append(parse_runs("" if text.strip().lower() == "nan" else text))
-                except ValueError as error:
-                    raise DatasetError(
-                        f"{self.csv_path} line {line} (id {sample_id!r}): bad run-length string: {error}. "
-                        f"Fix the {rle_column!r} field (an empty field is an empty mask)."
-                    ) from None
-                ids.append(sample_id)
-                classes.append(row[where[class_column]].strip() if class_column else "")
-                lines.append(line)
+                    f"{self.csv_path} {table.where(row)} (id {sample_id!r}): bad run-length string: {error}. "
+                    f"Fix the {rle_column!r} field (an empty field is an empty mask)."
+                ) from None
+            ids.append(sample_id)
+            classes.append(table.values[class_column][row].strip() if class_column else "")
+            lines.append(int(table.where(row).split()[-1]))
         return ids, classes, lines, runs
 
     def _index_rows(
@@ -413,8 +368,8 @@ class RLEMasks(MaskSource):
         row_class: np.ndarray,
         row_line: np.ndarray,
         runs: list[tuple[np.ndarray, np.ndarray]],
-    ) -> None:
-        """Flat arrays: rows grouped by sample (sorted by class, then CSV line), runs of each row."""
+    ) -> Ragged:
+        """The rows of each sample (sorted by class, then CSV line), each with its runs."""
         # One slot per image, and a last one that stays -1 for rows without an image (index -1).
         position = np.full(max(int(samples.max()), int(image_of_row.max(initial=-1))) + 2, -1, dtype=np.int64)
         position[samples] = np.arange(len(samples))
@@ -422,18 +377,22 @@ class RLEMasks(MaskSource):
         kept = np.flatnonzero(sample_of_row >= 0)
         order = kept[np.lexsort((row_line[kept], row_class[kept], sample_of_row[kept]))]
         counts = np.bincount(sample_of_row[order], minlength=len(samples))
-        self._row_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._row_class = row_class[order]
-        self._row_line = row_line[order]
         run_counts = np.array([len(runs[r][0]) for r in order], dtype=np.int64)
-        self._run_offsets = np.concatenate([[0], np.cumsum(run_counts)]).astype(np.int64)
         empty = np.zeros(0, np.int64)
         starts = np.concatenate([empty, *(runs[r][0] for r in order)])
         lengths = np.concatenate([empty, *(runs[r][1] for r in order)])
         # int32 halves the index for every image under 2**31 pixels (46340 x 46340).
         small = not len(starts) or int((starts + lengths).max()) < 2**31
-        self._starts = starts.astype(np.int32) if small else starts
-        self._lengths = lengths.astype(np.int32) if small else lengths
+        return Ragged.from_counts(
+            counts,
+            classes=row_class[order],
+            lines=row_line[order],
+            runs=Ragged.from_counts(
+                run_counts,
+                starts=starts.astype(np.int32) if small else starts,
+                lengths=lengths.astype(np.int32) if small else lengths,
+            ),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -443,7 +402,8 @@ class RLEMasks(MaskSource):
 
     def _decode(self, index: int, height: int, width: int) -> np.ndarray:
         """Sample `index`'s mask at (height, width): an index map, or a stack for "multi_hot"."""
-        first, last = int(self._row_offsets[index]), int(self._row_offsets[index + 1])
+        rows = self._index.rows
+        runs, classes = rows.columns["runs"], rows.columns["classes"]
         pixels_in_image = height * width
         fmt = self.mask_format
         if fmt.mode == "multi_hot":
@@ -451,11 +411,10 @@ class RLEMasks(MaskSource):
         else:
             mask = np.zeros(pixels_in_image, fmt.work_dtype)
         # Rows are sorted by class, so writing them in turn lets the highest class win an overlap.
-        for row in range(first, last):
-            a, b = int(self._run_offsets[row]), int(self._run_offsets[row + 1])
-            if a == b:
+        for row in rows.span(index):
+            starts, lengths = runs.row(row, "starts").astype(np.int64), runs.row(row, "lengths").astype(np.int64)
+            if not len(starts):
                 continue
-            starts, lengths = self._starts[a:b].astype(np.int64), self._lengths[a:b].astype(np.int64)
             end = int(starts[-1] + lengths[-1])  # runs are increasing: the last one ends last
             if end > pixels_in_image:
                 self._overrun(index, row, end, height, width)
@@ -463,13 +422,13 @@ class RLEMasks(MaskSource):
             if self.order == "F":  # to row-major positions, so the mask is built C-contiguous
                 pixels = (pixels % height) * width + pixels // height
             if fmt.mode == "multi_hot":
-                mask[pixels, int(self._row_class[row]) - 1] = 1
+                mask[pixels, int(classes[row]) - 1] = 1
             else:
-                mask[pixels] = self._row_class[row]
+                mask[pixels] = classes[row]
         return mask.reshape(height, width, -1) if fmt.mode == "multi_hot" else mask.reshape(height, width)
 
     def _overrun(self, index: int, row: int, end: int, height: int, width: int) -> None:
-        line = int(self._row_line[row])
+        line = int(self._index.rows.columns["lines"][row])
         reason = (
             f"line {line}: a run ends at pixel {end}, past the {height * width} pixels of its image "
             f"{self.describe(index)} ({height}x{width}, HxW)"
