@@ -29,6 +29,14 @@ def build_source(spec: dict, augment: bool = True):
     size = tuple(spec["image_size"])
     kind = spec.get("source", "ImageFolder" if spec["task"] == "classification" else "ImageMaskFolder")
     extra = spec.get("source_options", {})
+    source = _whole_source(spec, kind, size, transform, extra)
+    if "split" in spec:
+        part = spec["split"]
+        return xl.split(source, validation_split=part["validation_split"], seed=part["seed"])[part["part"]]
+    return source
+
+
+def _whole_source(spec: dict, kind: str, size: tuple, transform, extra: dict):
     if kind == "ImageFolder":
         return xl.ImageFolder(spec["root"], image_size=size, transform=transform, **extra)
     if kind == "ImageManifest":
