@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import random
 import threading
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def check_transform(transform: object) -> Transform | None:
             f"set_random_state(numpy_generator, python_random) method, as albumentations.Compose does; "
             f"got {type(transform).__name__}. Wrap plain functions in albumentations.Lambda inside a Compose."
         )
-    return transform
+    return cast(Transform, transform)
 
 
 class TransformRunner:

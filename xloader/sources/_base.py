@@ -8,7 +8,6 @@ Pruning, subsetting and fingerprints act on the index here, once; images decode 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import os
 import warnings
@@ -26,7 +25,6 @@ from xloader.transforms import TransformRunner, check_transform
 __all__ = ["ImageSource", "Source", "TransformedSource", "class_target"]
 
 
-@functools.cache
 def _load_takes_defer_normalize(cls: type) -> bool:
     # A subclass whose own `load` has no `defer_normalize` is never asked to defer.
     return "defer_normalize" in inspect.signature(cls.load).parameters  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ __all__ = ["Ragged", "SampleIndex", "positions"]
 Column = Union[np.ndarray, StringTable, "Ragged"]
 
 
-def positions(rows: np.ndarray | list[int] | list[bool], length: int) -> np.ndarray:
+def positions(rows: Any, length: int) -> np.ndarray:
     """`rows` (a bool mask of `length`, or integer positions) as int64 positions, checked."""
     array = np.asarray(rows)
     if array.dtype == bool:
@@ -48,7 +48,7 @@ class Ragged:
 
     def __init__(self, offsets: np.ndarray, **columns: Column):
         self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.columns = columns
+        self.columns: dict[str, Any] = columns
 
     @classmethod
     def from_counts(cls, counts: Any, **columns: Column) -> Ragged:
@@ -86,7 +86,7 @@ class SampleIndex:
         lengths = {name: len(column) for name, column in columns.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"index columns must have one entry per sample; lengths are {lengths}.")
-        self.columns = columns
+        self.columns: dict[str, Any] = columns
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -99,15 +99,15 @@ class SampleIndex:
         except KeyError:
             raise AttributeError(f"the index has no column {name!r} (columns: {list(self.columns)}).") from None
 
-    def __getstate__(self) -> dict[str, Column]:
+    def __getstate__(self) -> dict[str, Any]:
         return self.columns
 
-    def __setstate__(self, state: dict[str, Column]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.columns = state
 
     def take(self, rows: np.ndarray | list[int]) -> SampleIndex:
         """The samples at `rows` (a bool mask or integer positions), in that order."""
-        chosen = positions(rows, len(self))  # type: ignore[arg-type]
+        chosen = positions(rows, len(self))
         return SampleIndex(**{name: _take(column, chosen) for name, column in self.columns.items()})
 
     def replace(self, **columns: Column) -> SampleIndex:

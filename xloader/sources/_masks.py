@@ -46,7 +46,7 @@ MaskMode = Literal["index", "one_hot", "multi_hot"]
 Unpaired = Literal["raise", "skip", "background"]
 
 MASK_MODES: tuple[str, ...] = ("index", "one_hot", "multi_hot")
-_DTYPES = {
+_DTYPES: dict[str, dict[str, np.dtype]] = {
     "index": {"uint8": np.dtype(np.uint8), "int64": np.dtype(np.int64)},
     "one_hot": {"uint8": np.dtype(np.uint8), "float32": np.dtype(np.float32)},
     "multi_hot": {"uint8": np.dtype(np.uint8), "float32": np.dtype(np.float32)},
@@ -111,7 +111,7 @@ def mask_format(
             raise ValueError(f"num_classes={num_classes} does not fit mask_dtype='uint8'. Pass mask_dtype='int64'.")
     elif mode != "index":
         raise ValueError(f"mask_mode={mode!r} needs num_classes (the number of classes, background included).")
-    return MaskFormat(mode=mode, dtype=dtypes[name], num_classes=num_classes)
+    return MaskFormat(mode=mode, dtype=dtypes[str(name)], num_classes=num_classes)
 
 
 def check_mask_interpolation(transform: object) -> None:

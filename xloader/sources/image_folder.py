@@ -36,7 +36,7 @@ def _check_label_mode(label_mode: object) -> str | None:
             "label_mode must be one of 'int' (Keras's 'sparse'), 'categorical', 'binary', 'input' or None; "
             f"got {label_mode!r}."
         )
-    return label_mode  # type: ignore[return-value]
+    return None if label_mode is None else str(label_mode)
 
 
 def _check_fraction(validation_split: object) -> float:

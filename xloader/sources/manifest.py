@@ -390,10 +390,10 @@ class ImageManifest(ImageSource):
                 problems.add("label_empty_item", row, repr(value))
             return [name for name in names if name]
         if isinstance(value, (list, tuple, np.ndarray)):
-            names = [_class_name(item) for item in value]
-            if None in names or "" in names:
+            found = [_class_name(item) for item in value]
+            if None in found or "" in found:
                 problems.add("label_type", row, repr(value))
-            return [name for name in names if name]
+            return [name for name in found if name]
         if _is_missing(value):
             return []
         problems.add("label_type", row, repr(value))

@@ -93,7 +93,7 @@ def _check_order(order: object) -> Order:
     return order  # type: ignore[return-value]
 
 
-def _to_image(flat: np.ndarray, shape: tuple[int, int], order: str) -> np.ndarray:
+def _to_image(flat: np.ndarray, shape: tuple[int, int], order: Order) -> np.ndarray:
     """A flat pixel array in `order` as a C-contiguous (H, W) array."""
     return np.ascontiguousarray(flat.reshape(shape, order=order))
 
