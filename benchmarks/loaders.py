@@ -158,7 +158,7 @@ def imagedatagenerator_dataset(root):
 
 def tree_cpu_seconds() -> float:
     """CPU of this process and every descendant, alive (utime+stime) or reaped (cutime+cstime)."""
-    from xloader._proc import cpu_seconds, process_tree
+    from xloader.cli._proc import cpu_seconds, process_tree
 
     return sum(cpu_seconds(pid) for pid in process_tree())
 
@@ -168,7 +168,7 @@ _SHMEM_AT_START = [0.0]
 
 def start_memory_baseline() -> None:
     """Call before building a loader: `tree_memory_mib` counts shared memory from here."""
-    from xloader._proc import system_shmem_mib
+    from xloader.cli._proc import system_shmem_mib
 
     _SHMEM_AT_START[0] = system_shmem_mib()
 
@@ -180,7 +180,7 @@ def tree_memory_mib() -> float:
     (/proc/meminfo Shmem) above its level when the configuration started, in place of the
     processes' shared-memory pages. PSS alone misses a batch a torch worker wrote to /dev/shm
     and passed by file descriptor until someone touches it, and counts xloader's slots."""
-    from xloader._proc import process_tree, pss_without_shmem_mib, system_shmem_mib
+    from xloader.cli._proc import process_tree, pss_without_shmem_mib, system_shmem_mib
 
     shared = max(system_shmem_mib() - _SHMEM_AT_START[0], 0.0)
     return sum(pss_without_shmem_mib(pid) for pid in process_tree()) + shared

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from worker_faults import load_slowly  # noqa: E402
 
 import xloader as xl  # noqa: E402
-from xloader._proc import process_tree  # noqa: E402
+from xloader.cli._proc import process_tree  # noqa: E402
 
 
 def batches(framework: str, start_method: str):

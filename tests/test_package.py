@@ -17,9 +17,9 @@ FRAMEWORKS = ("keras", "torch", "tensorflow", "jax", "albumentations")
 # The Keras adapter may also ask the backend's own framework where it runs (rank, world size).
 ADAPTERS = {
     "keras.py": {"keras", "jax", "torch"},
-    "keras_demo.py": {"keras"},
+    "cli/_demo_keras.py": {"keras"},
     "torch.py": {"torch"},
-    "torch_demo.py": {"torch"},
+    "cli/_demo_torch.py": {"torch"},
 }
 
 

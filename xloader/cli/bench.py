@@ -8,8 +8,8 @@ import time
 
 from tqdm import tqdm
 
-from xloader._proc import cpu_seconds, peak_rss_mib, process_tree
 from xloader.cli._open import load_transform, open_dataset
+from xloader.cli._proc import cpu_seconds, peak_rss_mib, process_tree
 
 
 def _batches(args: argparse.Namespace, source):
