@@ -15,7 +15,6 @@ every file exists.
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import warnings
@@ -30,13 +29,12 @@ from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
 from xloader.sources._base import ImageSource, class_target
 from xloader.sources._index import Ragged, SampleIndex
+from xloader.sources._manifest_rows import ManifestRows, Problems, rows_text
 from xloader.sources._table import Table, read_table
 
 __all__ = ["ImageManifest"]
 
 LABEL_MODES = ("int", "sparse", "categorical", "binary", "multi_hot", "regression", "input", None)
-_SINGLE_CLASS_MODES = ("int", "categorical", "binary")
-_CLASS_MODES = (*_SINGLE_CLASS_MODES, "multi_hot")
 
 # Keras class_mode values that have no equivalent here, and what to use instead.
 _KERAS_ONLY_MODES = {
@@ -46,75 +44,12 @@ _KERAS_ONLY_MODES = {
 }
 
 
-def _is_missing(value: object) -> bool:
-    """None, NaN, pandas.NA or NaT: what a DataFrame holds for an empty cell."""
-    if value is None:
-        return True
-    if isinstance(value, (float, np.floating)):
-        return math.isnan(value)
-    return type(value).__name__ in ("NAType", "NaTType")
-
-
-def _class_name(value: object) -> str | None:
-    """A class label as text: strings as they are, ints written in decimal (as a CSV holds them)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    return None
-
-
-def _number(value: object) -> float | None:
-    """A regression target as a finite float32 value, or None if it is not one."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    elif isinstance(value, (int, float, np.integer, np.floating)):
-        number = float(value)
-    else:
-        return None
-    with np.errstate(over="ignore"):
-        single = np.float32(number)
-    return float(single) if np.isfinite(single) else None
-
-
 def _inside(path: str, base: str) -> bool:
     """Whether the absolute, normalised `path` is `base` or below it."""
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def _rows(count: int) -> str:
-    return f"{count} row" if count == 1 else f"{count} rows"
-
-
-def _and_join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
-
-
-class _Problems:
-    """Bad rows grouped by kind, so that one error lists every row with the same problem."""
-
-    def __init__(self, table: Table):
-        self.table = table
-        self.rows: dict[str, list[str]] = {}
-
-    def add(self, kind: str, row: int, detail: str = "") -> None:
-        where = self.table.where(row)
-        self.rows.setdefault(kind, []).append(f"{where}: {detail}" if detail else where)
-
-    def raise_first(self, kinds: dict[str, tuple[str, str]]) -> None:
-        """Raise `DatasetError` for the first kind in `kinds` (kind -> (what, fix)) that has rows."""
-        for kind, (what, fix) in kinds.items():
-            found = self.rows.get(kind)
-            if found:
-                raise DatasetError(f"{self.table.name}: {what} ({_rows(len(found))}): {list_preview(found)}. {fix}")
-
-
-class ImageManifest(ImageSource):
+class ImageManifest(ManifestRows, ImageSource):
     """Images listed in a CSV file or a pandas DataFrame, one row per image, with their labels.
 
     One column holds each image's path, relative to `base_dir`. Other columns hold the labels.
@@ -244,7 +179,7 @@ class ImageManifest(ImageSource):
         """The CSV file's path, or None when the manifest was a DataFrame."""
         self.base_dir = self._root = self._find_base_dir(table, base_dir)
 
-        problems = _Problems(table)
+        problems = Problems(table)
         paths = self._parse_paths(table, problems)
         labels = self._parse_labels(table, label_columns, given_classes, problems)
         self._raise_row_problems(problems)
@@ -302,7 +237,7 @@ class ImageManifest(ImageSource):
     def _check_class_names(self, class_names: Sequence[str] | None) -> list[str] | None:
         if class_names is None:
             return None
-        if self.label_mode not in _CLASS_MODES:
+        if self.label_mode not in CLASS_MODES:
             raise ValueError(
                 f"class_names is only used with class labels; label_mode={self.label_mode!r} has none. "
                 "Leave class_names out."
@@ -320,165 +255,6 @@ class ImageManifest(ImageSource):
                 "(base_dir='.' for the current directory)."
             )
         return os.path.dirname(os.path.abspath(table.path))
-
-    # --- rows -----------------------------------------------------------------------------------
-
-    def _parse_paths(self, table: Table, problems: _Problems) -> list[str | None]:
-        """Each row's path relative to `base_dir`, normalised (`./a.jpg` and `a.jpg` are one
-        image); None for a row with a problem."""
-        prefix = self.base_dir.rstrip(os.sep) + os.sep
-        paths: list[str | None] = []
-        for row, value in enumerate(table.values[self.x_col]):
-            path = None
-            if isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            if isinstance(value, str) and value:
-                full = os.path.normpath(os.path.join(self.base_dir, value))
-                if full.startswith(prefix):
-                    path = full[len(prefix) :]
-                elif full == self.base_dir:
-                    path = os.curdir  # base_dir itself: reported as "a directory, not a file"
-                else:
-                    problems.add("path_escape", row, repr(value))
-            elif _is_missing(value) or isinstance(value, str):  # None, NaN or ""
-                problems.add("path_empty", row)
-            else:
-                problems.add("path_type", row, repr(value))
-            paths.append(path)
-        return paths
-
-    def _parse_labels(
-        self, table: Table, columns: list[str], given: list[str] | None, problems: _Problems
-    ) -> list[Any]:
-        """Per row: a class name, a list of class names, or a tuple of floats (None: no labels)."""
-        if self.label_mode in (None, "input"):
-            return [None] * len(table)
-        if self.label_mode == "regression":
-            return self._parse_numbers(table, columns, problems)
-        known = set(given) if given is not None else None
-        labels: list[Any] = []
-        for row, value in enumerate(table.values[columns[0]]):
-            if self.label_mode == "multi_hot":
-                names = self._parse_multi(value, row, problems)
-                labels.append(names)
-            else:
-                names = self._parse_single(value, row, problems)
-                labels.append(names[0] if names else None)
-            if known is not None:
-                for name in names:
-                    if name not in known:
-                        problems.add("label_unknown", row, repr(name))
-        return labels
-
-    @staticmethod
-    def _parse_single(value: object, row: int, problems: _Problems) -> list[str]:
-        if _is_missing(value) or (isinstance(value, str) and value == ""):
-            problems.add("label_missing", row)
-            return []
-        name = _class_name(value)
-        if name is None:
-            problems.add("label_type", row, repr(value))
-            return []
-        return [name]
-
-    def _parse_multi(self, value: object, row: int, problems: _Problems) -> list[str]:
-        if isinstance(value, str):
-            if value == "":
-                return []
-            names = value.split(self.label_delimiter)
-            if "" in names:
-                problems.add("label_empty_item", row, repr(value))
-            return [name for name in names if name]
-        if isinstance(value, (list, tuple, np.ndarray)):
-            found = [_class_name(item) for item in value]
-            if None in found or "" in found:
-                problems.add("label_type", row, repr(value))
-            return [name for name in found if name]
-        if _is_missing(value):
-            return []
-        problems.add("label_type", row, repr(value))
-        return []
-
-    def _parse_numbers(self, table: Table, columns: list[str], problems: _Problems) -> list[Any]:
-        values = [table.values[column] for column in columns]
-        targets: list[Any] = []
-        for row, cells in enumerate(zip(*values, strict=True)):
-            numbers = [_number(cell) for cell in cells]
-            for column, cell, number in zip(columns, cells, numbers, strict=True):
-                if number is None:
-                    problems.add("number", row, f"{column}={cell!r}")
-            targets.append(tuple(numbers))
-        return targets
-
-    def _raise_row_problems(self, problems: _Problems) -> None:
-        x_col, y_col, delimiter = self.x_col, self.y_col, self.label_delimiter
-        if self.label_mode == "multi_hot":
-            type_fix = "Each cell must hold class names: a string, or a list of strings or ints."
-        else:
-            type_fix = (
-                "Class labels must be strings or ints. For several classes per image, use label_mode='multi_hot'."
-            )
-        problems.raise_first(
-            {
-                "path_empty": ("empty path", f"Give every row the image's path in column {x_col!r}."),
-                "path_type": ("a path that is not text", f"Column {x_col!r} must hold file paths as strings."),
-                "path_escape": (
-                    f"a path outside base_dir {self.base_dir!r}",
-                    "Paths are relative to base_dir and must stay inside it: remove '..' steps and absolute "
-                    "paths to other folders, or pass a base_dir that holds every image.",
-                ),
-                "label_missing": (f"no label in column {y_col!r}", "Give every row a label."),
-                "label_type": ("a label that is not a class name", type_fix),
-                "label_empty_item": (
-                    f"an empty class name between {delimiter!r} delimiters",
-                    f"Remove the extra {delimiter!r}. An empty cell means no class.",
-                ),
-                "label_unknown": (
-                    "a label not in class_names",
-                    "Add it to class_names or fix the row (class_names is the complete list of classes).",
-                ),
-                "number": (
-                    "a value that is not a finite number",
-                    f"Regression targets in {y_col!r} must be numbers that fit float32 (not empty, NaN or inf).",
-                ),
-            }
-        )
-
-    @staticmethod
-    def _check_duplicates(table: Table, paths: list[str | None]) -> None:
-        rows_of: dict[str, list[int]] = {}
-        for row, path in enumerate(paths):
-            if path is not None:
-                rows_of.setdefault(path, []).append(row)
-        repeated = [
-            f"{path!r} on {_and_join([table.where(row) for row in rows])}"
-            for path, rows in rows_of.items()
-            if len(rows) > 1
-        ]
-        if repeated:
-            raise DatasetError(
-                f"{table.name} lists the same image on several rows: {list_preview(repeated)}. List each image "
-                "once; for several classes per image, use one row with label_mode='multi_hot'."
-            )
-
-    def _found_classes(self, table: Table, labels: list[Any]) -> list[str]:
-        if self.label_mode not in _CLASS_MODES:
-            return []
-        found: set[str] = set()
-        for label in labels:
-            if isinstance(label, list):
-                found.update(label)
-            elif label is not None:
-                found.add(label)
-        names = sorted(found)
-        if len(names) > 1 and all(name.isdecimal() for name in names) and names != sorted(names, key=int):
-            warnings.warn(
-                f"{table.name}: the class names are numbers but are sorted as text, as in Keras: "
-                f"{list_preview([repr(name) for name in names], 12)}. "
-                "Pass class_names in the order you want, e.g. sorted by value.",
-                stacklevel=3,
-            )
-        return names
 
     # --- files ----------------------------------------------------------------------------------
 
@@ -528,7 +304,7 @@ class ImageManifest(ImageSource):
         if escaping:
             raise DatasetError(
                 f"{table.name}: a path outside base_dir {self.base_dir!r} through a symbolic link "
-                f"({_rows(len(escaping))}): {list_preview(escaping)}. Move the files inside base_dir, pass the "
+                f"({rows_text(len(escaping))}): {list_preview(escaping)}. Move the files inside base_dir, pass the "
                 "folder that really holds them as base_dir, or pass follow_links=True to trust symbolic links."
             )
         if not missing:
@@ -562,7 +338,7 @@ class ImageManifest(ImageSource):
     def _label_columns_of(self, labels: list[Any]) -> dict[str, Any]:
         """The index columns of the labels: `labels` (int64 class per sample), `classes` (a
         `Ragged` group of int32 classes per sample, "multi_hot") or `targets` (float32)."""
-        if self.label_mode in _SINGLE_CLASS_MODES:
+        if self.label_mode in SINGLECLASS_MODES:
             return {"labels": np.fromiter((self.class_indices[name] for name in labels), np.int64, len(labels))}
         if self.label_mode == "multi_hot":
             classes = np.fromiter(
