@@ -15,8 +15,8 @@ from xloader.sources._table import Table
 
 __all__ = ["CLASS_MODES", "SINGLE_CLASS_MODES", "ManifestRows", "Problems", "and_join", "rows_text"]
 
-SINGLECLASS_MODES = ("int", "categorical", "binary")
-CLASS_MODES = (*SINGLECLASS_MODES, "multi_hot")
+SINGLE_CLASS_MODES = ("int", "categorical", "binary")
+CLASS_MODES = (*SINGLE_CLASS_MODES, "multi_hot")
 
 
 def _is_missing(value: object) -> bool:

@@ -338,7 +338,7 @@ class ImageManifest(ManifestRows, ImageSource):
     def _label_columns_of(self, labels: list[Any]) -> dict[str, Any]:
         """The index columns of the labels: `labels` (int64 class per sample), `classes` (a
         `Ragged` group of int32 classes per sample, "multi_hot") or `targets` (float32)."""
-        if self.label_mode in SINGLECLASS_MODES:
+        if self.label_mode in SINGLE_CLASS_MODES:
             return {"labels": np.fromiter((self.class_indices[name] for name in labels), np.int64, len(labels))}
         if self.label_mode == "multi_hot":
             classes = np.fromiter(
