@@ -13,13 +13,16 @@ the same JPEG. Masks are read with Pillow, which returns the palette *indices* o
 from __future__ import annotations
 
 import functools
+import io
+import os
+import stat
 from typing import Literal
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from xloader._image_header import declared_size
+from xloader._image_header import Header, HeaderError, jpeg_scan_offset, pillow_size, read_header
 from xloader.errors import BadImageError
 
 __all__ = [
@@ -60,11 +63,14 @@ _IMREAD_FLAGS = {
 
 # NOTE [ Pixel limit ]
 # A decompression bomb is a small file that declares a huge image (a 50 KB PNG of 30,000 x
-# 30,000 pixels takes 2.7 GB to decode). Before decoding, the size the header declares is
-# checked against a limit, the same default as Pillow's DecompressionBombError (2 x 89,478,485
-# pixels), so an image Keras's `load_img` would refuse is refused here too. Sources take
-# `max_pixels` (None: no limit) and pass it with every read, so worker processes apply the same
-# limit as the main process.
+# 30,000 pixels takes 2.7 GB to decode; a 30-byte lossless WebP of 16383 x 16383, 1 GB). Before
+# any decoder runs, the size the header declares is checked against a limit, the same default as
+# Pillow's DecompressionBombError (2 x 89,478,485 pixels), so an image Keras's `load_img` would
+# refuse is refused here too. The size comes from xloader's own header parsers for every format
+# OpenCV decodes (NOTE [ Every format OpenCV decodes has its size read here ]), else from
+# Pillow's lazy open; a file whose size cannot be told that way is refused while a limit is set.
+# Sources take `max_pixels` (None: no limit) and pass it with every read, so worker processes
+# apply the same limit as the main process.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
 _JPEG_START = b"\xff\xd8"
@@ -75,15 +81,38 @@ def _bad(path: str, reason: str) -> BadImageError:
     return BadImageError(f"cannot read {path}: {reason}.", path=path, reason=reason)
 
 
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _check_regular(path: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise _bad(path, f"it is {kind}, not a regular file; only regular files are read")
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    # A FIFO swapped in between the stat and the open must not block the open.
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
 def read_bytes(path: str) -> bytes:
-    """The file's bytes; a missing, unreadable or empty file raises `BadImageError`."""
+    """The file's bytes. Raises `BadImageError` if it is missing, unreadable, empty, or not a
+    regular file (a directory, named pipe, device or socket, directly or through a symbolic
+    link): its type is checked with `stat` before it is opened, so a FIFO never blocks a read
+    and `/dev/zero` is never read."""
     try:
-        with open(path, "rb") as file:
+        _check_regular(path, os.stat(path).st_mode)
+        with open(path, "rb", opener=_open_nonblocking) as file:
+            _check_regular(path, os.fstat(file.fileno()).st_mode)
             data = file.read()
     except FileNotFoundError:
         raise _bad(path, "file not found (was it moved or deleted after the dataset was indexed?)") from None
-    except IsADirectoryError:
-        raise _bad(path, "it is a directory, not a file") from None
     except PermissionError:
         raise _bad(path, "permission denied") from None
     except OSError as error:
@@ -93,25 +122,6 @@ def read_bytes(path: str) -> bytes:
     return data
 
 
-def _first_scan_offset(data: bytes) -> int:
-    """Offset of the first start-of-scan marker, found by walking the marker segments by their
-    lengths (so EXIF thumbnails, which hold their own markers, are skipped); -1 if none."""
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            return -1
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-        elif marker == 0xDA:
-            return position
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            position += 2
-        else:
-            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
-    return -1
-
-
 def _check_not_truncated(path: str, data: bytes) -> None:
     # libjpeg-turbo decodes a truncated JPEG "successfully" (grey bottom rows, a warning on
     # stderr); a missing end-of-image marker is how we notice. Inside entropy-coded data 0xFF is
@@ -119,7 +129,7 @@ def _check_not_truncated(path: str, data: bytes) -> None:
     # image's end; anything after it (padding, a motion photo's video) is ignored.
     if not data.startswith(_JPEG_START):
         return
-    scan = _first_scan_offset(data)
+    scan = jpeg_scan_offset(data)
     if scan < 0 or data.rfind(_JPEG_END, scan) < 0:  # from the end: the marker is usually the last 2 bytes
         raise _bad(path, "truncated JPEG (no end-of-image marker); the file is incomplete")
 
@@ -129,9 +139,26 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
         return array
     if array.dtype == np.uint16:
         return (array >> 8).astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating):
-        return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
     return np.clip(array, 0, 255).astype(np.uint8)
+
+
+# NOTE [ Floating-point images ]
+# Radiance HDR, PFM and TIFFs with float samples hold floats, not levels. OpenCV's 8-bit decode
+# of them is not usable: all black for PFM, refused for float TIFF (where Pillow's convert then
+# clipped every value to 0 or 1: black again). So they are decoded as floats and mapped to
+# uint8 by one rule, in every colour mode: values in [0, 1] become rint(255 * v), the convention
+# of OpenCV's HDR reader and of `tf.image.convert_image_dtype`. Any other range (HDR radiance
+# above 1, NaN) is refused by name rather than clipped: xloader does not guess a tone mapping.
+def _floats_to_uint8(path: str, array: np.ndarray) -> np.ndarray:
+    values = array.astype(np.float32, copy=False)
+    low, high = float(values.min()), float(values.max())
+    if not (low >= 0.0 and high <= 1.0):  # NaN fails both
+        raise _bad(
+            path,
+            f"a floating-point image with values from {low:g} to {high:g}; xloader maps floats in [0, 1] to "
+            "0-255 and does not guess other ranges. Convert the file to 8 or 16 bits first (tone-map an HDR image)",
+        )
+    return np.rint(values * 255.0).astype(np.uint8)
 
 
 def _to_rgba(array: np.ndarray) -> np.ndarray:
@@ -150,16 +177,48 @@ def _to_rgba(array: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
 
 
-def _decode_with_pillow(data: bytes, path: str, color_mode: str) -> np.ndarray | None:
-    """Fallback for formats OpenCV lacks (e.g. GIF). Returns None if Pillow cannot read it either."""
-    import io
+# (channels, colour mode) -> the conversion of a grey, BGR or BGRA decode; absent: none needed.
+_CONVERSIONS = {
+    (1, "rgb"): cv2.COLOR_GRAY2RGB,
+    (3, "rgb"): cv2.COLOR_BGR2RGB,
+    (4, "rgb"): cv2.COLOR_BGRA2RGB,
+    (3, "grayscale"): cv2.COLOR_BGR2GRAY,
+    (4, "grayscale"): cv2.COLOR_BGRA2GRAY,
+}
 
+
+def _to_color_mode(array: np.ndarray, color_mode: str) -> np.ndarray:
+    """A uint8 grey, grey+alpha, BGR or BGRA image (OpenCV's IMREAD_UNCHANGED) in `color_mode`."""
+    if color_mode == "rgba":
+        return _to_rgba(array)
+    if array.ndim == 3 and array.shape[2] == 2:  # grey + alpha: the alpha is dropped
+        array = np.ascontiguousarray(array[:, :, 0])
+    code = _CONVERSIONS.get((1 if array.ndim == 2 else array.shape[2], color_mode))
+    return array if code is None else cv2.cvtColor(array, code)
+
+
+def _imdecode(path: str, buffer: np.ndarray, flags: int) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(buffer, flags)
+    except cv2.error as error:  # e.g. OpenCV's own size limits; never a raw cv2.error
+        raise _bad(path, f"OpenCV cannot decode it ({getattr(error, 'err', '') or error})") from None
+
+
+def _decode_with_pillow(data: bytes, path: str, color_mode: str) -> np.ndarray | None:
+    """Fallback for files OpenCV cannot decode. None if Pillow does not know the format either;
+    `BadImageError` if it knows it and fails."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.mode == "F":  # 32-bit float samples: NOTE [ Floating-point images ]
+                return _to_color_mode(_floats_to_uint8(path, np.asarray(image)), color_mode)
             pil_mode = {"rgb": "RGB", "rgba": "RGBA", "grayscale": "L"}[color_mode]
             return np.asarray(image.convert(pil_mode))
-    except Exception:  # noqa: BLE001 - any failure means "not an image Pillow can read"
+    except BadImageError:
+        raise
+    except Image.UnidentifiedImageError:
         return None
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types for bad data
+        raise _bad(path, f"not a decodable image ({error})") from None
 
 
 def check_max_pixels(max_pixels: object) -> int | None:
@@ -173,10 +232,19 @@ def check_max_pixels(max_pixels: object) -> int | None:
     return int(max_pixels)
 
 
-def _check_pixel_limit(path: str, data: bytes, max_pixels: int | None) -> None:
-    if max_pixels is None:
-        return
-    size = declared_size(data)
+def _check_pixel_limit(path: str, data: bytes, max_pixels: int | None) -> Header | None:
+    """The header `data` declares (None for a format only Pillow may know), after checking its
+    size against `max_pixels` (NOTE [ Pixel limit ]). Without a limit, a header that cannot be
+    read is left to the decoders."""
+    try:
+        header = read_header(data)
+        if max_pixels is None:
+            return header
+        size = (header.width, header.height) if header is not None else pillow_size(data)
+    except HeaderError as error:
+        if max_pixels is None:
+            return None
+        raise _bad(path, error.reason) from None
     if size is not None and size[0] * size[1] > max_pixels:
         width, height = size
         raise _bad(
@@ -185,14 +253,17 @@ def _check_pixel_limit(path: str, data: bytes, max_pixels: int | None) -> None:
             f"{max_pixels:,} (a decompression bomb, or a very large image). If the file is trusted, "
             "pass a larger max_pixels (or None) to the dataset",
         )
+    return header
 
 
 def read_image(path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image file to uint8, shape (H, W, C) with C = 3 (rgb), 4 (rgba) or 1 (grayscale).
 
     The format is detected from the content, not the extension. 16-bit images are reduced to
-    8 bits. Raises `BadImageError` (with `.path` and `.reason`) if the file is missing, empty,
-    truncated, not an image, or declares more than `max_pixels` pixels (NOTE [ Pixel limit ]).
+    8 bits; floating-point images (HDR, PFM, float TIFF) with values in [0, 1] become
+    rint(255 * v) (NOTE [ Floating-point images ]). Raises `BadImageError` (with `.path` and
+    `.reason`) if the file is missing, not a regular file, empty, truncated, not an image, a
+    float image outside [0, 1], or declares more than `max_pixels` pixels (NOTE [ Pixel limit ]).
     """
     return decode_image(read_bytes(path), path, color_mode, max_pixels=max_pixels)
 
@@ -201,16 +272,20 @@ def decode_image(
     data: bytes, path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
     """`read_image` for bytes already read (from any storage); `path` names them in errors."""
-    _check_pixel_limit(path, data, max_pixels)
+    header = _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, _IMREAD_FLAGS[color_mode])
+    floating = header is not None and header.floating
+    flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION if floating else _IMREAD_FLAGS[color_mode]
+    image = _imdecode(path, buffer, flags)
     if image is None:
         image = _decode_with_pillow(data, path, color_mode)
         if image is None:
             raise _bad(path, "not a decodable image (unknown format or corrupt data)")
-    elif color_mode == "rgba":
-        image = _to_rgba(image)
+    elif np.issubdtype(image.dtype, np.floating):
+        image = _to_color_mode(_floats_to_uint8(path, image), color_mode)
+    elif floating or color_mode == "rgba":
+        image = _to_color_mode(_to_uint8(image), color_mode)
     if image.ndim == 2:
         image = image[:, :, np.newaxis]
     return np.ascontiguousarray(image)
@@ -226,8 +301,6 @@ def read_mask(path: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.n
     data = read_bytes(path)
     _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
-    import io
-
     try:
         with Image.open(io.BytesIO(data)) as image:
             mode = image.mode
