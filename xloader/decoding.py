@@ -201,7 +201,8 @@ def _imdecode(path: str, buffer: np.ndarray, flags: int) -> np.ndarray | None:
     try:
         return cv2.imdecode(buffer, flags)
     except cv2.error as error:  # e.g. OpenCV's own size limits; never a raw cv2.error
-        raise _bad(path, f"OpenCV cannot decode it ({getattr(error, 'err', '') or error})") from None
+        where = f" in {error.func}" if getattr(error, "func", "") else ""
+        raise _bad(path, f"OpenCV cannot decode it ({getattr(error, 'err', '') or error}{where})") from None
 
 
 def _decode_with_pillow(data: bytes, path: str, color_mode: str) -> np.ndarray | None:
@@ -280,6 +281,12 @@ def decode_image(
     image = _imdecode(path, buffer, flags)
     if image is None:
         image = _decode_with_pillow(data, path, color_mode)
+        if image is None and floating and header.format == "TIFF":  # type: ignore[union-attr]
+            raise _bad(
+                path,
+                "a TIFF image with floating-point samples that neither OpenCV nor Pillow decodes "
+                "(16-bit floats, for one); convert it to 8 or 16-bit integers or 32-bit floats",
+            )
         if image is None:
             raise _bad(path, "not a decodable image (unknown format or corrupt data)")
     elif np.issubdtype(image.dtype, np.floating):
