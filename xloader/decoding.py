@@ -206,8 +206,8 @@ def _imdecode(path: str, buffer: np.ndarray, flags: int) -> np.ndarray | None:
 
 
 def _decode_with_pillow(data: bytes, path: str, color_mode: str) -> np.ndarray | None:
-    """Fallback for files OpenCV cannot decode. None if Pillow does not know the format either;
-    `BadImageError` if it knows it and fails."""
+    """Fallback for files OpenCV cannot decode: None if Pillow cannot decode it either;
+    `BadImageError` for a float image outside [0, 1] or one over Pillow's own pixel limit."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.mode == "F":  # 32-bit float samples: NOTE [ Floating-point images ]
@@ -216,10 +216,10 @@ def _decode_with_pillow(data: bytes, path: str, color_mode: str) -> np.ndarray |
             return np.asarray(image.convert(pil_mode))
     except BadImageError:
         raise
-    except Image.UnidentifiedImageError:
+    except Image.DecompressionBombError as error:  # with max_pixels=None: Pillow's own limit
+        raise _bad(path, f"Pillow refuses to decode it ({error})") from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for bad data: "not decodable"
         return None
-    except Exception as error:  # noqa: BLE001 - Pillow raises many types for bad data
-        raise _bad(path, f"not a decodable image ({error})") from None
 
 
 def check_max_pixels(max_pixels: object) -> int | None:

@@ -10,15 +10,21 @@ image, over the pixel limit) raises `BadImageError` when its sample is loaded. S
   see the same smaller dataset, and the skipped files with their reasons are in `source.skipped`.
 Only `BadImageError` counts as a bad file: an exception from user code (a transform, a load
 function) is a bug to fix, not data to drop, and always propagates.
+
+# NOTE [ Validation threads ]
+`validate` decodes on threads (OpenCV and Pillow release the GIL): by default one per core this
+process may run on, or `XLOADER_VALIDATION_WORKERS` if set; `workers=` overrides both. At most
+two samples per thread are in flight, so memory peaks near 2 x threads x the largest decoded
+image, and an error stops the check after the samples in flight, not after the whole dataset.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +36,7 @@ from xloader.source import Source
 __all__ = ["BadFile", "ValidationReport", "validate", "ON_BAD_FILE"]
 
 ON_BAD_FILE = ("raise", "skip")
+WORKERS_VARIABLE = "XLOADER_VALIDATION_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -118,11 +125,41 @@ def _progress(items: Iterator[Any], total: int, enabled: bool, description: str)
     return tqdm(items, total=total, desc=description, unit="file", leave=False)
 
 
-def validate(source: Source, *, workers: int = 4, progress: bool = False) -> ValidationReport:
+def validation_workers(workers: int | None = None) -> int:
+    """The number of validation threads: `workers` if given, else the environment variable
+    `XLOADER_VALIDATION_WORKERS`, else one per core this process may run on
+    (NOTE [ Validation threads ]). Raises `ValueError` for a value that is not a positive int."""
+    if workers is None:
+        text = os.environ.get(WORKERS_VARIABLE, "").strip()
+        if not text:
+            return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if not (text.isdigit() and int(text) > 0):
+            raise ValueError(f"{WORKERS_VARIABLE} must be a positive int (validation threads), got {text!r}.")
+        return int(text)
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+        raise TypeError(f"workers must be a positive int or None (one thread per core), got {workers!r}.")
+    if workers <= 0:
+        raise ValueError(f"workers must be a positive int or None (one thread per core), got {workers}.")
+    return int(workers)
+
+
+def _bounded_map(pool: ThreadPoolExecutor, function: Callable[[int], Any], count: int, window: int) -> Iterator[Any]:
+    """`pool.map(function, range(count))` with at most `window` calls submitted and not yet consumed."""
+    pending: deque[Future[Any]] = deque()
+    for index in range(count):
+        if len(pending) >= window:
+            yield pending.popleft().result()
+        pending.append(pool.submit(function, index))
+    while pending:
+        yield pending.popleft().result()
+
+
+def validate(source: Source, *, workers: int | None = None, progress: bool = False) -> ValidationReport:
     """Load every sample of `source` once (transform included, random state of epoch 0) and report.
 
-    Decoding runs on `workers` threads (OpenCV releases the GIL). Only `BadImageError` is
-    collected; any other exception (a bug in a transform or a load function) propagates.
+    Decoding runs on `workers` threads, by default one per core or `XLOADER_VALIDATION_WORKERS`
+    (NOTE [ Validation threads ]). Only `BadImageError` is collected; any other exception (a bug
+    in a transform or a load function) propagates.
 
     Returns:
         A `ValidationReport`: bad files with reasons, samples per class, stored image sizes,
@@ -131,8 +168,9 @@ def validate(source: Source, *, workers: int = 4, progress: bool = False) -> Val
     count = len(source)
     bad: list[BadFile] = []
     sizes: Counter[str] = Counter()
-    with ThreadPoolExecutor(max(workers, 1), thread_name_prefix="xloader-validate") as pool:
-        results = pool.map(lambda index: _check_one(source, index), range(count))
+    threads = validation_workers(workers)
+    with ThreadPoolExecutor(threads, thread_name_prefix="xloader-validate") as pool:
+        results = _bounded_map(pool, lambda index: _check_one(source, index), count, 2 * threads)
         for bad_file, size in _progress(results, count, progress, "checking"):
             if bad_file is not None:
                 bad.append(bad_file)

@@ -83,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _dataset_arguments(inspect, default_size=None)
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
-    inspect.add_argument("--workers", type=int, default=4, help="decoding threads")
+    inspect.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding threads (default: XLOADER_VALIDATION_WORKERS or one per core)",
+    )
     _quiet(inspect)
 
     preview = commands.add_parser(

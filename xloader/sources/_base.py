@@ -63,7 +63,7 @@ class TransformedSource:
             return data
         return self._runner(data, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
 
-    def validate(self, *, workers: int = 4, progress: bool = False) -> Any:
+    def validate(self, *, workers: int | None = None, progress: bool = False) -> Any:
         """Decode every sample once and report bad files, class counts, image sizes and the
         files this source left out: see `xloader.validation.validate`."""
         from xloader.validation import validate

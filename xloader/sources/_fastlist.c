@@ -9,8 +9,10 @@
  * - hidden names (first byte '.') are skipped;
  * - a directory is what DirEntry.is_dir() calls one: d_type, or stat() of the entry's whole path
  *   for links and DT_UNKNOWN; a dangling link is not one (ENOENT), any other stat error is
- *   raised, naming the path;
+ *   raised, naming the path (entry_kind);
  * - a sub-directory is returned if follow_links, or if it is not a link (DirEntry.is_symlink());
+ * - only regular files, links to them and dangling links are files: a named pipe, socket or
+ *   device (or a link to one) is never listed, so nothing ever opens it;
  * - a file is kept when its last '.' is followed by one of `extensions`, compared after ASCII
  *   lower-casing (the caller passes lower-case ASCII extensions without the 'k' that Python's
  *   str.lower() would also make of U+212A KELVIN SIGN);
@@ -97,15 +99,20 @@ typedef struct {
     char *failed_path;  /* the entry the error concerns ("path/name", malloc'd), NULL for the directory */
 } Listing;
 
-/* 1 if `path` is a directory to DirEntry.is_dir(), 0 if not, -1 on error (errno set). Like
- * DirEntry, d_type decides unless the entry is a link or of unknown type; then stat() of the
- * entry's whole path (not relative to the open directory: a path too long fails as in Python). */
-static int is_directory(const char *path, unsigned char type) {
-    if (type == DT_DIR) return 1;
-    if (type != DT_LNK && type != DT_UNKNOWN) return 0;
+/* What an entry is to _scan_directory_python. Like DirEntry, d_type decides unless the entry is a
+ * link or of unknown type; then stat() of the entry's whole path (not relative to the open
+ * directory: a path too long fails as in Python). A dangling link counts as a file (ENOENT): it
+ * is listed, and its read fails by name. -1 on error (errno set). */
+enum { ENTRY_FILE, ENTRY_DIRECTORY, ENTRY_OTHER /* FIFO, socket, device, or a link to one */ };
+
+static int entry_kind(const char *path, unsigned char type) {
+    if (type == DT_DIR) return ENTRY_DIRECTORY;
+    if (type == DT_REG) return ENTRY_FILE;
+    if (type != DT_LNK && type != DT_UNKNOWN) return ENTRY_OTHER;
     struct stat info;
-    if (stat(path, &info) != 0) return errno == ENOENT ? 0 : -1; /* a dangling link is no directory */
-    return S_ISDIR(info.st_mode) ? 1 : 0;
+    if (stat(path, &info) != 0) return errno == ENOENT ? ENTRY_FILE : -1;
+    if (S_ISDIR(info.st_mode)) return ENTRY_DIRECTORY;
+    return S_ISREG(info.st_mode) ? ENTRY_FILE : ENTRY_OTHER;
 }
 
 /* 1 if `path` is a symbolic link to DirEntry.is_symlink(), 0 if not, -1 on error (errno set). */
@@ -146,10 +153,10 @@ static void read_directory(const char *path, int follow_links, const Extensions 
         if (name[0] == '.') continue;
         size_t length = strlen(name);
         memcpy(entry_name, name, length + 1);
-        int found = is_directory(entry_path, entry->d_type);
-        if (found == 1 && !follow_links) {
+        int found = entry_kind(entry_path, entry->d_type);
+        if (found == ENTRY_DIRECTORY && !follow_links) {
             int link = is_link(entry_path, entry->d_type);
-            found = link < 0 ? -1 : (link ? 2 : 1); /* 2: a link to a directory, not followed */
+            found = link < 0 ? -1 : (link ? ENTRY_OTHER : ENTRY_DIRECTORY); /* a link to a directory, not followed */
         }
         if (found < 0) {
             listing->error = errno;
@@ -158,9 +165,9 @@ static void read_directory(const char *path, int follow_links, const Extensions 
             break;
         }
         int stored = 0;
-        if (found == 1) {
+        if (found == ENTRY_DIRECTORY) {
             stored = name_list_add(&listing->directories, name, length);
-        } else if (found == 0 && has_extension(name, length, extensions)) {
+        } else if (found == ENTRY_FILE && has_extension(name, length, extensions)) {
             stored = name_list_add(&listing->files, name, length);
         }
         if (stored != 0) {

@@ -28,7 +28,9 @@ def list_image_files(
     twice (through a link, or a link loop) is listed once, under the first of its paths in that
     order, whatever order the file system lists entries in. Hidden entries (names starting
     with ".") are skipped: macOS `._photo.jpg` resource forks and `.ipynb_checkpoints` are not
-    images. A link to a directory is never taken for a file, followed or not (as in `os.walk`).
+    images. A link to a directory is never taken for a file, followed or not (as in `os.walk`);
+    links to files are listed only if they lead to a regular file (or nowhere: the read then
+    fails by name). Named pipes, sockets and devices are never listed.
     Raises OSError (naming the path) for a directory that cannot be read.
     """
     top = os.fspath(top)
@@ -63,8 +65,11 @@ def _scan_directory_python(
     """The image files directly in `directory` (`prefix` + name, sorted by name) and its
     sub-directories to visit (names, in scandir's order): links to directories only if `follow_links`.
 
-    Hidden entries (names starting with ".") are neither. Raises OSError if the directory cannot
-    be read, or an entry's type cannot be told for a reason other than a dangling link."""
+    Hidden entries (names starting with ".") are neither. Files are regular files, links to them,
+    and dangling links (whose read then fails by name); a named pipe, socket or device, or a
+    link to one, is never listed, so nothing opens it (a FIFO would block the read). Raises
+    OSError if the directory cannot be read, or an entry's type cannot be told for a reason
+    other than a dangling link."""
     names: list[str] = []
     subdirectories: list[str] = []
     with os.scandir(directory) as entries:
@@ -77,11 +82,22 @@ def _scan_directory_python(
                     subdirectories.append(name)
                 continue
             dot = name.rfind(".")
-            if dot > 0 and name[dot + 1 :].lower() in extensions:
-                # Not checked further: an unreadable or dangling entry fails at decode, by name.
+            if dot > 0 and name[dot + 1 :].lower() in extensions and (entry.is_file() or _is_dangling(entry)):
+                # An unreadable or dangling entry fails at decode, by name.
                 names.append(name)
     names.sort()
     return [prefix + name for name in names] if prefix else names, subdirectories
+
+
+def _is_dangling(entry: os.DirEntry[str]) -> bool:
+    """True for a link to nothing; False for a named pipe, socket or device, or a link to one."""
+    if not entry.is_symlink():
+        return False
+    try:
+        os.stat(entry.path)
+    except FileNotFoundError:
+        return True
+    return False
 
 
 def _c_listing_applies(extensions: frozenset[str]) -> bool:

@@ -49,6 +49,25 @@ def _labels_in_order(ids: Sequence[str], labels: object) -> np.ndarray:
     return array
 
 
+def _check_inside_root(root: str, ids: list[str], suffix: str) -> None:
+    """Refuse ids that lead outside `root` once joined to it: ImageManifest's rule for its
+    paths (NOTE [ Manifest paths stay inside base_dir ]), applied to the text only."""
+    base = os.path.abspath(root)
+    prefix = base.rstrip(os.sep) + os.sep
+    outside = []
+    for i in ids:
+        name = f"{i}{suffix}"
+        if ".." in name or os.path.isabs(name):  # on POSIX nothing else can leave root
+            full = os.path.abspath(os.path.join(base, name))
+            if not full.startswith(prefix):
+                outside.append(f"{i!r} leads to {full!r}")
+    if outside:
+        raise DatasetError(
+            f"ids must stay inside root {root!r} once joined to it; {len(outside)} do not: {', '.join(outside[:5])}. "
+            "Remove '..' steps and absolute paths from the ids, or pass root=None and give full paths as ids."
+        )
+
+
 class FileList(TransformedSource):
     """Samples described by ids (or paths) with labels, each loaded by a function: the pattern of
     the classic Keras `DataGenerator(keras.utils.Sequence)` tutorial (one `.npy` per sample).
@@ -62,7 +81,11 @@ class FileList(TransformedSource):
     Args:
         ids: sample ids or paths, in index order; each must be unique.
         labels: a sequence aligned with `ids`, a mapping from id to label, or None (no targets).
-        root: folder prefixed to every id.
+        root: folder prefixed to every id. Ids must stay inside it once joined (no `..` step out,
+            no absolute path), as `ImageManifest` paths stay inside `base_dir`. The check is on
+            the ids' text: no file is read at construction, so a symbolic link inside `root` is
+            followed wherever it leads (only to a regular file: see `decoding.read_bytes`).
+            Without `root`, ids are paths used as given.
         suffix: text appended to every id, e.g. ".npy".
         load: `load(path) -> numpy.ndarray`; default `load_file` (`.npy` via `numpy.load`,
             anything else decoded as an RGB uint8 image). With process workers it must be
@@ -77,7 +100,7 @@ class FileList(TransformedSource):
             out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
 
     Raises:
-        DatasetError: empty or duplicated ids, missing labels.
+        DatasetError: empty or duplicated ids, missing labels, ids leading outside `root`.
         SampleError: at load time, when `load` raises (with the path and the original error).
 
     Example:
@@ -112,6 +135,8 @@ class FileList(TransformedSource):
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
         self.root = os.fspath(root) if root is not None else None
+        if self.root is not None:
+            _check_inside_root(self.root, id_list, suffix)
         self.suffix = suffix
         self.load_fn = load or load_file
         self.num_classes = num_classes
