@@ -163,7 +163,9 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
         "large image). If the file is trusted, pass a larger max_pixels (or None) to the dataset"
     )
     expect_error_everywhere(xl.ImageFolder(root, image_size=(8, 8), max_pixels=1000), path, reason)
-    assert xl.ImageFolder(root, image_size=(8, 8), max_pixels=None).load(0, seed=0, epoch=0, with_targets=False)
+    x, y = xl.ImageFolder(root, image_size=(8, 8), max_pixels=None).load(0, seed=0, epoch=0, with_targets=False)
+    np.testing.assert_array_equal(x, solid_rgb(size=(8, 8)))  # no limit: decoded and resized
+    assert y is None
 
 
 def test_the_default_pixel_limit_is_pillows_and_reads_only_the_header(tmp_path):
