@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 __all__ = ["Header", "HeaderError", "UNCHECKED_FORMATS", "read_header"]
@@ -261,6 +261,29 @@ def _is_pnm(data: bytes, kinds: bytes) -> bool:
     return len(data) > 2 and data[0:1] == b"P" and data[1] in kinds and data[2:3].isspace()
 
 
+def _sun_raster(data: bytes) -> tuple[int, int]:
+    return struct.unpack_from(">II", data, 4)
+
+
+# (format, signature test, size parser) in OpenCV's order of decoders; the common formats first.
+_PARSERS: tuple[tuple[str, Callable[[bytes], bool], Callable[[bytes], tuple[int, ...] | None]], ...] = (
+    ("JPEG", lambda data: data.startswith(b"\xff\xd8\xff"), _jpeg),
+    ("PNG", lambda data: data.startswith(_PNG_SIGNATURE), _png),
+    ("GIF", lambda data: data[:6] in (b"GIF87a", b"GIF89a"), _gif),
+    ("BMP", lambda data: data.startswith(b"BM"), _bmp),
+    ("WebP", lambda data: data[:4] == b"RIFF" and data[8:12] == b"WEBP", _webp),
+    ("AVIF", _is_avif, _avif),
+    ("JPEG 2000", lambda data: data.startswith(_JP2_SIGNATURE), _jp2),
+    ("JPEG 2000", lambda data: data.startswith(b"\xff\x4f\xff\x51"), _j2k),
+    ("Sun raster", lambda data: data.startswith(b"\x59\xa6\x6a\x95"), _sun_raster),
+    ("PNM", lambda data: _is_pnm(data, b"123456"), _pnm),
+    ("PAM", lambda data: _is_pnm(data, b"7"), _pam),
+    ("PFM", lambda data: _is_pnm(data, b"Ff"), _pnm),
+    ("Radiance HDR", lambda data: data.startswith((b"#?RGBE", b"#?RADIANCE")), _hdr),
+    ("TIFF", lambda data: data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"), _tiff),
+)
+
+
 def read_header(data: bytes) -> Header | None:
     """The format, size and sample kind `data` declares; None if OpenCV has no decoder for its
     signature (Pillow may still read it). Costs microseconds: only header bytes are parsed.
@@ -269,27 +292,11 @@ def read_header(data: bytes) -> Header | None:
         HeaderError: a format OpenCV decodes whose header does not give a size (truncated or
             corrupt), or a format in `UNCHECKED_FORMATS`.
     """
-    parsers = [
-        ("PNG", data.startswith(_PNG_SIGNATURE), lambda: _png(data)),
-        ("JPEG", data.startswith(b"\xff\xd8\xff"), lambda: _jpeg(data)),
-        ("GIF", data[:6] in (b"GIF87a", b"GIF89a"), lambda: _gif(data)),
-        ("BMP", data.startswith(b"BM"), lambda: _bmp(data)),
-        ("WebP", data[:4] == b"RIFF" and data[8:12] == b"WEBP", lambda: _webp(data)),
-        ("AVIF", _is_avif(data), lambda: _avif(data)),
-        ("JPEG 2000", data.startswith(_JP2_SIGNATURE), lambda: _jp2(data)),
-        ("JPEG 2000", data.startswith(b"\xff\x4f\xff\x51"), lambda: _j2k(data)),
-        ("Sun raster", data.startswith(b"\x59\xa6\x6a\x95"), lambda: struct.unpack_from(">II", data, 4)),
-        ("PNM", _is_pnm(data, b"123456"), lambda: _pnm(data)),
-        ("PAM", _is_pnm(data, b"7"), lambda: _pam(data)),
-        ("PFM", _is_pnm(data, b"Ff"), lambda: _pnm(data)),
-        ("Radiance HDR", data.startswith((b"#?RGBE", b"#?RADIANCE")), lambda: _hdr(data)),
-        ("TIFF", data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"), lambda: _tiff(data)),
-    ]
-    for name, matches, parse in parsers:
-        if not matches:
+    for name, matches, parse in _PARSERS:
+        if not matches(data):
             continue
         try:
-            size = parse()
+            size = parse(data)
         except (struct.error, IndexError):  # the header is cut short
             size = None
         if size is None:
