@@ -153,9 +153,18 @@ def test_formats_whose_size_is_not_read_are_refused_under_a_limit(tmp_path):
         read_image(str(path), max_pixels=None)  # this OpenCV has no EXR decoder, Pillow none either
 
 
-def test_formats_only_pillow_opens_are_checked_with_its_lazy_open(tmp_path):
+def test_formats_only_pillow_opens_are_checked_with_its_lazy_open(tmp_path, monkeypatch):
     pcx = bytearray(pillow_bytes("PCX", GREY))
     (tmp_path / "small.pcx").write_bytes(pcx)
+    from xloader import decoding
+
+    opencv_calls = []
+    monkeypatch.setattr(decoding, "_imdecode", lambda *args: opencv_calls.append(args[0]))
+    read_image(str(tmp_path / "small.pcx"))
+    assert opencv_calls == []  # under a limit, OpenCV gets only formats whose header xloader read
+    read_image(str(tmp_path / "small.pcx"), max_pixels=None)
+    assert opencv_calls == [str(tmp_path / "small.pcx")]
+    monkeypatch.undo()
     with pytest.raises(xl.BadImageError, match=re.escape("declares 7 x 5 = 35 pixels, over the limit of 34")):
         read_image(str(tmp_path / "small.pcx"), max_pixels=34)
     np.testing.assert_array_equal(read_image(str(tmp_path / "small.pcx"), "grayscale")[:, :, 0], GREY)

@@ -184,7 +184,7 @@ def _is_avif(data: bytes) -> bool:
         return False
     end = min(int.from_bytes(data[:4], "big"), len(data))
     brands = [data[8:12]] + [data[i : i + 4] for i in range(16, end - 3, 4)]
-    return any(brand in (b"avif", b"avis") for brand in brands)
+    return any(brand in (b"avif", b"avis", b"avio") for brand in brands)
 
 
 def _jp2(data: bytes) -> tuple[int, int] | None:

@@ -63,12 +63,15 @@ _IMREAD_FLAGS = {
 
 # NOTE [ Pixel limit ]
 # A decompression bomb is a small file that declares a huge image (a 50 KB PNG of 30,000 x
-# 30,000 pixels takes 2.7 GB to decode; a 30-byte lossless WebP of 16383 x 16383, 1 GB). Before
+# 30,000 pixels takes 2.7 GB to decode; a 36-byte lossless WebP of 16383 x 16383, 1.8 GB). Before
 # any decoder runs, the size the header declares is checked against a limit, the same default as
 # Pillow's DecompressionBombError (2 x 89,478,485 pixels), so an image Keras's `load_img` would
 # refuse is refused here too. The size comes from xloader's own header parsers for every format
 # OpenCV decodes (NOTE [ Every format OpenCV decodes has its size read here ]), else from
-# Pillow's lazy open; a file whose size cannot be told that way is refused while a limit is set.
+# Pillow's lazy open. While a limit is set, a known format whose header does not give the size,
+# and the formats in `_image_header.UNCHECKED_FORMATS`, are refused.
+# Under a limit, OpenCV is given only the formats whose header xloader parsed, so a decoder a
+# future OpenCV build adds cannot bypass the check; the others go to Pillow, which checked them.
 # Sources take `max_pixels` (None: no limit) and pass it with every read, so worker processes
 # apply the same limit as the main process.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
@@ -275,10 +278,11 @@ def decode_image(
     """`read_image` for bytes already read (from any storage); `path` names them in errors."""
     header = _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
-    buffer = np.frombuffer(data, dtype=np.uint8)
     floating = header is not None and header.floating
     flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION if floating else _IMREAD_FLAGS[color_mode]
-    image = _imdecode(path, buffer, flags)
+    # Under a limit, OpenCV decodes only formats whose header xloader read (NOTE [ Pixel limit ]).
+    opencv = header is not None or max_pixels is None
+    image = _imdecode(path, np.frombuffer(data, dtype=np.uint8), flags) if opencv else None
     if image is None:
         image = _decode_with_pillow(data, path, color_mode)
         if image is None and floating and header.format == "TIFF":  # type: ignore[union-attr]

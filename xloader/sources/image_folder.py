@@ -124,7 +124,8 @@ class ImageFolder(ImageSource):
             (default), "bicubic", "area", "lanczos" (OpenCV's).
         keep_aspect_ratio: crop each image to the aspect ratio of `image_size`, centred, before
             resizing it (Keras's crop, to the pixel); needs an `image_size`.
-        follow_links: follow symbolic links to folders while searching.
+        follow_links: follow symbolic links to folders while searching. Links to files are always
+            listed if they lead to a regular file; named pipes, devices and sockets never are.
         validation_split: fraction of each class's files set apart for validation, in (0, 1);
             needs `subset`. For both subsets at once, use `ImageFolder.split`.
         subset: "training" or "validation": which side of `validation_split` this dataset is.

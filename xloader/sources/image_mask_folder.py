@@ -64,7 +64,8 @@ class ImageMaskFolder(MaskSource):
             error that lists them; "skip": they are left out, listed in `self.skipped` and warned
             about; "background": images without a mask are kept with an all-background mask
             (class 0), masks without an image are skipped.
-        follow_links: follow symbolic links to folders while searching.
+        follow_links: follow symbolic links to folders while searching. Links to files are always
+            listed if they lead to a regular file; named pipes, devices and sockets never are.
         on_bad_file: "raise" (default): an unreadable image or mask raises `BadImageError` naming
             it when its sample is loaded; "skip": every sample is read once now and bad ones are
             left out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
