@@ -124,11 +124,12 @@ SCENARIO = textwrap.dedent(
         warnings.simplefilter("ignore")
         timed("skip", skipping)
     timed("iterate", lambda: [int(y[0]) for _, y in xl.Batches(xl.ImageFolder(root, image_size=None), batch_size=1)])
-    ids = ["real.jpg", "pipe.jpg", "zero.jpg"]
-    timed("file_list_raise", lambda: xl.Batches(xl.FileList(ids, [0, 1, 2], root=folder), batch_size=3).get_batch(0, 0)[1].tolist())
+    os.mkfifo(os.path.join(folder, "pipe.npy"))
+    ids = ["real.jpg", "pipe.jpg", "zero.jpg", "pipe.npy"]
+    timed("file_list_raise", lambda: xl.Batches(xl.FileList(ids, [0, 1, 2, 3], root=folder), batch_size=3).get_batch(0, 0)[1].tolist())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        timed("file_list_skip", lambda: xl.FileList(ids, [0, 1, 2], root=folder, on_bad_file="skip").skipped)
+        timed("file_list_skip", lambda: xl.FileList(ids, [0, 1, 2, 3], root=folder, on_bad_file="skip").skipped)
     command = [sys.executable, "-m", "xloader", "inspect", root, "--json"]
     timed("inspect", lambda: json.loads(subprocess.run(command, capture_output=True, text=True, timeout=60).stdout))
     print(json.dumps({"times": times, "out": out}))
@@ -158,6 +159,7 @@ def test_a_fifo_and_a_dev_zero_link_in_a_class_folder_never_hang(tmp_path):
     assert out["file_list_skip"] == [
         [f"{folder}/pipe.jpg", "it is a named pipe (FIFO), not a regular file; only regular files are read"],
         [f"{folder}/zero.jpg", "it is a character device, not a regular file; only regular files are read"],
+        [f"{folder}/pipe.npy", "it is a named pipe (FIFO), not a regular file; only regular files are read"],
     ]
     report = out["inspect"]
     assert (report["num_samples"], report["ok"]) == (3, False)

@@ -99,6 +99,12 @@ def _check_regular(path: str, mode: int) -> None:
         raise _bad(path, f"it is {kind}, not a regular file; only regular files are read")
 
 
+def check_regular_file(path: str) -> None:
+    """Raise `BadImageError` if `path` is not a regular file (after following links), without
+    opening it; `OSError` (e.g. `FileNotFoundError`) if it cannot be stat'ed."""
+    _check_regular(path, os.stat(path).st_mode)
+
+
 def _open_nonblocking(path: str, flags: int) -> int:
     # A FIFO swapped in between the stat and the open must not block the open.
     return os.open(path, flags | os.O_NONBLOCK)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from xloader._strings import StringTable
-from xloader.decoding import read_image
+from xloader.decoding import check_regular_file, read_image
 from xloader.errors import BadImageError, DatasetError, SampleError
 from xloader.sources._base import TransformedSource, class_target
 from xloader.sources._index import SampleIndex
@@ -22,7 +22,10 @@ def load_file(path: str) -> np.ndarray:
     """The default loader: `.npy` files with `numpy.load`, anything else decoded as an RGB image."""
     if path.lower().endswith(".npy"):
         try:
+            check_regular_file(path)  # a FIFO would block np.load, /dev/zero never end
             return np.load(path, allow_pickle=False)
+        except BadImageError:
+            raise
         except FileNotFoundError:
             raise BadImageError(f"cannot read {path}: file not found.", path=path, reason="file not found") from None
         except (ValueError, OSError) as error:
