@@ -13,9 +13,10 @@ function) is a bug to fix, not data to drop, and always propagates.
 
 # NOTE [ Validation threads ]
 `validate` decodes on threads (OpenCV and Pillow release the GIL): by default one per core this
-process may run on, or `XLOADER_VALIDATION_WORKERS` if set; `workers=` overrides both. At most
-two samples per thread are in flight, so memory peaks near 2 x threads x the largest decoded
-image, and an error stops the check after the samples in flight, not after the whole dataset.
+process may run on, or `XLOADER_VALIDATION_WORKERS` if set; `workers=` overrides both. Each
+thread decodes one file at a time, so memory peaks near threads x the largest decoded image.
+At most two samples per thread are submitted ahead (not the whole dataset, as `pool.map` does),
+so an error stops the check after those, not after every remaining file.
 """
 
 from __future__ import annotations
