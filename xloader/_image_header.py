@@ -11,7 +11,9 @@ GIF, BMP, WebP (VP8, VP8L, VP8X), AVIF, TIFF and BigTIFF, JPEG 2000 (JP2 and J2K
 PAM (P7), PFM, Radiance HDR and Sun raster. A file with one of these signatures whose header
 does not give a size is refused (`HeaderError`). Formats that some OpenCV builds decode but
 whose size is not parsed here (`UNCHECKED_FORMATS`) are refused by their signature. Anything
-else is not OpenCV's to decode: Pillow's lazy `open` reads its size (decoding.py).
+else is Pillow's to decode, and Pillow's lazy `open` reads its size (`pillow_size`); under a
+limit decoding.py never hands such a file to OpenCV, so an OpenCV decoder missing from this
+list cannot bypass the check.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["Header", "HeaderError", "UNCHECKED_FORMATS", "read_header"]
+__all__ = [
+    "Header",
+    "HeaderError",
+    "UNCHECKED_FORMATS",
+    "declared_size",
+    "jpeg_scan_offset",
+    "pillow_size",
+    "read_header",
+]
 
 # Signatures of formats some OpenCV builds decode whose size is not parsed here.
 UNCHECKED_FORMATS: dict[bytes, str] = {
