@@ -58,11 +58,7 @@ def make_files() -> None:
 def augmentation(normalize: bool):
     import albumentations as A
 
-    steps = [
-        A.HorizontalFlip(p=0.5),
-        A.Affine(rotate=(-20, 20), scale=(0.9, 1.1), p=0.8),
-        A.RandomBrightnessContrast(p=0.5),
-    ]
+    steps = [A.HorizontalFlip(p=0.5), A.Affine(rotate=(-20, 20), scale=(0.9, 1.1), p=0.8), A.RandomBrightnessContrast(p=0.5)]
     return A.Compose(steps + ([A.Normalize()] if normalize else []))
 
 
@@ -72,11 +68,7 @@ def golden_loaders() -> dict[str, xl.Batches]:
     sources = {
         "image_folder_augmented": xl.ImageFolder(f"{DATA}/classes", image_size=size, transform=augmentation(True)),
         "image_folder_nearest_aspect": xl.ImageFolder(
-            f"{DATA}/classes",
-            image_size=size,
-            interpolation="nearest",
-            keep_aspect_ratio=True,
-            label_mode="categorical",
+            f"{DATA}/classes", image_size=size, interpolation="nearest", keep_aspect_ratio=True, label_mode="categorical"
         ),
         "image_mask_folder_one_hot": xl.ImageMaskFolder(
             f"{DATA}/images", f"{DATA}/masks", num_classes=3, mask_mode="one_hot", **seg
@@ -84,9 +76,7 @@ def golden_loaders() -> dict[str, xl.Batches]:
         "manifest_grayscale": xl.ImageManifest(f"{DATA}/manifest.csv", image_size=size, color_mode="grayscale"),
         "rle_multi_hot": xl.RLEMasks(f"{DATA}/images", f"{DATA}/masks.csv", mask_mode="multi_hot", **seg),
         "array_augmented": xl.ArrayDataset(
-            np.stack([np.full((8, 8, 3), i * 20, np.uint8) for i in range(12)]),
-            np.arange(12),
-            transform=augmentation(False),
+            np.stack([np.full((8, 8, 3), i * 20, np.uint8) for i in range(12)]), np.arange(12), transform=augmentation(False)
         ),
     }
     return {name: xl.Batches(source, batch_size=5, shuffle=True, seed=11) for name, source in sources.items()}

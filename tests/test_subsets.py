@@ -33,9 +33,7 @@ def pets_tree(tmp_path, seg_dirs, count: int = 8) -> tuple[str, str]:
 def every_source(class_root, seg_dirs, tmp_path) -> dict[str, object]:
     images_dir, masks_dir = seg_dirs
     rows = ["filename,class"] + [
-        f"{name}/{file},{name}"
-        for name in sorted(os.listdir(class_root))
-        for file in sorted(os.listdir(os.path.join(class_root, name)))
+        f"{name}/{file},{name}" for name in sorted(os.listdir(class_root)) for file in sorted(os.listdir(os.path.join(class_root, name)))
     ]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     by_class = tmp_path / "by_class"
@@ -54,9 +52,7 @@ def every_source(class_root, seg_dirs, tmp_path) -> dict[str, object]:
     size = (24, 32)
     return {
         "ImageMaskFolder": xl.ImageMaskFolder(images_dir, masks_dir, image_size=size, num_classes=3),
-        "MultiMaskFolder": xl.MultiMaskFolder(
-            images_dir, str(by_class), layout="by_class", image_size=size, unpaired="skip"
-        ),
+        "MultiMaskFolder": xl.MultiMaskFolder(images_dir, str(by_class), layout="by_class", image_size=size, unpaired="skip"),
         "RLEMasks": xl.RLEMasks(images_dir, str(tmp_path / "masks.csv"), image_size=size, unpaired="skip"),
         "ImageManifest": xl.ImageManifest(str(tmp_path / "train.csv"), base_dir=class_root, image_size=size),
         "FileList": xl.FileList(ids, list(range(12)), root=str(tmp_path), suffix=".npy"),
@@ -110,10 +106,7 @@ def test_split_without_seed_takes_the_first_samples_of_each_class_as_keras():
 
 def test_subset_checks_its_indices_and_keeps_the_source_s_names(sources):
     folder = sources["ImageMaskFolder"]
-    with pytest.raises(
-        IndexError,
-        match=re.escape(f"sample index {len(folder)} is out of range for a source of {len(folder)} samples."),
-    ):
+    with pytest.raises(IndexError, match=re.escape(f"sample index {len(folder)} is out of range for a source of {len(folder)} samples.")):
         xl.Subset(folder, [0, len(folder)])
     with pytest.raises(TypeError, match="sample indices must be integers, got dtype float64."):
         xl.Subset(folder, [0.5])
@@ -125,17 +118,13 @@ def test_subset_checks_its_indices_and_keeps_the_source_s_names(sources):
 def test_pets_trimaps_load_with_mask_values(tmp_path, seg_dirs):
     images, trimaps = pets_tree(tmp_path, seg_dirs)
     with pytest.raises(xl.BadImageError, match="mask value 3 .* is not a class index below num_classes=3"):
-        xl.Batches(xl.ImageMaskFolder(images, trimaps, image_size=(24, 32), num_classes=3), batch_size=8).get_batch(
-            0, 0
-        )
+        xl.Batches(xl.ImageMaskFolder(images, trimaps, image_size=(24, 32), num_classes=3), batch_size=8).get_batch(0, 0)
     remap = {1: 0, 2: 1, 3: 2}
     index = xl.ImageMaskFolder(images, trimaps, image_size=(24, 32), num_classes=3, mask_values=remap)
     assert len(index) == 8  # the ._*.png files are hidden files: never paired, never read
     _, y = xl.Batches(index, batch_size=8).get_batch(0, 0)
     assert y.shape == (8, 24, 32) and y.dtype == np.uint8 and set(np.unique(y).tolist()) == {0, 1, 2}
-    hot = xl.ImageMaskFolder(
-        images, trimaps, image_size=(24, 32), num_classes=3, mask_values=remap, mask_mode="one_hot"
-    )
+    hot = xl.ImageMaskFolder(images, trimaps, image_size=(24, 32), num_classes=3, mask_values=remap, mask_mode="one_hot")
     _, y_hot = xl.Batches(hot, batch_size=8).get_batch(0, 0)
     assert y_hot.shape == (8, 24, 32, 3)
     np.testing.assert_array_equal(y_hot.argmax(-1), y)
@@ -146,9 +135,7 @@ def test_an_unmapped_mask_value_names_the_file_and_the_value(tmp_path, seg_dirs)
     images, trimaps = pets_tree(tmp_path, seg_dirs, count=2)
     source = xl.ImageMaskFolder(images, trimaps, image_size=None, mask_values={1: 0, 2: 1})
     first = os.path.join(trimaps, sorted(f for f in os.listdir(trimaps) if not f.startswith("."))[0])
-    with pytest.raises(
-        xl.BadImageError, match=re.escape(f"cannot use {first}: mask value 3 is not a key of mask_values")
-    ):
+    with pytest.raises(xl.BadImageError, match=re.escape(f"cannot use {first}: mask value 3 is not a key of mask_values")):
         source.load(0, seed=0, epoch=0, with_targets=True)
     with pytest.raises(ValueError, match="mask_values maps ints >= 0 to ints >= 0; class index -1 is not one."):
         xl.ImageMaskFolder(images, trimaps, image_size=None, mask_values={1: -1})

@@ -332,21 +332,11 @@ class MaskSource(ImageSource):
         image = self.decoder.unresized(self.describe(index))
         if not with_targets:
             data = self._transform(
-                {"image": self.decoder.resize(image)},
-                seed=seed,
-                epoch=epoch,
-                index=index,
-                defer_normalize=defer_normalize,
+                {"image": self.decoder.resize(image)}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
             )
             return data["image"], None
         mask = resize_nearest(self._mask(index, image.shape), self.image_size)
         return transform_with_mask(
-            self,
-            self.decoder.resize(image),
-            mask,
-            self.mask_format,
-            seed=seed,
-            epoch=epoch,
-            index=index,
+            self, self.decoder.resize(image), mask, self.mask_format, seed=seed, epoch=epoch, index=index,
             defer_normalize=defer_normalize,
         )

@@ -132,9 +132,7 @@ class MultiMaskFolder(MaskSource):
     ):
         check_choice("layout", layout, ("by_image", "by_class"))
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
-        self._configure(
-            images_dir, masks_dir, layout, transform, unpaired, image_size, color_mode, interpolation, max_pixels
-        )
+        self._configure(images_dir, masks_dir, layout, transform, unpaired, image_size, color_mode, interpolation, max_pixels)
         self._on_bad_file = on_bad_file
         names = check_class_names(class_names)
         images = files_by_stem(
@@ -179,9 +177,7 @@ class MultiMaskFolder(MaskSource):
         """
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
         source = cls.__new__(cls)
-        source._configure(
-            root, root, "sample_folders", transform, unpaired, image_size, color_mode, interpolation, max_pixels
-        )
+        source._configure(root, root, "sample_folders", transform, unpaired, image_size, color_mode, interpolation, max_pixels)
         source._on_bad_file = on_bad_file
         source.class_names = check_class_names(class_names)
         for name, value in (("images", images), ("masks", masks)):

@@ -36,9 +36,7 @@ __all__ = ["Subset", "split", "validation_mask"]
 _SPLIT_TAG = 0x5A4D_0003
 
 
-def validation_mask(
-    keys: Sequence[str], labels: np.ndarray | None, validation_split: float, seed: int | None
-) -> np.ndarray:
+def validation_mask(keys: Sequence[str], labels: np.ndarray | None, validation_split: float, seed: int | None) -> np.ndarray:
     """Which samples are validation samples, bool (N,): NOTE [ Validation splits ].
 
     `keys` are the samples' stable keys and `labels` their class indices (None: one group).
@@ -57,10 +55,7 @@ def validation_mask(
             chosen = group[:count]
         else:
             names = [keys[p] for p in group]
-            digests = [
-                hashlib.blake2b(name.encode("utf-8", "surrogateescape"), key=key, digest_size=8).digest()
-                for name in names
-            ]
+            digests = [hashlib.blake2b(name.encode("utf-8", "surrogateescape"), key=key, digest_size=8).digest() for name in names]
             ranking = sorted(range(len(group)), key=lambda j: (digests[j], names[j]))
             chosen = group[ranking[:count]]
         mask[chosen] = True
@@ -124,11 +119,7 @@ class Subset:
 
     def sample_key(self, index: int) -> str:
         parent = int(self.indices[index])
-        return (
-            self.source.sample_key(parent)
-            if isinstance(self.source, SupportsSampleKeys)
-            else self.source.describe(parent)
-        )
+        return self.source.sample_key(parent) if isinstance(self.source, SupportsSampleKeys) else self.source.describe(parent)
 
     @property
     def labels(self) -> np.ndarray | None:
@@ -161,9 +152,7 @@ def split(source: Source, *, validation_split: float, seed: int | None = None) -
         >>> train, val = split(ImageMaskFolder("images", "masks", image_size=(128, 128)),
         ...                    validation_split=0.2, seed=0)  # doctest: +SKIP
     """
-    fraction = check_fraction(
-        "validation_split", validation_split, " It is the fraction kept for validation, e.g. 0.2."
-    )
+    fraction = check_fraction("validation_split", validation_split, " It is the fraction kept for validation, e.g. 0.2.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise TypeError(f"seed must be a non-negative int or None, got {seed!r}.")
     key = source.sample_key if isinstance(source, SupportsSampleKeys) else source.describe
