@@ -93,16 +93,13 @@ _FILE_KINDS = {
 }
 
 
-def _check_regular(path: str, mode: int) -> None:
+def check_regular_file(path: str, mode: int | None = None) -> None:
+    """Raise `BadImageError` unless `path` is a regular file, judged by `mode` (an `st_mode`) or
+    else by `os.stat`, which follows links and raises `OSError` (`FileNotFoundError`). Never opens it."""
+    mode = os.stat(path).st_mode if mode is None else mode
     if not stat.S_ISREG(mode):
         kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
         raise _bad(path, f"it is {kind}, not a regular file; only regular files are read")
-
-
-def check_regular_file(path: str) -> None:
-    """Raise `BadImageError` if `path` is not a regular file (after following links), without
-    opening it; `OSError` (e.g. `FileNotFoundError`) if it cannot be stat'ed."""
-    _check_regular(path, os.stat(path).st_mode)
 
 
 def _open_nonblocking(path: str, flags: int) -> int:
@@ -116,9 +113,9 @@ def read_bytes(path: str) -> bytes:
     link): its type is checked with `stat` before it is opened, so a FIFO never blocks a read
     and `/dev/zero` is never read."""
     try:
-        _check_regular(path, os.stat(path).st_mode)
+        check_regular_file(path)
         with open(path, "rb", opener=_open_nonblocking) as file:
-            _check_regular(path, os.fstat(file.fileno()).st_mode)
+            check_regular_file(path, os.fstat(file.fileno()).st_mode)
             data = file.read()
     except FileNotFoundError:
         raise _bad(path, "file not found (was it moved or deleted after the dataset was indexed?)") from None
@@ -152,12 +149,10 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 # NOTE [ Floating-point images ]
-# Radiance HDR, PFM and TIFFs with float samples hold floats, not levels. OpenCV's 8-bit decode
-# of them is not usable: all black for PFM, refused for float TIFF (where Pillow's convert then
-# clipped every value to 0 or 1: black again). So they are decoded as floats and mapped to
-# uint8 by one rule, in every colour mode: values in [0, 1] become rint(255 * v), the convention
-# of OpenCV's HDR reader and of `tf.image.convert_image_dtype`. Any other range (HDR radiance
-# above 1, NaN) is refused by name rather than clipped: xloader does not guess a tone mapping.
+# HDR, PFM and float TIFFs hold floats. OpenCV's 8-bit decode of them is black for PFM and fails
+# for float TIFF (Pillow's convert then clipped to 0 or 1: black). So they are decoded as floats,
+# and values in [0, 1] become rint(255 * v) in every colour mode (OpenCV's HDR reader's rule, and
+# `tf.image.convert_image_dtype`'s). Other ranges (radiance above 1, NaN) are refused by name.
 def _floats_to_uint8(path: str, array: np.ndarray) -> np.ndarray:
     values = array.astype(np.float32, copy=False)
     low, high = float(values.min()), float(values.max())

@@ -28,7 +28,6 @@ LABEL_MODES = ("int", "categorical", "binary", "input", None)
 _LABEL_MODE_ALIASES = {"sparse": "int"}
 SUBSETS = ("training", "validation")
 
-
 def _check_label_mode(label_mode: object) -> str | None:
     if isinstance(label_mode, str) and label_mode in _LABEL_MODE_ALIASES:
         return _LABEL_MODE_ALIASES[label_mode]
