@@ -28,6 +28,7 @@ __all__ = [
     "Header",
     "HeaderError",
     "UNCHECKED_FORMATS",
+    "check_pixel_limit",
     "declared_size",
     "jpeg_scan_offset",
     "pillow_size",
@@ -60,7 +61,8 @@ class Header:
 
 
 class HeaderError(ValueError):
-    """A file with a known signature whose header does not give its size (`reason` says why)."""
+    """A header that does not give the image size, or a size over the pixel limit (`reason`
+    says which, in the words of `BadImageError.reason`)."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -348,3 +350,30 @@ def pillow_size(data: bytes) -> tuple[int, int] | None:
         ) from None
     except Exception:  # noqa: BLE001 - not an image Pillow can open: the decoders report it
         return None
+
+
+def check_pixel_limit(data: bytes, max_pixels: int | None) -> Header | None:
+    """The header `data` declares (None for a format OpenCV does not decode), after checking its
+    size against `max_pixels` (NOTE [ Pixel limit ] in decoding.py): from `read_header`, else
+    from `pillow_size`. Without a limit, a header that cannot be read is left to the decoders.
+
+    Raises:
+        HeaderError: over the limit, or (under a limit) a size that cannot be read.
+    """
+    try:
+        header = read_header(data)
+        if max_pixels is None:
+            return header
+        size = (header.width, header.height) if header is not None else pillow_size(data)
+    except HeaderError:
+        if max_pixels is None:
+            return None
+        raise
+    if size is not None and size[0] * size[1] > max_pixels:
+        width, height = size
+        raise HeaderError(
+            f"the image declares {width} x {height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a decompression bomb, or a very large image). If the file is trusted, "
+            "pass a larger max_pixels (or None) to the dataset"
+        )
+    return header

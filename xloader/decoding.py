@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from xloader._image_header import Header, HeaderError, jpeg_scan_offset, pillow_size, read_header
+from xloader._image_header import Header, HeaderError, check_pixel_limit, jpeg_scan_offset
 from xloader.errors import BadImageError
 
 __all__ = [
@@ -238,27 +238,11 @@ def check_max_pixels(max_pixels: object) -> int | None:
 
 
 def _check_pixel_limit(path: str, data: bytes, max_pixels: int | None) -> Header | None:
-    """The header `data` declares (None for a format only Pillow may know), after checking its
-    size against `max_pixels` (NOTE [ Pixel limit ]). Without a limit, a header that cannot be
-    read is left to the decoders."""
+    """`_image_header.check_pixel_limit`, its refusal a `BadImageError` naming `path`."""
     try:
-        header = read_header(data)
-        if max_pixels is None:
-            return header
-        size = (header.width, header.height) if header is not None else pillow_size(data)
+        return check_pixel_limit(data, max_pixels)
     except HeaderError as error:
-        if max_pixels is None:
-            return None
         raise _bad(path, error.reason) from None
-    if size is not None and size[0] * size[1] > max_pixels:
-        width, height = size
-        raise _bad(
-            path,
-            f"the image declares {width} x {height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} (a decompression bomb, or a very large image). If the file is trusted, "
-            "pass a larger max_pixels (or None) to the dataset",
-        )
-    return header
 
 
 def read_image(path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
