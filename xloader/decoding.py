@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from xloader._image_header import Header, HeaderError, check_pixel_limit, jpeg_scan_offset
+from xloader._reduced_decode import DownscaleTarget, reduced_flags
 from xloader.errors import BadImageError
 
 __all__ = [
@@ -258,13 +259,17 @@ def read_image(path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | No
 
 
 def decode_image(
-    data: bytes, path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    data: bytes, path: str, color_mode: ColorMode = "rgb", *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    downscale_for: DownscaleTarget | None = None,
 ) -> np.ndarray:
-    """`read_image` for bytes already read (from any storage); `path` names them in errors."""
+    """`read_image` for bytes already read (from any storage); `path` names them in errors. With
+    `downscale_for`, a JPEG may decode at 1/2, 1/4 or 1/8 size (NOTE [ Reduced-size decode ])."""
     header = _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
     floating = header is not None and header.floating
     flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION if floating else _IMREAD_FLAGS[color_mode]
+    if downscale_for is not None and not floating:
+        flags = reduced_flags(data, color_mode, downscale_for, flags)
     # Under a limit, OpenCV decodes only formats whose header xloader read (NOTE [ Pixel limit ]).
     opencv = header is not None or max_pixels is None
     image = _imdecode(path, np.frombuffer(data, dtype=np.uint8), flags) if opencv else None

@@ -1,0 +1,226 @@
+"""The decoded-sample cache: decode and resize each image once, not once per epoch.
+
+# NOTE [ Decoded cache ]
+Sources take `cache=None` (default: decode every time), `cache="memory"` (this run: one file in
+/dev/shm that every worker process maps, whatever their number and start method, deleted when
+the source is collected or the process that made the source exits), a directory (a file there,
+reused by later runs and by other processes, Keras and torch alike), or a `DecodedCache` to set
+`max_bytes`. What is kept is each image decoded, resized and colour-converted, *before* the
+transform: augmentations stay a function of (seed, epoch, index), so batches are bit-identical
+with and without the cache.
+- Keys. The file's name is a digest of every decode option (colour mode, size, filter, aspect
+  crop, pixel limit, reduced decode), the OpenCV version (its decoder defines the pixels) and
+  every sample path, in order; a subset or another option gets another file. Each entry carries a
+  digest of its file's path, size, mtime and inode: a file changed since it was cached is decoded
+  again, never served stale.
+- Concurrency and crashes: NOTE [ Decoded cache file ] in xloader/_cache_file.py.
+- Size. With an `image_size` every entry has the same size, so the file is sized for the whole
+  dataset when it is made; if that is over `max_bytes` or the free space where it goes, making it
+  raises `DatasetError` with both figures. Without an `image_size` (images of their own sizes) the
+  data area is `max_bytes`, or the free space; once it is full, samples that do not fit are
+  decoded each time, with one warning per process.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import uuid
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from xloader._cache_file import CacheFile, aligned, layout
+from xloader._reduced_decode import DownscaleTarget
+from xloader.decoding import read_image, resize_image
+from xloader.errors import DatasetError
+
+__all__ = ["DecodedCache"]
+
+_FORMAT = 1
+_CHANNELS = {"rgb": 3, "rgba": 4, "grayscale": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedCache:
+    """Where a source keeps its decoded images (NOTE [ Decoded cache ] in xloader/cache.py).
+
+    Args:
+        location: "memory" (this run, shared memory) or a directory (kept across runs; made if
+            missing). For a directory named "memory", write "./memory".
+        max_bytes: the most the cache may hold, or None for the free space where it goes.
+
+    Example:
+        >>> train = xl.ImageFolder("data/train", image_size=(224, 224),  # doctest: +SKIP
+        ...                        cache=xl.DecodedCache("/scratch/cache", max_bytes=20 * 2**30))
+    """
+
+    location: str | os.PathLike[str]
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.location, (str, os.PathLike)):
+            raise TypeError(f"cache must be None, 'memory' or a directory path, got {self.location!r}.")
+        if self.max_bytes is not None and (
+            isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, (int, np.integer)) or self.max_bytes <= 0
+        ):
+            raise ValueError(f"max_bytes must be a positive int (bytes) or None, got {self.max_bytes!r}.")
+
+
+def bind_cache(cache: object, source: Any) -> SourceCache | None:
+    """Check a source's `cache` argument; its cache, bound to the source's decode options, or None."""
+    if cache is None:
+        return None
+    if not isinstance(cache, DecodedCache):
+        cache = DecodedCache(cache)  # type: ignore[arg-type]
+    return SourceCache(cache, source)
+
+
+def _shm_directory() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") else os.path.realpath(os.environ.get("TMPDIR", "/tmp"))
+
+
+def _unlink_matching(pattern: str, owner: int) -> None:
+    if os.getpid() != owner:  # a forked worker's copy of the object: the parent owns the files
+        return
+    for path in glob.glob(pattern):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def file_key(path: str) -> bytes | None:
+    """16 bytes naming this version of the file (path, size, mtime, inode); None if it cannot be stat'ed."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    text = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
+    return hashlib.blake2b(os.fsencode(text), digest_size=16).digest()
+
+
+class SourceCache:
+    """A source's cache: its options, and each process's open file (made on first use)."""
+
+    def __init__(self, cache: DecodedCache, source: Any):
+        self.cache = cache
+        self.memory = isinstance(cache.location, str) and cache.location == "memory"
+        self.directory = _shm_directory() if self.memory else os.path.abspath(os.fspath(cache.location))
+        size = source.image_size
+        self.sample_bytes = None if size is None else size[0] * size[1] * _CHANNELS[source.color_mode]
+        options = {
+            "format": _FORMAT,
+            "opencv": cv2.__version__,
+            "color_mode": source.color_mode,
+            "image_size": size,
+            "interpolation": source.interpolation,
+            "keep_aspect_ratio": source.keep_aspect_ratio,
+            "max_pixels": source.max_pixels,
+            "downscale_on_decode": source.downscale_on_decode,
+        }
+        self.options = repr(sorted(options.items()))
+        self.prefix = f"xloader-{uuid.uuid4().hex[:16]}-" if self.memory else "xloader-"
+        if self.memory:
+            weakref.finalize(self, _unlink_matching, os.path.join(self.directory, self.prefix + "*"), os.getpid())
+        self._files: dict[tuple[int, int, int], CacheFile | None] = {}
+        self._warned = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_files"], state["_warned"] = {}, False  # open files belong to the process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _file(self, source: Any) -> CacheFile:
+        ident = (os.getpid(), id(source), len(source))  # a subset or pruned copy has its own file
+        found = self._files.get(ident)
+        if found is None:
+            found = self._files[ident] = self._open(source)
+        return found
+
+    def _open(self, source: Any) -> CacheFile:
+        count = len(source)
+        digest = hashlib.blake2b(self.options.encode(), digest_size=16)
+        for index in range(count):
+            digest.update(os.fsencode(source.describe(index)) + b"\0")
+        path = os.path.join(self.directory, f"{self.prefix}{digest.hexdigest()}.cache")
+        if os.path.exists(path):
+            return CacheFile(path, count, 0)
+        os.makedirs(self.directory, exist_ok=True)
+        return CacheFile(path, count, self._data_bytes(count, path))
+
+    def _data_bytes(self, count: int, path: str) -> int:
+        stat = os.statvfs(self.directory)
+        free = stat.f_bavail * stat.f_frsize
+        limit = self.cache.max_bytes
+        if self.sample_bytes is None:
+            return min(free, limit) if limit is not None else free
+        need = count * aligned(self.sample_bytes)
+        total = layout(count, need)[2]
+        where = "shared memory (/dev/shm)" if self.memory else repr(self.directory)
+        if limit is not None and total > limit:
+            raise DatasetError(
+                f"the decoded cache of {count} images of {self.sample_bytes:,} bytes needs {total:,} bytes, over "
+                f"max_bytes={limit:,}. Pass a larger max_bytes, a smaller image_size, or cache=None."
+            )
+        if total > free:
+            raise DatasetError(
+                f"the decoded cache of {count} images of {self.sample_bytes:,} bytes needs {total:,} bytes, but "
+                f"{where} has {free:,} free. Pass a cache directory on a larger disk, a smaller image_size, "
+                "or cache=None."
+            )
+        return need + 16 * aligned(self.sample_bytes)  # room for the few entries a killed writer can leak
+
+    def load(
+        self, source: Any, index: int, path: str, decode: Callable[[], tuple[np.ndarray, tuple[int, ...]]]
+    ) -> tuple[np.ndarray, tuple[int, ...]]:
+        """`decode()` of sample `index` (read from `path`), from the cache if it holds this version of it."""
+        key = file_key(path)
+        if key is None:
+            return decode()  # missing file: decode raises the bad-file error
+        file = self._file(source)
+        found = file.get(index, key)
+        if found is not None:
+            return found
+        image, full = decode()
+        if not file.put(index, key, np.ascontiguousarray(image), full) and file.full and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"the decoded cache {file.path} is full ({file.used_bytes():,} bytes of images); images that do "
+                "not fit are decoded each time. Pass cache=DecodedCache(..., max_bytes=...) with more room, or "
+                "an image_size.",
+                stacklevel=4,
+            )
+        return image, full
+
+
+def decode_image(source: Any, index: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Sample `index` of an image source decoded, resized to `image_size` and colour-converted
+    (uint8 (H, W, C), before the transform), through its decoded cache if it has one; and the
+    shape the image had before the resize (the reduced one with `downscale_on_decode`).
+
+    The source provides `describe`, `color_mode`, `image_size`, `interpolation`,
+    `keep_aspect_ratio`, `max_pixels`, `downscale_on_decode` and `decoded_cache`.
+    """
+    path = source.describe(index)
+    size = source.image_size
+
+    def decode() -> tuple[np.ndarray, tuple[int, ...]]:
+        target = DownscaleTarget(size, source.keep_aspect_ratio) if source.downscale_on_decode else None
+        image = read_image(path, source.color_mode, max_pixels=source.max_pixels, downscale_for=target)
+        full = image.shape
+        return resize_image(image, size, source.interpolation, keep_aspect_ratio=source.keep_aspect_ratio), full
+
+    if source.decoded_cache is None:
+        return decode()
+    return source.decoded_cache.load(source, index, path, decode)
+
