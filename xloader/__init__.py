@@ -5,6 +5,7 @@ adapters, imported explicitly.
 """
 
 from xloader.batching import Batch, Batches, LoaderOptions
+from xloader.cache import DecodedCache
 from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
 from xloader.sampling import EpochPlan
 from xloader.source import SupportsFusedNormalize, SupportsImageTargets, SupportsSampleKeys
@@ -33,6 +34,7 @@ __all__ = [
     "Batch",
     "Batches",
     "DatasetError",
+    "DecodedCache",
     "EpochPlan",
     "FileList",
     "ImageFolder",
