@@ -166,8 +166,7 @@ class CacheFile:
                     if offset is None:
                         return False
                     self._offset[index], self._capacity[index] = offset, aligned(nbytes)
-                offset = int(self._offset[index])
-                self._bytes[offset : offset + nbytes] = image.reshape(-1)
+                self._fill(int(self._offset[index]), image)
                 self._key[index] = np.frombuffer(key, np.uint8)
                 self._shape[index] = image.shape
                 self._full[index] = full
@@ -175,6 +174,9 @@ class CacheFile:
                 return True
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 1 + index)
+
+    def _fill(self, offset: int, image: np.ndarray) -> None:
+        self._bytes[offset : offset + image.nbytes] = image.reshape(-1)
 
     def _allocate(self, nbytes: int) -> int | None:
         fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)

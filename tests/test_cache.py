@@ -1,0 +1,248 @@
+"""The decoded cache: bit-identical batches in both adapters, fresh after a file changes, no torn
+entry after a killed writer, a clear message when the dataset does not fit."""
+
+from __future__ import annotations
+
+import gc
+import glob
+import multiprocessing
+import os
+import shutil
+import signal
+
+import cv2
+import numpy as np
+import pytest
+
+import xloader as xl
+from xloader._cache_file import CacheFile
+from xloader.cache import file_key
+
+SIZE = (24, 24)
+
+
+class FlipAndShift:
+    """A random transform with no albumentations import: flips and adds a per-sample offset.
+    With `die_flag`, the first call that renames that file away kills its own process."""
+
+    def __init__(self, die_flag: str | None = None):
+        self.die_flag = die_flag
+
+    def set_random_state(self, random_generator, py_random) -> None:
+        self.rng = random_generator
+
+    def __call__(self, **data):
+        if self.die_flag is not None:
+            try:
+                os.rename(self.die_flag, self.die_flag + ".used")  # exactly one caller wins
+                os.kill(os.getpid(), signal.SIGKILL)
+            except FileNotFoundError:
+                pass
+        image = data["image"]
+        if self.rng.random() < 0.5:
+            image = image[:, ::-1]
+        return {"image": (image.astype(np.int16) + int(self.rng.integers(0, 9))).clip(0, 255).astype(np.uint8)}
+
+
+@pytest.fixture()
+def root(tmp_path, class_root) -> str:
+    """A private copy of the session's 28-image folder (tests here change files)."""
+    return shutil.copytree(class_root, tmp_path / "images")
+
+
+def cache_argument(kind: str, tmp_path) -> str:
+    return "memory" if kind == "memory" else str(tmp_path / "cache")
+
+
+def reference(root, epochs=3, **options):
+    batches = xl.Batches(xl.ImageFolder(root, image_size=SIZE, **options), batch_size=4, shuffle=True, seed=7)
+    return [[batches.get_batch(epoch, b) for b in range(len(batches))] for epoch in range(epochs)]
+
+
+def assert_epochs(got, want, nchw):
+    for epoch, (got_epoch, want_epoch) in enumerate(zip(got, want, strict=True)):
+        assert len(got_epoch) == len(want_epoch), f"epoch {epoch}"
+        for (x, y), (ex, ey) in zip(got_epoch, want_epoch, strict=True):
+            np.testing.assert_array_equal(np.asarray(x), ex.transpose(0, 3, 1, 2) if nchw else ex)
+            np.testing.assert_array_equal(np.asarray(y), ey)
+
+
+def torch_epochs(source, epochs=3, **options):
+    from xloader.torch import DataLoader
+
+    loader = DataLoader(source, batch_size=4, shuffle=True, seed=7, num_workers=2, **options)
+    out = []
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        out.append([(x.numpy().copy(), y.numpy().copy()) for x, y in loader])
+    return out
+
+
+def keras_epochs(source, epochs=3, processes=True):
+    from xloader.keras import PyDataset
+
+    out = []
+    with PyDataset(source, batch_size=4, shuffle=True, seed=7, workers=2, use_multiprocessing=processes) as ds:
+        for _ in range(epochs):
+            out.append([tuple(np.array(part) for part in ds[b]) for b in range(len(ds))])
+            ds.on_epoch_end()
+    return out
+
+
+def published(source) -> int:
+    """How many entries of the source's cache file (in this process's view) are complete."""
+    cache = source.decoded_cache
+    file = cache._open(source)
+    seq = file._seq.copy()
+    file.close()
+    return int(((seq > 0) & (seq % 2 == 0)).sum())
+
+
+@pytest.mark.parametrize("kind", ["memory", "directory"])
+def test_torch_two_workers_three_epochs_equal_uncached(root, tmp_path, kind):
+    want = reference(root, transform=FlipAndShift())
+    source = xl.ImageFolder(root, image_size=SIZE, transform=FlipAndShift(), cache=cache_argument(kind, tmp_path))
+    assert_epochs(torch_epochs(source), want, nchw=True)
+    assert published(source) == 28  # filled by the workers, under fork, for the parent too
+
+
+@pytest.mark.parametrize("kind", ["memory", "directory"])
+def test_keras_two_processes_three_epochs_equal_uncached(root, tmp_path, kind):
+    want = reference(root, transform=FlipAndShift())
+    source = xl.ImageFolder(root, image_size=SIZE, transform=FlipAndShift(), cache=cache_argument(kind, tmp_path))
+    assert_epochs(keras_epochs(source), want, nchw=False)
+    assert published(source) == 28  # filled by forkserver workers, which attached by name
+
+
+def test_keras_threads_and_a_second_run_read_the_directory_cache(root, tmp_path):
+    want = reference(root, epochs=2)
+    first = xl.ImageFolder(root, image_size=SIZE, cache=tmp_path / "cache")
+    assert_epochs(keras_epochs(first, epochs=2, processes=False), want, nchw=False)
+    second = xl.ImageFolder(root, image_size=SIZE, cache=tmp_path / "cache")
+    assert published(second) == 28
+    assert_epochs(torch_epochs(second, epochs=2), want, nchw=True)
+    assert len(glob.glob(str(tmp_path / "cache" / "*.cache"))) == 1
+
+
+def test_a_touched_file_is_decoded_again(root, tmp_path):
+    path = os.path.join(root, "astronaut", "astronaut.0.jpg")
+    index = xl.ImageFolder(root, image_size=SIZE).filepaths.index(path)
+    first = xl.ImageFolder(root, image_size=SIZE, cache=tmp_path / "cache")
+    old = first.load(index, seed=0, epoch=0, with_targets=False)[0]
+    np.testing.assert_array_equal(first.load(index, seed=0, epoch=0, with_targets=False)[0], old)
+    stat = os.stat(path)
+    cv2.imwrite(path, np.full((50, 70, 3), 200, np.uint8))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    second = xl.ImageFolder(root, image_size=SIZE, cache=tmp_path / "cache")
+    new = second.load(index, seed=0, epoch=0, with_targets=False)[0]
+    np.testing.assert_array_equal(new, np.full((24, 24, 3), 200, np.uint8))
+    np.testing.assert_array_equal(first.load(index, seed=0, epoch=0, with_targets=False)[0], new)
+
+
+def test_another_decode_option_gets_another_file(root, tmp_path):
+    for interpolation in ("bilinear", "area"):
+        source = xl.ImageFolder(root, image_size=SIZE, interpolation=interpolation, cache=tmp_path / "cache")
+        want = xl.ImageFolder(root, image_size=SIZE, interpolation=interpolation)
+        for index in (0, 27):
+            np.testing.assert_array_equal(
+                source.load(index, seed=0, epoch=0, with_targets=False)[0],
+                want.load(index, seed=0, epoch=0, with_targets=False)[0],
+            )
+    assert len(glob.glob(str(tmp_path / "cache" / "*.cache"))) == 2
+
+
+def _die_while_filling(source, index: int) -> None:
+    def fill_half_then_die(self, offset, image):
+        self._bytes[offset : offset + image.nbytes // 2] = 255
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    CacheFile._fill = fill_half_then_die  # this forked child only
+    source.load(index, seed=0, epoch=0, with_targets=False)
+
+
+def test_a_writer_killed_mid_entry_leaves_nothing_a_reader_accepts(root, tmp_path):
+    source = xl.ImageFolder(root, image_size=SIZE, cache=tmp_path / "cache")
+    for index in range(3):
+        source.load(index, seed=0, epoch=0, with_targets=False)
+    child = multiprocessing.get_context("fork").Process(target=_die_while_filling, args=(source, 3))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+    file = CacheFile(source.decoded_cache._open(source).path, len(source), 0)
+    assert int(file._seq[3]) == 1  # being written: odd
+    assert file.get(3, file_key(source.describe(3))) is None
+    assert file.get(2, file_key(source.describe(2))) is not None
+    fresh = xl.ImageFolder(root, image_size=SIZE, cache=tmp_path / "cache")
+    want = xl.ImageFolder(root, image_size=SIZE).load(3, seed=0, epoch=0, with_targets=False)[0]
+    np.testing.assert_array_equal(fresh.load(3, seed=0, epoch=0, with_targets=False)[0], want)  # rewritten
+    assert int(file._seq[3]) == 2
+    np.testing.assert_array_equal(file.get(3, file_key(source.describe(3)))[0], want)
+
+
+def test_a_worker_killed_in_the_first_epoch_then_a_restart_gives_the_unbroken_batches(root, tmp_path):
+    from xloader.torch import DataLoader
+
+    flag = str(tmp_path / "die")
+    open(flag, "w").close()
+    want = reference(root, transform=FlipAndShift())
+    dying = xl.ImageFolder(root, image_size=SIZE, transform=FlipAndShift(flag), cache=tmp_path / "cache")
+    with pytest.raises(RuntimeError, match="DataLoader worker .* exited unexpectedly|killed by signal"):
+        list(DataLoader(dying, batch_size=4, shuffle=True, seed=7, num_workers=2, timeout=60))
+    assert os.path.exists(flag + ".used")
+    restarted = xl.ImageFolder(root, image_size=SIZE, transform=FlipAndShift(flag), cache=tmp_path / "cache")
+    assert_epochs(torch_epochs(restarted), want, nchw=True)
+
+
+def test_memory_cache_file_is_removed_with_its_source(root):
+    source = xl.ImageFolder(root, image_size=SIZE, cache="memory")
+    source.load(0, seed=0, epoch=0, with_targets=False)
+    pattern = os.path.join("/dev/shm", source.decoded_cache.prefix + "*")
+    assert len(glob.glob(pattern)) == 1
+    del source
+    gc.collect()
+    assert glob.glob(pattern) == []
+
+
+def test_a_dataset_over_max_bytes_is_refused_with_the_figures(root, tmp_path):
+    source = xl.ImageFolder(root, image_size=SIZE, cache=xl.DecodedCache(tmp_path / "c", max_bytes=10_000))
+    with pytest.raises(
+        xl.DatasetError,
+        match=r"^the decoded cache of 28 images of 1,728 bytes needs 57,344 bytes, over max_bytes=10,000\. "
+        r"Pass a larger max_bytes, a smaller image_size, or cache=None\.$",
+    ):
+        source.load(0, seed=0, epoch=0, with_targets=False)
+
+
+def test_variable_sizes_are_cached_until_full_then_decoded_with_one_warning(root, tmp_path):
+    plain = xl.ImageFolder(root, image_size=None)
+    source = xl.ImageFolder(root, image_size=None, cache=xl.DecodedCache(tmp_path / "c", max_bytes=200_000))
+    with pytest.warns(UserWarning, match=r"the decoded cache .*\.cache is full \(\d[\d,]* bytes of images\)"):
+        for index in range(len(source)):
+            source.load(index, seed=0, epoch=0, with_targets=False)
+    stored = published(source)
+    assert 0 < stored < 28
+    for index in range(len(source)):  # from the cache or decoded again: the same pixels
+        np.testing.assert_array_equal(
+            source.load(index, seed=0, epoch=0, with_targets=False)[0],
+            plain.load(index, seed=0, epoch=0, with_targets=False)[0],
+        )
+
+
+def test_image_mask_folder_caches_images_and_reads_masks(seg_dirs, tmp_path):
+    images, masks = seg_dirs
+    plain = xl.ImageMaskFolder(images, masks, image_size=SIZE)
+    cached = xl.ImageMaskFolder(images, masks, image_size=SIZE, cache=tmp_path / "c")
+    for _ in range(2):
+        for index in range(len(plain)):
+            x, y = cached.load(index, seed=0, epoch=0, with_targets=True)
+            ex, ey = plain.load(index, seed=0, epoch=0, with_targets=True)
+            np.testing.assert_array_equal(x, ex)
+            np.testing.assert_array_equal(y, ey)
+    assert published(cached) == len(plain)
+
+
+def test_cache_argument_errors(root):
+    with pytest.raises(TypeError, match=r"^cache must be None, 'memory' or a directory path, got 3\.$"):
+        xl.ImageFolder(root, image_size=SIZE, cache=3)
+    with pytest.raises(ValueError, match=r"^max_bytes must be a positive int \(bytes\) or None, got 0\.$"):
+        xl.DecodedCache("memory", max_bytes=0)
