@@ -13,7 +13,9 @@ one after the other:
   cache directory (a new one, so epoch 1 fills it).
 - torch under forkserver with `cache="memory"`, for the memory figure under both start methods.
 
-Reported per configuration and epoch: images/s; and, per configuration, the peak memory of the
+Reported per configuration and epoch: images/s; and, per configuration, the CPU of the whole
+process tree per image in the later epochs (on a machine shared with other work, images/s
+follow the other load; CPU per image much less), the peak memory of the
 process tree (`loaders.tree_memory_mib`: PSS without shared memory summed over the processes,
 plus the machine's shared-memory growth, so a page shared by the three processes counts once),
 the sum of the processes' PSS of shared-memory pages (`Pss_Shmem`: each process's share of the
@@ -137,24 +139,37 @@ def main() -> None:
             json.dump(results, file, indent=1)
 
 
+def _later(result: dict, key) -> float:
+    """Mean of `key(run)` over the epochs after the first."""
+    later = result["epochs"][1:]
+    return sum(key(run) for run in later) / len(later)
+
+
 def report(results: dict) -> None:
     epochs = max(len(r["epochs"]) for r in results.values())
-    header = " ".join(f"{'epoch ' + str(e + 1):>9}" for e in range(epochs))
-    print(f"{'configuration':<26}{header}  {'x uncached':>10} {'peak MiB':>9} {'shm PSS':>8} {'cache MiB':>9}")
+    header = " ".join(f"{'epoch ' + str(e + 1):>8}" for e in range(epochs))
+    print(
+        f"{'configuration':<24}{header} {'x none':>7} {'CPU ms':>7} {'x none':>7}"
+        f" {'peak MiB':>9} {'shm PSS':>8} {'cache MiB':>9}"
+    )
     for name, result in results.items():
         rates = [run["images"] / run["seconds"] for run in result["epochs"]]
+        cpu = _later(result, lambda run: run["cpu"] / run["images"] * 1000)
         base = results.get(name.split("-")[0] + "-none")
-        speedup = ""
+        speedup = cpu_gain = ""
         if base is not None and len(rates) > 1:
-            base_rate = sum(run["images"] / run["seconds"] for run in base["epochs"][1:]) / (len(base["epochs"]) - 1)
-            speedup = f"{min(rates[1:]) / base_rate:.2f}"
+            speedup = f"{min(rates[1:]) / _later(base, lambda run: run['images'] / run['seconds']):.2f}"
+            cpu_gain = f"{_later(base, lambda run: run['cpu'] / run['images'] * 1000) / cpu:.2f}"
         peak = max(run["rss"] for run in result["epochs"])
-        cells = " ".join(f"{rate:9.0f}" for rate in rates)
+        cells = " ".join(f"{rate:8.0f}" for rate in rates)
         print(
-            f"{name:<26}{cells}  {speedup:>10} {peak:9.0f} {result['shmem_pss']:8.0f} {result['cache_file']:9.0f}"
+            f"{name:<24}{cells} {speedup:>7} {cpu:7.2f} {cpu_gain:>7}"
+            f" {peak:9.0f} {result['shmem_pss']:8.0f} {result['cache_file']:9.0f}"
         )
-    print("images/s per epoch; 'x uncached': the slowest later epoch over the same adapter's uncached later epochs")
-
+    print(
+        "images/s per epoch; 'x none' (first): the slowest later epoch over the same adapter's uncached later "
+        "epochs; CPU ms: CPU of the process tree per image, later epochs; 'x none' (second): uncached CPU over this"
+    )
 
 if __name__ == "__main__":
     main()
