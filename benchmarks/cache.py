@@ -7,11 +7,11 @@ scikit-image photos, batches of 32 float32 224x224x3 images, the same albumentat
 (flip, brightness/contrast, affine, Normalize). Each configuration runs in a fresh interpreter,
 one after the other:
 
-- xloader-torch-w2 (`xloader.torch.DataLoader(num_workers=2)`, fork) and xloader-keras-w2
-  (`xloader.keras.PyDataset(workers=2, use_multiprocessing=True)`, forkserver, consumed through
-  Keras's own `PyDatasetAdapter` as `fit` does), each with `cache=None`, `cache="memory"` and a
-  cache directory (a new one, so epoch 1 fills it).
-- torch under forkserver with `cache="memory"`, for the memory figure under both start methods.
+- torch-* (`xloader.torch.DataLoader(num_workers=2, persistent_workers=True)`, fork) and
+  keras-* (`xloader.keras.PyDataset(workers=2, use_multiprocessing=True)`, KERAS_BACKEND=torch,
+  so fork too; consumed through Keras's own `PyDatasetAdapter` as `fit` does), each with
+  `cache=None` ("none"), `cache="memory"` and a cache directory (a new one, so epoch 1 fills it).
+- torch-forkserver-* (the same torch loader under forkserver), for memory under both start methods.
 
 Reported per configuration and epoch: images/s; and, per configuration, the CPU of the whole
 process tree per image in the later epochs (on a machine shared with other work, images/s
@@ -46,6 +46,7 @@ CONFIGS = [
     "torch-none",
     "torch-memory",
     "torch-directory",
+    "torch-forkserver-none",
     "torch-forkserver-memory",
     "keras-none",
     "keras-memory",
@@ -155,7 +156,7 @@ def report(results: dict) -> None:
     for name, result in results.items():
         rates = [run["images"] / run["seconds"] for run in result["epochs"]]
         cpu = _later(result, lambda run: run["cpu"] / run["images"] * 1000)
-        base = results.get(name.split("-")[0] + "-none")
+        base = results.get(name.rsplit("-", 1)[0] + "-none")
         speedup = cpu_gain = ""
         if base is not None and len(rates) > 1:
             speedup = f"{min(rates[1:]) / _later(base, lambda run: run['images'] / run['seconds']):.2f}"

@@ -79,11 +79,13 @@ def torch_epochs(source, epochs=3, **options):
     return out
 
 
-def keras_epochs(source, epochs=3, processes=True):
+def keras_epochs(source, epochs=3, processes=True, **options):
     from xloader.keras import PyDataset
 
     out = []
-    with PyDataset(source, batch_size=4, shuffle=True, seed=7, workers=2, use_multiprocessing=processes) as ds:
+    with PyDataset(
+        source, batch_size=4, shuffle=True, seed=7, workers=2, use_multiprocessing=processes, **options
+    ) as ds:
         for _ in range(epochs):
             out.append([tuple(np.array(part) for part in ds[b]) for b in range(len(ds))])
             ds.on_epoch_end()
@@ -107,12 +109,12 @@ def test_torch_two_workers_three_epochs_equal_uncached(root, tmp_path, kind):
     assert published(source) == 28  # filled by the workers, under fork, for the parent too
 
 
-@pytest.mark.parametrize("kind", ["memory", "directory"])
-def test_keras_two_processes_three_epochs_equal_uncached(root, tmp_path, kind):
+@pytest.mark.parametrize(("kind", "start"), [("memory", "forkserver"), ("directory", "fork")])
+def test_keras_two_processes_three_epochs_equal_uncached(root, tmp_path, kind, start):
     want = reference(root, transform=FlipAndShift())
     source = xl.ImageFolder(root, image_size=SIZE, transform=FlipAndShift(), cache=cache_argument(kind, tmp_path))
-    assert_epochs(keras_epochs(source), want, nchw=False)
-    assert published(source) == 28  # filled by forkserver workers, which attached by name
+    assert_epochs(keras_epochs(source, multiprocessing_context=start), want, nchw=False)
+    assert published(source) == 28  # filled by the workers (forkserver: they found the file by name)
 
 
 def test_keras_threads_and_a_second_run_read_the_directory_cache(root, tmp_path):
