@@ -95,7 +95,7 @@ def keras_epochs(source, epochs=3, processes=True, **options):
 def published(source) -> int:
     """How many entries of the source's cache file (in this process's view) are complete."""
     cache = source.decoded_cache
-    file = cache._open(source)
+    file = cache._open(source, source.decoder)
     seq = file._seq.copy()
     file.close()
     return int(((seq > 0) & (seq % 2 == 0)).sum())
@@ -171,7 +171,7 @@ def test_a_writer_killed_mid_entry_leaves_nothing_a_reader_accepts(root, tmp_pat
     child.start()
     child.join(timeout=60)
     assert child.exitcode == -signal.SIGKILL
-    file = source.decoded_cache._open(source)  # this process's own view
+    file = source.decoded_cache._open(source, source.decoder)  # this process's own view
     assert int(file._seq[3]) == 1  # being written: odd
     assert file.get(3, file_key(source.describe(3))) is None
     assert file.get(2, file_key(source.describe(2))) is not None

@@ -29,17 +29,17 @@ import os
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from xloader._cache_file import CacheFile, aligned, layout
-from xloader._reduced_decode import DownscaleTarget
-from xloader.decoding import read_image, resize_image
 from xloader.errors import DatasetError
+
+if TYPE_CHECKING:
+    from xloader.sources._decode import ImageDecoder
 
 __all__ = ["DecodedCache"]
 
@@ -73,13 +73,13 @@ class DecodedCache:
             raise ValueError(f"max_bytes must be a positive int (bytes) or None, got {self.max_bytes!r}.")
 
 
-def bind_cache(cache: object, source: Any) -> SourceCache | None:
-    """Check a source's `cache` argument; its cache, bound to the source's decode options, or None."""
+def bind_cache(cache: object) -> SourceCache | None:
+    """Check a source's `cache` argument: its cache, or None."""
     if cache is None:
         return None
     if not isinstance(cache, DecodedCache):
         cache = DecodedCache(cache)  # type: ignore[arg-type]
-    return SourceCache(cache, source)
+    return SourceCache(cache)
 
 
 def _shm_directory() -> str:
@@ -107,29 +107,16 @@ def file_key(path: str) -> bytes | None:
 
 
 class SourceCache:
-    """A source's cache: its options, and each process's open file (made on first use)."""
+    """A source's cache: where it goes, and each process's open files (made on first use)."""
 
-    def __init__(self, cache: DecodedCache, source: Any):
+    def __init__(self, cache: DecodedCache):
         self.cache = cache
         self.memory = isinstance(cache.location, str) and cache.location == "memory"
         self.directory = _shm_directory() if self.memory else os.path.abspath(os.fspath(cache.location))
-        size = source.image_size
-        self.sample_bytes = None if size is None else size[0] * size[1] * _CHANNELS[source.color_mode]
-        options = {
-            "format": _FORMAT,
-            "opencv": cv2.__version__,
-            "color_mode": source.color_mode,
-            "image_size": size,
-            "interpolation": source.interpolation,
-            "keep_aspect_ratio": source.keep_aspect_ratio,
-            "max_pixels": source.max_pixels,
-            "downscale_on_decode": source.downscale_on_decode,
-        }
-        self.options = repr(sorted(options.items()))
         self.prefix = f"xloader-{uuid.uuid4().hex[:16]}-" if self.memory else "xloader-"
         if self.memory:
             weakref.finalize(self, _unlink_matching, os.path.join(self.directory, self.prefix + "*"), os.getpid())
-        self._files: dict[tuple[int, int, int], CacheFile | None] = {}
+        self._files: dict[tuple[int, int, int, str], CacheFile] = {}
         self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -140,59 +127,61 @@ class SourceCache:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def _file(self, source: Any) -> CacheFile:
-        ident = (os.getpid(), id(source), len(source))  # a subset or pruned copy has its own file
+    def _file(self, source: Any, decoder: ImageDecoder) -> CacheFile:
+        options = decoder.options_key()
+        # A pruned copy of the source, or one whose options were changed, has its own file.
+        ident = (os.getpid(), id(source), len(source), options)
         found = self._files.get(ident)
         if found is None:
-            found = self._files[ident] = self._open(source)
+            found = self._files[ident] = self._open(source, decoder)
         return found
 
-    def _open(self, source: Any) -> CacheFile:
+    def _open(self, source: Any, decoder: ImageDecoder) -> CacheFile:
         count = len(source)
-        digest = hashlib.blake2b(self.options.encode(), digest_size=16)
+        digest = hashlib.blake2b(f"{_FORMAT};opencv={cv2.__version__};{decoder.options_key()}".encode(), digest_size=16)
         for index in range(count):
             digest.update(os.fsencode(source.describe(index)) + b"\0")
         path = os.path.join(self.directory, f"{self.prefix}{digest.hexdigest()}.cache")
         if os.path.exists(path):
             return CacheFile(path, count, 0)
         os.makedirs(self.directory, exist_ok=True)
-        return CacheFile(path, count, self._data_bytes(count, path))
+        size = decoder.image_size
+        sample_bytes = None if size is None else size[0] * size[1] * _CHANNELS[decoder.color_mode]
+        return CacheFile(path, count, self._data_bytes(count, sample_bytes))
 
-    def _data_bytes(self, count: int, path: str) -> int:
+    def _data_bytes(self, count: int, sample_bytes: int | None) -> int:
         stat = os.statvfs(self.directory)
         free = stat.f_bavail * stat.f_frsize
         limit = self.cache.max_bytes
-        if self.sample_bytes is None:
+        if sample_bytes is None:
             return min(free, limit) if limit is not None else free
-        need = count * aligned(self.sample_bytes)
+        need = count * aligned(sample_bytes)
         total = layout(count, need)[2]
         where = "shared memory (/dev/shm)" if self.memory else repr(self.directory)
         if limit is not None and total > limit:
             raise DatasetError(
-                f"the decoded cache of {count} images of {self.sample_bytes:,} bytes needs {total:,} bytes, over "
+                f"the decoded cache of {count} images of {sample_bytes:,} bytes needs {total:,} bytes, over "
                 f"max_bytes={limit:,}. Pass a larger max_bytes, a smaller image_size, or cache=None."
             )
         if total > free:
             raise DatasetError(
-                f"the decoded cache of {count} images of {self.sample_bytes:,} bytes needs {total:,} bytes, but "
+                f"the decoded cache of {count} images of {sample_bytes:,} bytes needs {total:,} bytes, but "
                 f"{where} has {free:,} free. Pass a cache directory on a larger disk, a smaller image_size, "
                 "or cache=None."
             )
-        return need + 16 * aligned(self.sample_bytes)  # room for the few entries a killed writer can leak
+        return need + 16 * aligned(sample_bytes)  # room for the few entries a killed writer can leak
 
-    def load(
-        self, source: Any, index: int, path: str, decode: Callable[[], tuple[np.ndarray, tuple[int, ...]]]
-    ) -> tuple[np.ndarray, tuple[int, ...]]:
-        """`decode()` of sample `index` (read from `path`), from the cache if it holds this version of it."""
+    def load(self, source: Any, index: int, path: str, decoder: ImageDecoder) -> tuple[np.ndarray, tuple[int, ...]]:
+        """`decoded(decoder, path)` of sample `index`, from the cache if it holds this version of the file."""
         key = file_key(path)
         if key is None:
-            return decode()  # missing file: decode raises the bad-file error
-        file = self._file(source)
+            return decoded(decoder, path)  # a missing file: decoding raises the bad-file error
+        file = self._file(source, decoder)
         found = file.get(index, key)
         if found is not None:
             return found
-        image, full = decode()
-        if not file.put(index, key, np.ascontiguousarray(image), full) and file.full and not self._warned:
+        image, shape = decoded(decoder, path)
+        if not file.put(index, key, np.ascontiguousarray(image), shape) and file.full and not self._warned:
             self._warned = True
             warnings.warn(
                 f"the decoded cache {file.path} is full ({file.used_bytes():,} bytes of images); images that do "
@@ -200,27 +189,20 @@ class SourceCache:
                 "an image_size.",
                 stacklevel=4,
             )
-        return image, full
+        return image, shape
 
 
-def decode_image(source: Any, index: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Sample `index` of an image source decoded, resized to `image_size` and colour-converted
-    (uint8 (H, W, C), before the transform), through its decoded cache if it has one; and the
-    shape the image had before the resize (the reduced one with `downscale_on_decode`).
+def decoded(decoder: ImageDecoder, path: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The image at `path` decoded and resized by `decoder`, and its shape before the resize."""
+    image = decoder.unresized(path)
+    return decoder.resize(image), image.shape
 
-    The source provides `describe`, `color_mode`, `image_size`, `interpolation`,
-    `keep_aspect_ratio`, `max_pixels`, `downscale_on_decode` and `decoded_cache`.
-    """
+
+def decode_sample(source: Any, index: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Sample `index` of an image source (`decoder`, `decoded_cache`, `describe`) decoded, resized
+    and colour-converted (uint8 (H, W, C), before the transform), through its decoded cache if it
+    has one; and the image's shape before the resize (a mask source checks its mask against it)."""
     path = source.describe(index)
-    size = source.image_size
-
-    def decode() -> tuple[np.ndarray, tuple[int, ...]]:
-        target = DownscaleTarget(size, source.keep_aspect_ratio) if source.downscale_on_decode else None
-        image = read_image(path, source.color_mode, max_pixels=source.max_pixels, downscale_for=target)
-        full = image.shape
-        return resize_image(image, size, source.interpolation, keep_aspect_ratio=source.keep_aspect_ratio), full
-
     if source.decoded_cache is None:
-        return decode()
-    return source.decoded_cache.load(source, index, path, decode)
-
+        return decoded(source.decoder, path)
+    return source.decoded_cache.load(source, index, path, source.decoder)

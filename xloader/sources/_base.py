@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from xloader._checks import check_choice, list_preview
+from xloader.cache import SourceCache, bind_cache, decode_sample
 from xloader.errors import DatasetError
 from xloader.source import Source
 from xloader.sources._decode import ImageDecoder
@@ -126,15 +127,19 @@ class ImageSource(TransformedSource):
     decoder: ImageDecoder
     label_mode: str | None = None
 
-    def _configure_images(self, root: str, **image_options: Any) -> None:
+    decoded_cache: SourceCache | None = None
+
+    def _configure_images(self, root: str, *, cache: object = None, **image_options: Any) -> None:
         self._root = root
         self.decoder = ImageDecoder(**image_options)
+        self.decoded_cache = bind_cache(cache)
 
     image_size = _DecoderOption()
     color_mode = _DecoderOption()
     interpolation = _DecoderOption()
     keep_aspect_ratio = _DecoderOption()
     max_pixels = _DecoderOption()
+    downscale_on_decode = _DecoderOption()
 
     def describe(self, index: int) -> str:
         return os.path.join(self._root, self._index.files[index])
@@ -154,7 +159,7 @@ class ImageSource(TransformedSource):
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
     ) -> tuple[Any, np.ndarray | None]:
-        image = self.decoder.decode(self.describe(index))
+        image = decode_sample(self, index)[0]  # self.decoder's decode, through the decoded cache
         data = self._transform({"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize)
         image = data["image"]  # with defer_normalize, possibly a NormalizedImage (NOTE in _fused_normalize.py)
         if not (with_targets and self.has_targets):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xloader._checks import check_bool, check_choice, check_image_size
+from xloader._reduced_decode import DownscaleTarget, check_downscale
 from xloader.decoding import (
     COLOR_MODES,
     DEFAULT_MAX_PIXELS,
@@ -45,6 +46,8 @@ class ImageDecoder:
             "area", "lanczos".
         keep_aspect_ratio: crop to the aspect ratio of `image_size`, centred, before resizing.
         max_pixels: refuse images that declare more pixels than this (NOTE [ Pixel limit ]).
+        downscale_on_decode: decode JPEGs at 1/2, 1/4 or 1/8 size when that still covers
+            `image_size` (NOTE [ Reduced-size decode ]); needs an `image_size`.
 
     Raises:
         TypeError, ValueError: an option of the wrong type or value, named with the choices.
@@ -55,6 +58,7 @@ class ImageDecoder:
     interpolation: str = "bilinear"
     keep_aspect_ratio: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    downscale_on_decode: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the given values in place
@@ -67,6 +71,7 @@ class ImageDecoder:
             raise ValueError(
                 "keep_aspect_ratio=True needs an image_size: it crops each image to that size's aspect ratio."
             )
+        set_(self, "downscale_on_decode", check_downscale(self.downscale_on_decode, self.image_size))
 
     def decode(self, path: str) -> np.ndarray:
         """The image file at `path` as uint8 (H, W, C), resized; `BadImageError` naming it if it cannot be."""
@@ -74,12 +79,16 @@ class ImageDecoder:
 
     def decode_bytes(self, data: bytes, path: str) -> np.ndarray:
         """`decode` for bytes already read from any storage; `path` names them in errors."""
-        image = decode_image(data, path, self.color_mode, max_pixels=self.max_pixels)
-        return resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
+        return self.resize(self._decode(data, path))
 
     def unresized(self, path: str) -> np.ndarray:
-        """The image decoded at its file size (a mask source resizes image and mask together)."""
-        return decode_image(read_bytes(path), path, self.color_mode, max_pixels=self.max_pixels)
+        """The image decoded at its file size, or reduced with `downscale_on_decode` (a mask
+        source resizes image and mask together, and does not take that option)."""
+        return self._decode(read_bytes(path), path)
+
+    def _decode(self, data: bytes, path: str) -> np.ndarray:
+        target = DownscaleTarget(self.image_size, self.keep_aspect_ratio) if self.downscale_on_decode else None  # type: ignore[arg-type]
+        return decode_image(data, path, self.color_mode, max_pixels=self.max_pixels, downscale_for=target)
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         return resize_image(image, self.image_size, self.interpolation, keep_aspect_ratio=self.keep_aspect_ratio)
@@ -88,5 +97,5 @@ class ImageDecoder:
         """Every option that shapes a decoded image, as text: a cache key's second half."""
         return (
             f"size={self.image_size};color={self.color_mode};interp={self.interpolation};"
-            f"aspect={self.keep_aspect_ratio};max_pixels={self.max_pixels}"
+            f"aspect={self.keep_aspect_ratio};max_pixels={self.max_pixels};downscale={self.downscale_on_decode}"
         )

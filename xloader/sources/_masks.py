@@ -38,6 +38,7 @@ import numpy as np
 
 from xloader._checks import check_choice, list_preview
 from xloader._fused_normalize import NormalizedImage
+from xloader.cache import decode_sample
 from xloader.decoding import read_mask, resize_mask
 from xloader.errors import BadImageError, DatasetError
 from xloader.sources._base import ImageSource
@@ -329,14 +330,14 @@ class MaskSource(ImageSource):
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
     ) -> tuple[Any, np.ndarray | None]:
-        image = self.decoder.unresized(self.describe(index))
+        image, file_shape = decode_sample(self, index)  # resized; the decoded cache keeps images, not masks
         if not with_targets:
             data = self._transform(
-                {"image": self.decoder.resize(image)}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
+                {"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
             )
             return data["image"], None
-        mask = resize_nearest(self._mask(index, image.shape), self.image_size)
+        mask = resize_nearest(self._mask(index, file_shape), self.image_size)
         return transform_with_mask(
-            self, self.decoder.resize(image), mask, self.mask_format, seed=seed, epoch=epoch, index=index,
+            self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index,
             defer_normalize=defer_normalize,
         )

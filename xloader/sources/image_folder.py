@@ -14,6 +14,7 @@ import numpy as np
 
 from xloader._checks import check_bool, check_choice, check_class_names, check_directory, check_fraction, list_preview
 from xloader._strings import StringTable
+from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
 from xloader.sources._base import ImageSource, TransformedSource, class_target
@@ -139,6 +140,11 @@ class ImageFolder(ImageSource):
             split is made before, so a bad file never moves another across it.
         max_pixels: refuse images that declare more pixels than this (decompression bombs;
             NOTE [ Pixel limit ]); None: no limit.
+        cache: keep decoded, resized images: None (default), "memory" (this run, shared by all
+            workers), a directory (kept across runs) or a `DecodedCache` (NOTE [ Decoded cache ]).
+        downscale_on_decode: decode JPEGs at 1/2, 1/4 or 1/8 size when that still covers
+            `image_size` (faster for large photos; close to, not equal to, a full decode:
+            NOTE [ Reduced-size decode ]). Needs an `image_size`.
 
     Raises:
         FileNotFoundError: `root` does not exist.
@@ -175,6 +181,8 @@ class ImageFolder(ImageSource):
         allow_empty_classes: bool = False,
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
+        downscale_on_decode: bool = False,
     ):
         super().__init__(transform)
         self.root = check_directory(root, "ImageFolder root")
@@ -185,6 +193,8 @@ class ImageFolder(ImageSource):
             interpolation=interpolation,
             keep_aspect_ratio=keep_aspect_ratio,
             max_pixels=max_pixels,
+            downscale_on_decode=downscale_on_decode,
+            cache=cache,
         )
         self.label_mode = _check_label_mode(label_mode)
         self.follow_links = check_bool("follow_links", follow_links)

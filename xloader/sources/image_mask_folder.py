@@ -10,6 +10,7 @@ import numpy as np
 
 from xloader._checks import check_choice, check_directory
 from xloader._strings import StringTable
+from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, read_mask
 from xloader.errors import DatasetError
 from xloader.sources._index import SampleIndex
@@ -71,6 +72,8 @@ class ImageMaskFolder(MaskSource):
             left out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
         max_pixels: refuse images and masks that declare more pixels than this (decompression
             bombs; NOTE [ Pixel limit ]); None: no limit.
+        cache: keep decoded, resized images (masks are read each time): None (default),
+            "memory", a directory or a `DecodedCache` (NOTE [ Decoded cache ]).
 
     Raises:
         FileNotFoundError: a folder does not exist.
@@ -102,6 +105,7 @@ class ImageMaskFolder(MaskSource):
         follow_links: bool = False,
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
     ):
         super().__init__(transform)
         check_mask_interpolation(self.transform)
@@ -111,6 +115,7 @@ class ImageMaskFolder(MaskSource):
             color_mode=color_mode,
             interpolation=interpolation,
             max_pixels=max_pixels,
+            cache=cache,
         )
         self.masks_dir = check_directory(masks_dir, "masks_dir")
         self.mask_values = MaskValues.of(mask_values)

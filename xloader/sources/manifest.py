@@ -25,6 +25,7 @@ import numpy as np
 
 from xloader._checks import check_bool, check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
+from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
 from xloader.sources._base import ImageSource, class_target
@@ -106,6 +107,11 @@ class ImageManifest(ManifestRows, ImageSource):
             out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
         max_pixels: refuse images that declare more pixels than this (decompression bombs;
             NOTE [ Pixel limit ]); None: no limit.
+        cache: keep decoded, resized images: None (default), "memory" (this run, shared by all
+            workers), a directory (kept across runs) or a `DecodedCache` (NOTE [ Decoded cache ]).
+        downscale_on_decode: decode JPEGs at 1/2, 1/4 or 1/8 size when that still covers
+            `image_size` (faster for large photos; close to, not equal to, a full decode:
+            NOTE [ Reduced-size decode ]). Needs an `image_size`.
 
     Raises:
         TypeError: `manifest` is neither a path nor a DataFrame, a DataFrame without
@@ -147,6 +153,8 @@ class ImageManifest(ManifestRows, ImageSource):
         follow_links: bool = False,
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
+        downscale_on_decode: bool = False,
     ):
         super().__init__(transform)
         # base_dir is known only after the table is read; the image options are checked first.
@@ -157,6 +165,8 @@ class ImageManifest(ManifestRows, ImageSource):
             interpolation=interpolation,
             keep_aspect_ratio=keep_aspect_ratio,
             max_pixels=max_pixels,
+            downscale_on_decode=downscale_on_decode,
+            cache=cache,
         )
         check_choice("missing_files", missing_files, ("raise", "skip"))
         if isinstance(label_mode, str) and label_mode in _KERAS_ONLY_MODES:
