@@ -56,7 +56,7 @@ CONFIGS = [
 
 def shmem_pss_mib() -> float:
     """Sum over this process tree of each process's share of shared-memory pages (Pss_Shmem)."""
-    from xloader._proc import _rollup_kib, process_tree
+    from xloader.cli._proc import _rollup_kib, process_tree
 
     return sum(_rollup_kib(pid, ("Pss_Shmem",)).get("Pss_Shmem", 0) for pid in process_tree()) / 1024
 
