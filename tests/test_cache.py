@@ -249,3 +249,21 @@ def test_cache_argument_errors(root):
         xl.ImageFolder(root, image_size=SIZE, cache=3)
     with pytest.raises(ValueError, match=r"^max_bytes must be a positive int \(bytes\) or None, got 0\.$"):
         xl.DecodedCache("memory", max_bytes=0)
+
+
+def test_threads_filling_the_same_entries_at_once_agree_with_uncached(root):
+    from concurrent.futures import ThreadPoolExecutor
+
+    plain = xl.ImageFolder(root, image_size=SIZE)
+    cached = xl.ImageFolder(root, image_size=SIZE, cache="memory")
+    order = [index for _ in range(4) for index in range(len(plain))]  # every sample asked 4 times, at once
+
+    def load(index):
+        return index, cached.load(index, seed=0, epoch=0, with_targets=False)[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(load, order))
+    for index, image in results:
+        np.testing.assert_array_equal(image, plain.load(index, seed=0, epoch=0, with_targets=False)[0])
+    assert published(cached) == 28
+    assert len(cached.decoded_cache._files) == 1  # one open file for all threads

@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import threading
 import uuid
 import warnings
 import weakref
@@ -117,15 +118,17 @@ class SourceCache:
         if self.memory:
             weakref.finalize(self, _unlink_matching, os.path.join(self.directory, self.prefix + "*"), os.getpid())
         self._files: dict[tuple[int, int, int, str], CacheFile] = {}
+        self._opening = threading.Lock()  # one CacheFile (so one writer lock) per file and process
         self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_files"], state["_warned"] = {}, False  # open files belong to the process
+        del state["_opening"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update(state, _opening=threading.Lock())
 
     def _file(self, source: Any, decoder: ImageDecoder) -> CacheFile:
         options = decoder.options_key()
@@ -133,7 +136,10 @@ class SourceCache:
         ident = (os.getpid(), id(source), len(source), options)
         found = self._files.get(ident)
         if found is None:
-            found = self._files[ident] = self._open(source, decoder)
+            with self._opening:
+                found = self._files.get(ident)
+                if found is None:
+                    found = self._files[ident] = self._open(source, decoder)
         return found
 
     def _open(self, source: Any, decoder: ImageDecoder) -> CacheFile:
