@@ -244,6 +244,37 @@ def test_image_mask_folder_caches_images_and_reads_masks(seg_dirs, tmp_path):
     assert published(cached) == len(plain)
 
 
+def test_every_image_source_takes_a_cache(class_root, seg_dirs, tmp_path):
+    from test_subsets import every_source
+
+    with pytest.warns(UserWarning):  # MultiMaskFolder and RLEMasks skip the images without masks
+        plain = every_source(class_root, seg_dirs, tmp_path)
+    images_dir, _ = seg_dirs
+    size, cache = (24, 32), str(tmp_path / "c")
+    with pytest.warns(UserWarning):
+        cached = {
+            "MultiMaskFolder": xl.MultiMaskFolder(
+                images_dir, str(tmp_path / "by_class"), layout="by_class", image_size=size, unpaired="skip", cache=cache
+            ),
+            "RLEMasks": xl.RLEMasks(images_dir, str(tmp_path / "masks.csv"), image_size=size, unpaired="skip", cache=cache),
+        }
+    cached["ImageManifest"] = xl.ImageManifest(
+        str(tmp_path / "train.csv"), base_dir=class_root, image_size=size, cache="memory", downscale_on_decode=True
+    )
+    uncached_reduced = xl.ImageManifest(
+        str(tmp_path / "train.csv"), base_dir=class_root, image_size=size, downscale_on_decode=True
+    )
+    for name, source in cached.items():
+        want = uncached_reduced if name == "ImageManifest" else plain[name]
+        for _ in range(2):  # filling, then reading
+            for index in range(len(source)):
+                x, y = source.load(index, seed=0, epoch=0, with_targets=True)
+                ex, ey = want.load(index, seed=0, epoch=0, with_targets=True)
+                np.testing.assert_array_equal(x, ex)
+                np.testing.assert_array_equal(y, ey)
+        assert published(source) == len(source), name
+
+
 def test_cache_argument_errors(root):
     with pytest.raises(TypeError, match=r"^cache must be None, 'memory' or a directory path, got 3\.$"):
         xl.ImageFolder(root, image_size=SIZE, cache=3)

@@ -10,6 +10,7 @@ import numpy as np
 
 from xloader._checks import check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
+from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, is_image_file
 from xloader.errors import DatasetError
 from xloader.sources._index import Ragged, SampleIndex
@@ -87,7 +88,7 @@ class MultiMaskFolder(MaskSource):
             "raise" (default): `DatasetError` listing them. "skip": left out, warned, listed in
             `.skipped`. "background": images without masks are kept with an empty mask; masks
             without images are skipped.
-        color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
+        color_mode, interpolation, follow_links, cache: as in `ImageMaskFolder`.
         on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
             once now and leaves the bad ones out, listed in `.skipped`).
 
@@ -129,10 +130,11 @@ class MultiMaskFolder(MaskSource):
         follow_links: bool = False,
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
     ):
         check_choice("layout", layout, ("by_image", "by_class"))
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
-        self._configure(images_dir, masks_dir, layout, transform, unpaired, image_size, color_mode, interpolation, max_pixels)
+        self._configure(images_dir, masks_dir, layout, transform, unpaired, image_size, color_mode, interpolation, max_pixels, cache)
         self._on_bad_file = on_bad_file
         names = check_class_names(class_names)
         images = files_by_stem(
@@ -163,6 +165,7 @@ class MultiMaskFolder(MaskSource):
         interpolation: str = "bilinear",
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
     ) -> MultiMaskFolder:
         """One folder per sample, as in the Data Science Bowl 2018's `stage1_train`:
 
@@ -177,7 +180,7 @@ class MultiMaskFolder(MaskSource):
         """
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
         source = cls.__new__(cls)
-        source._configure(root, root, "sample_folders", transform, unpaired, image_size, color_mode, interpolation, max_pixels)
+        source._configure(root, root, "sample_folders", transform, unpaired, image_size, color_mode, interpolation, max_pixels, cache)
         source._on_bad_file = on_bad_file
         source.class_names = check_class_names(class_names)
         for name, value in (("images", images), ("masks", masks)):
@@ -221,6 +224,7 @@ class MultiMaskFolder(MaskSource):
         color_mode: Any,
         interpolation: str,
         max_pixels: int | None,
+        cache: object,
     ) -> None:
         super().__init__(transform)
         check_mask_interpolation(self.transform)
@@ -230,6 +234,7 @@ class MultiMaskFolder(MaskSource):
             color_mode=color_mode,
             interpolation=interpolation,
             max_pixels=max_pixels,
+            cache=cache,
         )
         self.masks_dir = check_directory(masks_dir, "masks_dir" if layout != "sample_folders" else "root")
         self.layout = layout

@@ -20,6 +20,7 @@ import numpy as np
 
 from xloader._checks import check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
+from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import BadImageError, DatasetError
 from xloader.sources._index import Ragged, SampleIndex
@@ -192,7 +193,7 @@ class RLEMasks(MaskSource):
             `DatasetError` that lists them. "skip": leave both out, warn, list them in `.skipped`.
             "background": images without rows are samples with an empty mask (Severstal's
             `train.csv` lists only images with defects); rows without an image are skipped.
-        color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
+        color_mode, interpolation, follow_links, cache: as in `ImageMaskFolder`.
         on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
             once now and leaves the bad ones out, listed in `.skipped`).
 
@@ -239,6 +240,7 @@ class RLEMasks(MaskSource):
         follow_links: bool = False,
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
     ):
         super().__init__(transform)
         check_mask_interpolation(self.transform)
@@ -249,6 +251,7 @@ class RLEMasks(MaskSource):
             color_mode=color_mode,
             interpolation=interpolation,
             max_pixels=max_pixels,
+            cache=cache,
         )
         self.csv_path = os.fspath(csv_path)
         if not os.path.isfile(self.csv_path):
