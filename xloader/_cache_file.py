@@ -111,7 +111,12 @@ class CacheFile:
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.ftruncate(fd, size)
-            reserve(fd, 0, data)  # header and table: never a sparse page
+            if not reserve(fd, 0, data):  # header and table: never a sparse page
+                raise OSError(
+                    errno.ENOSPC,
+                    f"no room for the decoded cache's table ({data:,} bytes) in {os.path.dirname(path)}. "
+                    "Free some space, or pass cache=None",
+                )
             header = np.zeros(1, _HEADER)
             header[0] = (MAGIC, count, table, data, size, data)
             os.pwrite(fd, header.tobytes(), 0)

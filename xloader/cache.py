@@ -17,8 +17,9 @@ with and without the cache.
 - Size. With an `image_size` every entry has the same size, so the file is sized for the whole
   dataset when it is made; if that is over `max_bytes` or the free space where it goes, making it
   raises `DatasetError` with both figures. Without an `image_size` (images of their own sizes) the
-  data area is `max_bytes`, or the free space; once it is full, samples that do not fit are
-  decoded each time, with one warning per process.
+  data area is `max_bytes`, or half the free space; once it is full (or the disk is: space is
+  reserved with `posix_fallocate` entry by entry), samples that do not fit are decoded each
+  time, with one warning per process.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class DecodedCache:
     Args:
         location: "memory" (this run, shared memory) or a directory (kept across runs; made if
             missing). For a directory named "memory", write "./memory".
-        max_bytes: the most the cache may hold, or None for the free space where it goes.
+        max_bytes: the most the cache may hold, or None: with an `image_size`, what the dataset
+            needs (refused if over the free space); without, half the free space where it goes.
 
     Example:
         >>> train = xl.ImageFolder("data/train", image_size=(224, 224),  # doctest: +SKIP
@@ -159,8 +161,8 @@ class SourceCache:
         stat = os.statvfs(self.directory)
         free = stat.f_bavail * stat.f_frsize
         limit = self.cache.max_bytes
-        if sample_bytes is None:
-            return min(free, limit) if limit is not None else free
+        if sample_bytes is None:  # sizes unknown: filled until full, so leave the machine half its room
+            return limit if limit is not None else free // 2
         need = count * aligned(sample_bytes)
         total = layout(count, need)[2]
         where = "shared memory (/dev/shm)" if self.memory else repr(self.directory)
