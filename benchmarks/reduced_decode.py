@@ -8,8 +8,9 @@ transposed first) and written as JPEG quality 90. Upscaled photos are smoother t
 so they compress better and the PSNR below is higher than on real photos of that size.
 
 Per size, single process, per image (median over the repeats of the mean over the images):
-- full: `read_image` + `resize_image` to size x size (bilinear, the sources' default);
-- reduced: the same with the `downscale_on_decode` path (decode at 1/2, 1/4 or 1/8 of the size);
+- full: `ImageDecoder.decode`, read + decode + resize to size x size (bilinear, the sources'
+  default);
+- reduced: the same decoder with `downscale_on_decode=True` (decode at 1/2, 1/4 or 1/8 size);
 - through ImageFolder: `load` of the whole sample, with and without `downscale_on_decode`;
 - PSNR (dB, mean over the images) of each against the reference, a full decode + area resize
   (`cv2.INTER_AREA`, the filter that averages every source pixel).
@@ -66,21 +67,14 @@ def per_image_ms(function, paths: list[str], repeats: int) -> float:
 
 def run_size(root: str, size: int, repeats: int) -> dict:
     import xloader as xl
-    from xloader._reduced_decode import DownscaleTarget
-    from xloader.decoding import read_image, resize_image
+    from xloader.sources._decode import ImageDecoder
 
-    target = DownscaleTarget((size, size), False)
     folder = os.path.join(root, "photos")
     paths = sorted(os.path.join(folder, name) for name in os.listdir(folder))
-
-    def full(path):
-        return resize_image(read_image(path), (size, size), "bilinear")
-
-    def reduced(path):
-        return resize_image(read_image(path, downscale_for=target), (size, size), "bilinear")
-
-    def area(path):
-        return resize_image(read_image(path), (size, size), "area")
+    full = ImageDecoder(image_size=(size, size)).decode
+    reduced_decoder = ImageDecoder(image_size=(size, size), downscale_on_decode=True)
+    reduced = reduced_decoder.decode
+    area = ImageDecoder(image_size=(size, size), interpolation="area").decode
 
     plain = xl.ImageFolder(root, image_size=(size, size))
     fast = xl.ImageFolder(root, image_size=(size, size), downscale_on_decode=True)
@@ -97,7 +91,7 @@ def run_size(root: str, size: int, repeats: int) -> dict:
         "source_reduced_ms": per_image_ms(load(fast), paths, repeats),
         "psnr_full_bilinear": statistics.mean(psnr(full(p), reference[p]) for p in paths),
         "psnr_reduced": statistics.mean(psnr(reduced(p), reference[p]) for p in paths),
-        "decoded_shape": read_image(paths[0], downscale_for=target).shape,
+        "decoded_shape": reduced_decoder.unresized(paths[0]).shape,
     }
 
 

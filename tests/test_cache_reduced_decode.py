@@ -10,7 +10,7 @@ import pytest
 
 import xloader as xl
 from xloader._reduced_decode import DownscaleTarget, reduction
-from xloader.decoding import read_image, resize_image
+from xloader.sources._decode import ImageDecoder
 from xloader.synthetic import make_image_folder
 
 SIZE = (64, 64)
@@ -52,10 +52,10 @@ def _jpeg(path: str, height: int, width: int) -> str:
 @pytest.mark.parametrize(("color_mode", "channels"), [("rgb", 3), ("grayscale", 1), ("rgba", 4)])
 def test_reduced_decode_gives_the_reduced_shape_in_each_colour_mode(tmp_path, color_mode, channels):
     path = _jpeg(str(tmp_path / "a.jpg"), 1001, 755)
-    image = read_image(path, color_mode, downscale_for=DownscaleTarget((100, 90), False))
+    image = ImageDecoder(image_size=(100, 90), color_mode=color_mode, downscale_on_decode=True).unresized(path)
     assert image.shape == (126, 95, channels)  # 1/8 of 1001 x 755, each side rounded up
     assert image.dtype == np.uint8
-    full = read_image(path, color_mode)
+    full = ImageDecoder(image_size=None, color_mode=color_mode).unresized(path)
     assert full.shape == (1001, 755, channels)
     if color_mode == "rgba":
         assert (image[:, :, 3] == 255).all()
@@ -68,7 +68,8 @@ def test_reduced_decode_gives_the_reduced_shape_in_each_colour_mode(tmp_path, co
 def test_png_files_decode_at_full_size(tmp_path):
     path = str(tmp_path / "a.png")
     cv2.imwrite(path, np.arange(800 * 600 * 3, dtype=np.uint8).reshape(800, 600, 3))
-    np.testing.assert_array_equal(read_image(path, downscale_for=DownscaleTarget((64, 64), False)), read_image(path))
+    reduced = ImageDecoder(image_size=(64, 64), downscale_on_decode=True).unresized(path)
+    np.testing.assert_array_equal(reduced, ImageDecoder(image_size=None).unresized(path))
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -78,11 +79,11 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_reduced_decode_stays_close_to_full_decode_and_area_resize(tmp_path):
     path = _jpeg(str(tmp_path / "a.jpg"), 1800, 2400)
-    target = DownscaleTarget((224, 224), False)
-    fast = resize_image(read_image(path, downscale_for=target), (224, 224), "bilinear")
-    exact = resize_image(read_image(path), (224, 224), "area")
+    reduced = ImageDecoder(image_size=(224, 224), downscale_on_decode=True)
+    fast = reduced.decode(path)
+    exact = ImageDecoder(image_size=(224, 224), interpolation="area").decode(path)
     assert fast.shape == exact.shape == (224, 224, 3)
-    assert read_image(path, downscale_for=target).shape == (225, 300, 3)  # 1/8
+    assert reduced.unresized(path).shape == (225, 300, 3)  # 1/8
     assert _psnr(fast, exact) >= 30.0
 
 

@@ -30,7 +30,7 @@ _REDUCED = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4
 _COLOUR = {
     "rgb": cv2.IMREAD_COLOR_RGB,
     "grayscale": 0,
-    "rgba": cv2.IMREAD_COLOR,  # a JPEG has no alpha: BGR, made RGBA by read_image as a full decode is
+    "rgba": cv2.IMREAD_COLOR,  # a JPEG has no alpha: BGR, made RGBA by decode_image as a full decode is
 }
 
 
