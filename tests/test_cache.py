@@ -280,6 +280,22 @@ def test_cache_argument_errors(root):
         xl.ImageFolder(root, image_size=SIZE, cache=3)
     with pytest.raises(ValueError, match=r"^max_bytes must be a positive int \(bytes\) or None, got 0\.$"):
         xl.DecodedCache("memory", max_bytes=0)
+    a_file = os.path.join(root, "astronaut", "astronaut.0.jpg")
+    with pytest.raises(ValueError, match=r"^cache '.*astronaut\.0\.jpg' is a file; pass a directory \(made if missing\) or 'memory'\.$"):
+        xl.ImageFolder(root, image_size=SIZE, cache=a_file)
+
+
+def test_bad_files_skipped_through_a_cache(root, tmp_path):
+    bad = os.path.join(root, "coffee", "coffee.3.jpg")
+    with open(bad, "wb") as file:
+        file.write(b"not an image")
+    with pytest.warns(UserWarning, match="1 of 28 files cannot be read"):
+        source = xl.ImageFolder(root, image_size=SIZE, on_bad_file="skip", cache=tmp_path / "c")
+    assert len(source) == 27
+    assert bad not in source.filepaths
+    assert published(source) == 0  # the pruned index has its own, new file; filled as samples load
+    source.load(0, seed=0, epoch=0, with_targets=False)
+    assert published(source) == 1
 
 
 def test_threads_filling_the_same_entries_at_once_agree_with_uncached(root):

@@ -74,6 +74,10 @@ class DecodedCache:
             isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, (int, np.integer)) or self.max_bytes <= 0
         ):
             raise ValueError(f"max_bytes must be a positive int (bytes) or None, got {self.max_bytes!r}.")
+        if self.location != "memory" and os.path.exists(self.location) and not os.path.isdir(self.location):
+            raise ValueError(
+                f"cache {os.fspath(self.location)!r} is a file; pass a directory (made if missing) or 'memory'."
+            )
 
 
 def bind_cache(cache: object) -> SourceCache | None:
