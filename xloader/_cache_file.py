@@ -11,6 +11,8 @@ the number of processes, and /proc's PSS counts it once in total.
   the pixels, the key and the shape, then publishes it (sequence even). The kernel drops the
   locks of a killed process; a killed writer leaves an odd sequence, which no reader accepts,
   and the next writer of that entry rewrites it.
+- Each process keeps its one map of a file open for its life: closing any descriptor of a file
+  (an `mmap` closes its own duplicate) drops every `fcntl` lock the process holds on it.
 - Reading takes no lock (a seqlock): read the sequence, check the key, copy the pixels out, and
   read the sequence again; any change, or an odd value, and the entry counts as missing. x86's
   ordered stores make the publish visible after the data; elsewhere this relies on the same.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import threading
 import uuid
@@ -81,8 +84,6 @@ class CacheFile:
     def __init__(self, path: str, count: int, data_bytes: int):
         self.path = path
         self._fd = self._open(path, count, data_bytes)
-        import mmap
-
         self._map = mmap.mmap(self._fd, os.fstat(self._fd).st_size)
         header = np.frombuffer(self._map, _HEADER, count=1)
         if header["magic"][0] != MAGIC or int(header["count"][0]) != count:
