@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import xloader as xl
+import xloader.cache
 from xloader._cache_file import CacheFile
 from xloader.cache import file_key
 
@@ -93,11 +94,8 @@ def keras_epochs(source, epochs=3, processes=True, **options):
 
 
 def published(source) -> int:
-    """How many entries of the source's cache file (in this process's view) are complete."""
-    cache = source.decoded_cache
-    file = cache._open(source, source.decoder)
-    seq = file._seq.copy()
-    file.close()
+    """How many entries of the source's cache file are complete."""
+    seq = source.decoded_cache._open(source, source.decoder)._seq
     return int(((seq > 0) & (seq % 2 == 0)).sum())
 
 
@@ -201,9 +199,12 @@ def test_memory_cache_file_is_removed_with_its_source(root):
     source.load(0, seed=0, epoch=0, with_targets=False)
     pattern = os.path.join("/dev/shm", source.decoded_cache.prefix + "*")
     assert len(glob.glob(pattern)) == 1
+    path = glob.glob(pattern)[0]
+    assert (os.getpid(), path) in xloader.cache._OPEN
     del source
     gc.collect()
     assert glob.glob(pattern) == []
+    assert (os.getpid(), path) not in xloader.cache._OPEN  # unmapped too: the memory is freed
 
 
 def test_a_dataset_over_max_bytes_is_refused_with_the_figures(root, tmp_path):

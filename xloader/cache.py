@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 __all__ = ["DecodedCache"]
 
 _FORMAT = 1
+# Every cache file this process has open, by (pid, path): NOTE [ Decoded cache file ] says why
+# a process keeps one map per file, open for its life.
+_OPEN: dict[tuple[int, str], CacheFile] = {}
+_OPEN_LOCK = threading.Lock()
 _CHANNELS = {"rgb": 3, "rgba": 4, "grayscale": 1}
 
 
@@ -97,6 +101,10 @@ def _unlink_matching(pattern: str, owner: int) -> None:
     if os.getpid() != owner:  # a forked worker's copy of the object: the parent owns the files
         return
     for path in glob.glob(pattern):
+        with _OPEN_LOCK:
+            file = _OPEN.pop((owner, path), None)
+        if file is not None:
+            file.close()  # unmapped, so the memory is freed now, not at exit
         try:
             os.unlink(path)
         except OSError:
@@ -124,7 +132,7 @@ class SourceCache:
         if self.memory:
             weakref.finalize(self, _unlink_matching, os.path.join(self.directory, self.prefix + "*"), os.getpid())
         self._files: dict[tuple[int, int, int, str], CacheFile] = {}
-        self._opening = threading.Lock()  # one CacheFile (so one writer lock) per file and process
+        self._opening = threading.Lock()
         self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -154,12 +162,18 @@ class SourceCache:
         for index in range(count):
             digest.update(os.fsencode(source.describe(index)) + b"\0")
         path = os.path.join(self.directory, f"{self.prefix}{digest.hexdigest()}.cache")
-        if os.path.exists(path):
-            return CacheFile(path, count, 0)
-        os.makedirs(self.directory, exist_ok=True)
-        size = decoder.image_size
-        sample_bytes = None if size is None else size[0] * size[1] * _CHANNELS[decoder.color_mode]
-        return CacheFile(path, count, self._data_bytes(count, sample_bytes))
+        with _OPEN_LOCK:  # one CacheFile per file in a process, whichever sources share it
+            found = _OPEN.get((os.getpid(), path))
+            if found is None:
+                if os.path.exists(path):
+                    found = CacheFile(path, count, 0)
+                else:
+                    os.makedirs(self.directory, exist_ok=True)
+                    size = decoder.image_size
+                    sample_bytes = None if size is None else size[0] * size[1] * _CHANNELS[decoder.color_mode]
+                    found = CacheFile(path, count, self._data_bytes(count, sample_bytes))
+                _OPEN[(os.getpid(), path)] = found
+            return found
 
     def _data_bytes(self, count: int, sample_bytes: int | None) -> int:
         stat = os.statvfs(self.directory)
