@@ -13,11 +13,12 @@ import signal
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 import xloader as xl
 import xloader.cache
 from xloader._cache_file import CacheFile
-from xloader.cache import file_key
+from xloader.cache import files_key, image_sample
 
 SIZE = (24, 24)
 
@@ -93,9 +94,15 @@ def keras_epochs(source, epochs=3, processes=True, **options):
     return out
 
 
-def published(source) -> int:
+def cache_file(source, with_masks=False):
+    """The source's cache file (of images, or of images and masks), as this process maps it."""
+    sample = source._cached_sample(0) if with_masks else image_sample(source.decoder, source.describe(0))
+    return source.decoded_cache._open(source, sample.options, sample.nbytes)
+
+
+def published(source, with_masks=False) -> int:
     """How many entries of the source's cache file are complete."""
-    seq = source.decoded_cache._open(source, source.decoder)._seq
+    seq = cache_file(source, with_masks)._seq
     return int(((seq > 0) & (seq % 2 == 0)).sum())
 
 
@@ -153,7 +160,7 @@ def test_another_decode_option_gets_another_file(root, tmp_path):
 
 
 def _die_while_filling(source, index: int) -> None:
-    def fill_half_then_die(self, offset, image):
+    def fill_half_then_die(self, offset, image, mask):
         self._bytes[offset : offset + image.nbytes // 2] = 255
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -169,15 +176,15 @@ def test_a_writer_killed_mid_entry_leaves_nothing_a_reader_accepts(root, tmp_pat
     child.start()
     child.join(timeout=60)
     assert child.exitcode == -signal.SIGKILL
-    file = source.decoded_cache._open(source, source.decoder)  # this process's own view
+    file = cache_file(source)
     assert int(file._seq[3]) == 1  # being written: odd
-    assert file.get(3, file_key(source.describe(3))) is None
-    assert file.get(2, file_key(source.describe(2))) is not None
+    assert file.get(3, files_key((source.describe(3),))) is None
+    assert file.get(2, files_key((source.describe(2),))) is not None
     fresh = xl.ImageFolder(root, image_size=SIZE, cache=tmp_path / "cache")
     want = xl.ImageFolder(root, image_size=SIZE).load(3, seed=0, epoch=0, with_targets=False)[0]
     np.testing.assert_array_equal(fresh.load(3, seed=0, epoch=0, with_targets=False)[0], want)  # rewritten
     assert int(file._seq[3]) == 4  # written as 3, published as 4
-    np.testing.assert_array_equal(file.get(3, file_key(source.describe(3)))[0], want)
+    np.testing.assert_array_equal(file.get(3, files_key((source.describe(3),)))[0], want)
 
 
 def test_a_worker_killed_in_the_first_epoch_then_a_restart_gives_the_unbroken_batches(root, tmp_path):
@@ -211,7 +218,7 @@ def test_a_dataset_over_max_bytes_is_refused_with_the_figures(root, tmp_path):
     source = xl.ImageFolder(root, image_size=SIZE, cache=xl.DecodedCache(tmp_path / "c", max_bytes=10_000))
     with pytest.raises(
         xl.DatasetError,
-        match=r"^the decoded cache of 28 images of 1,728 bytes needs 56,576 bytes, over max_bytes=10,000\. "
+        match=r"^the decoded cache of 28 samples of 1,728 bytes needs 56,576 bytes, over max_bytes=10,000\. "
         r"Pass a larger max_bytes, a smaller image_size, or cache=None\.$",
     ):
         source.load(0, seed=0, epoch=0, with_targets=False)
@@ -232,19 +239,33 @@ def test_variable_sizes_are_cached_until_full_then_decoded_with_one_warning(root
         )
 
 
-def test_image_mask_folder_caches_images_and_reads_masks(seg_dirs, tmp_path):
-    images, masks = seg_dirs
-    plain = xl.ImageMaskFolder(images, masks, image_size=SIZE)
-    cached = xl.ImageMaskFolder(images, masks, image_size=SIZE, cache=tmp_path / "c")
-    for _ in range(2):
+def test_image_mask_folder_caches_images_and_masks_and_sees_a_changed_mask(seg_dirs, tmp_path):
+    images, masks = shutil.copytree(seg_dirs[0], tmp_path / "i"), shutil.copytree(seg_dirs[1], tmp_path / "m")
+    plain = xl.ImageMaskFolder(images, masks, image_size=SIZE, num_classes=3, mask_mode="one_hot")
+    cached = xl.ImageMaskFolder(images, masks, image_size=SIZE, num_classes=3, mask_mode="one_hot", cache=tmp_path / "c")
+
+    def assert_same():
         for index in range(len(plain)):
             x, y = cached.load(index, seed=0, epoch=0, with_targets=True)
             ex, ey = plain.load(index, seed=0, epoch=0, with_targets=True)
             np.testing.assert_array_equal(x, ex)
             np.testing.assert_array_equal(y, ey)
-    assert published(cached) == len(plain)
 
-
+    for _ in range(2):
+        assert_same()
+    assert published(cached, with_masks=True) == len(plain)
+    mask_path = os.path.join(masks, "0003.png")
+    stat = os.stat(mask_path)
+    Image.fromarray(np.full((stat.st_size % 7 + 40, 60), 2, np.uint8)).save(mask_path)  # a new mask, wrong size
+    os.utime(mask_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    index = cached.image_files.index("0003.jpg")
+    with pytest.raises(xl.BadImageError, match="0003.png"):  # decoded again, so checked again
+        cached.load(index, seed=0, epoch=0, with_targets=True)
+    image = cv2.imread(os.path.join(images, "0003.jpg"))
+    Image.fromarray(np.full(image.shape[:2], 2, np.uint8)).save(mask_path)
+    x, y = cached.load(index, seed=0, epoch=0, with_targets=True)
+    np.testing.assert_array_equal(y, np.broadcast_to(np.array([0, 0, 1], np.uint8), (24, 24, 3)))
+    assert_same()
 def test_every_image_source_takes_a_cache(class_root, seg_dirs, tmp_path):
     from test_subsets import every_source
 

@@ -1,7 +1,7 @@
 """The decoded cache's storage: one memory-mapped file shared by every process that opens it.
 
 # NOTE [ Decoded cache file ]
-Layout: a 4 KiB header, then a table of one 64-byte entry per sample index, then the data area.
+Layout: a 4 KiB header, then a table of one 80-byte entry per sample index, then the data area.
 Every process maps the whole file (`MAP_SHARED`), so a page holds one copy in memory whatever
 the number of processes, and /proc's PSS counts it once in total.
 
@@ -47,8 +47,11 @@ ENTRY = np.dtype(
         ("capacity", "<u8"),
         ("shape", "<u4", 3),
         ("full", "<u4", 3),  # the decoded image's shape before the resize
+        ("mask_shape", "<u4", 3),  # (H, W, 0) for an (H, W) mask; all 0: no mask
+        ("mask_dtype", "S4"),  # numpy's dtype.str, e.g. "|u1"
     ]
 )
+Entry = tuple[np.ndarray, tuple[int, ...], "np.ndarray | None"]  # image, its shape before the resize, mask
 
 
 def aligned(nbytes: int) -> int:
@@ -97,6 +100,7 @@ class CacheFile:
         table = np.frombuffer(self._map, ENTRY, count=count, offset=int(header["table"][0]))
         self._seq, self._key, self._offset = table["seq"], table["key"], table["offset"]
         self._capacity, self._shape, self._full = table["capacity"], table["shape"], table["full"]
+        self._mask_shape, self._mask_dtype = table["mask_shape"], table["mask_dtype"]
         self._bytes = np.frombuffer(self._map, np.uint8)
         self._lock = threading.Lock()  # fcntl locks belong to the process; threads share them
         self.full = False
@@ -131,7 +135,9 @@ class CacheFile:
         return os.open(path, os.O_RDWR)
 
     def close(self) -> None:
-        for name in ("_seq", "_key", "_offset", "_capacity", "_shape", "_full", "_bytes", "_header"):
+        for name in ("_seq", "_key", "_offset", "_capacity", "_shape", "_full", "_mask_shape", "_mask_dtype"):
+            self.__dict__.pop(name, None)
+        for name in ("_bytes", "_header"):
             self.__dict__.pop(name, None)
         try:
             self._map.close()
@@ -139,9 +145,9 @@ class CacheFile:
             pass  # an array still views the map; it closes when collected
         os.close(self._fd)
 
-    def get(self, index: int, key: bytes) -> tuple[np.ndarray, tuple[int, ...]] | None:
-        """Entry `index` as (a copy of the image, its shape before the resize) if it is published
-        under `key`, else None."""
+    def get(self, index: int, key: bytes) -> Entry | None:
+        """Entry `index` as (a copy of the image, its shape before the resize, a copy of the mask
+        or None) if it is published under `key`, else None."""
         seq = int(self._seq[index])
         if seq == 0 or seq & 1 or self._key[index].tobytes() != key:
             return None
@@ -150,14 +156,23 @@ class CacheFile:
         full = tuple(int(v) for v in self._full[index])
         nbytes = shape[0] * shape[1] * shape[2]
         image = self._bytes[offset : offset + nbytes].reshape(shape).copy()
+        mask = None
+        mask_shape = tuple(int(v) for v in self._mask_shape[index] if v)
+        if mask_shape:
+            dtype = np.dtype(self._mask_dtype[index].decode())
+            start = offset + aligned(nbytes)
+            mask = self._bytes[start : start + int(np.prod(mask_shape)) * dtype.itemsize].view(dtype).reshape(mask_shape)
+            mask = mask.copy()
         if int(self._seq[index]) != seq:
             return None  # rewritten while we copied
-        return image, full
+        return image, full, mask
 
-    def put(self, index: int, key: bytes, image: np.ndarray, full: tuple[int, ...]) -> bool:
-        """Store `image` (uint8, (H, W, C)) as entry `index` under `key`; False if another writer
-        holds the entry or the file is full."""
-        nbytes = image.nbytes
+    def put(
+        self, index: int, key: bytes, image: np.ndarray, full: tuple[int, ...], mask: np.ndarray | None = None
+    ) -> bool:
+        """Store `image` (uint8, (H, W, C)) and `mask` (any dtype, (H, W) or (H, W, K), or None)
+        as entry `index` under `key`; False if another writer holds the entry or the file is full."""
+        nbytes = aligned(image.nbytes) + (0 if mask is None else aligned(mask.nbytes))
         with self._lock:
             try:
                 fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 1 + index)
@@ -168,21 +183,26 @@ class CacheFile:
                 writing = seq + 1 if seq % 2 == 0 else seq + 2
                 self._seq[index] = writing
                 if int(self._capacity[index]) < nbytes:
-                    offset = self._allocate(aligned(nbytes))
+                    offset = self._allocate(nbytes)
                     if offset is None:
                         return False
-                    self._offset[index], self._capacity[index] = offset, aligned(nbytes)
-                self._fill(int(self._offset[index]), image)
+                    self._offset[index], self._capacity[index] = offset, nbytes
+                self._fill(int(self._offset[index]), image, mask)
                 self._key[index] = np.frombuffer(key, np.uint8)
                 self._shape[index] = image.shape
                 self._full[index] = full
+                self._mask_shape[index] = (0, 0, 0) if mask is None else (*mask.shape, 0)[:3]
+                self._mask_dtype[index] = b"" if mask is None else mask.dtype.str.encode()
                 self._seq[index] = writing + 1
                 return True
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 1 + index)
 
-    def _fill(self, offset: int, image: np.ndarray) -> None:
+    def _fill(self, offset: int, image: np.ndarray, mask: np.ndarray | None) -> None:
         self._bytes[offset : offset + image.nbytes] = image.reshape(-1)
+        if mask is not None:
+            start = offset + aligned(image.nbytes)
+            self._bytes[start : start + mask.nbytes] = np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
 
     def _allocate(self, nbytes: int) -> int | None:
         fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)

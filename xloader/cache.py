@@ -31,13 +31,14 @@ import threading
 import uuid
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from xloader._cache_file import CacheFile, aligned, layout
+from xloader._cache_file import CacheFile, Entry, aligned, layout
 from xloader.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -111,14 +112,17 @@ def _unlink_matching(pattern: str, owner: int) -> None:
             pass
 
 
-def file_key(path: str) -> bytes | None:
-    """16 bytes naming this version of the file (path, size, mtime, inode); None if it cannot be stat'ed."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    text = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
-    return hashlib.blake2b(os.fsencode(text), digest_size=16).digest()
+def files_key(paths: tuple[str, ...]) -> bytes | None:
+    """16 bytes naming this version of these files (path, size, mtime, inode of each); None if
+    one cannot be stat'ed."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        digest.update(os.fsencode(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}\0"))
+    return digest.digest()
 
 
 class SourceCache:
@@ -144,8 +148,7 @@ class SourceCache:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _opening=threading.Lock())
 
-    def _file(self, source: Any, decoder: ImageDecoder) -> CacheFile:
-        options = decoder.options_key()
+    def _file(self, source: Any, options: str, sample_bytes: int | None) -> CacheFile:
         # A pruned copy of the source, or one whose options were changed, has its own file.
         ident = (os.getpid(), id(source), len(source), options)
         found = self._files.get(ident)
@@ -153,12 +156,12 @@ class SourceCache:
             with self._opening:
                 found = self._files.get(ident)
                 if found is None:
-                    found = self._files[ident] = self._open(source, decoder)
+                    found = self._files[ident] = self._open(source, options, sample_bytes)
         return found
 
-    def _open(self, source: Any, decoder: ImageDecoder) -> CacheFile:
+    def _open(self, source: Any, options: str, sample_bytes: int | None) -> CacheFile:
         count = len(source)
-        digest = hashlib.blake2b(f"{_FORMAT};opencv={cv2.__version__};{decoder.options_key()}".encode(), digest_size=16)
+        digest = hashlib.blake2b(f"{_FORMAT};opencv={cv2.__version__};{options}".encode(), digest_size=16)
         for index in range(count):
             digest.update(os.fsencode(source.describe(index)) + b"\0")
         path = os.path.join(self.directory, f"{self.prefix}{digest.hexdigest()}.cache")
@@ -169,45 +172,44 @@ class SourceCache:
                     found = CacheFile(path, count, 0)
                 else:
                     os.makedirs(self.directory, exist_ok=True)
-                    size = decoder.image_size
-                    sample_bytes = None if size is None else size[0] * size[1] * _CHANNELS[decoder.color_mode]
                     found = CacheFile(path, count, self._data_bytes(count, sample_bytes))
                 _OPEN[(os.getpid(), path)] = found
             return found
 
     def _data_bytes(self, count: int, sample_bytes: int | None) -> int:
+        """Size of a new file's data area for `count` samples of `sample_bytes` (64-aligned) each."""
         stat = os.statvfs(self.directory)
         free = stat.f_bavail * stat.f_frsize
         limit = self.cache.max_bytes
         if sample_bytes is None:  # sizes unknown: filled until full, so leave the machine half its room
             return limit if limit is not None else free // 2
-        need = count * aligned(sample_bytes)
+        need = count * sample_bytes
         total = layout(count, need)[2]
         where = "shared memory (/dev/shm)" if self.memory else repr(self.directory)
         if limit is not None and total > limit:
             raise DatasetError(
-                f"the decoded cache of {count} images of {sample_bytes:,} bytes needs {total:,} bytes, over "
+                f"the decoded cache of {count} samples of {sample_bytes:,} bytes needs {total:,} bytes, over "
                 f"max_bytes={limit:,}. Pass a larger max_bytes, a smaller image_size, or cache=None."
             )
         if total > free:
             raise DatasetError(
-                f"the decoded cache of {count} images of {sample_bytes:,} bytes needs {total:,} bytes, but "
+                f"the decoded cache of {count} samples of {sample_bytes:,} bytes needs {total:,} bytes, but "
                 f"{where} has {free:,} free. Pass a cache directory on a larger disk, a smaller image_size, "
                 "or cache=None."
             )
-        return need + 16 * aligned(sample_bytes)  # room for the few entries a killed writer can leak
+        return need + 16 * sample_bytes  # room for the few entries a killed writer can leak
 
-    def load(self, source: Any, index: int, path: str, decoder: ImageDecoder) -> tuple[np.ndarray, tuple[int, ...]]:
-        """`decoded(decoder, path)` of sample `index`, from the cache if it holds this version of the file."""
-        key = file_key(path)
+    def load(self, source: Any, index: int, sample: CachedSample) -> Entry:
+        """`sample.decode()` of sample `index`, from the cache if it holds this version of its files."""
+        key = files_key(sample.paths)
         if key is None:
-            return decoded(decoder, path)  # a missing file: decoding raises the bad-file error
-        file = self._file(source, decoder)
+            return sample.decode()  # a missing file: decoding raises the bad-file error
+        file = self._file(source, sample.options, sample.nbytes)
         found = file.get(index, key)
         if found is not None:
             return found
-        image, shape = decoded(decoder, path)
-        if not file.put(index, key, np.ascontiguousarray(image), shape) and file.full and not self._warned:
+        image, shape, mask = sample.decode()
+        if not file.put(index, key, np.ascontiguousarray(image), shape, mask) and file.full and not self._warned:
             self._warned = True
             warnings.warn(
                 f"the decoded cache {file.path} is full ({file.used_bytes():,} bytes of images); images that do "
@@ -215,20 +217,61 @@ class SourceCache:
                 "an image_size.",
                 stacklevel=4,
             )
-        return image, shape
+        return image, shape, mask
 
 
-def decoded(decoder: ImageDecoder, path: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """The image at `path` decoded and resized by `decoder`, and its shape before the resize."""
-    image = decoder.unresized(path)
-    return decoder.resize(image), image.shape
+@dataclass(frozen=True, slots=True)
+class CachedSample:
+    """What the cache needs to know of one sample: the files it is made from (the image first),
+    every option that shapes it, its size in bytes if known, and how to make it."""
+
+    paths: tuple[str, ...]
+    options: str
+    nbytes: int | None
+    decode: Callable[[], Entry]
 
 
-def decode_sample(source: Any, index: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Sample `index` of an image source (`decoder`, `decoded_cache`, `describe`) decoded, resized
-    and colour-converted (uint8 (H, W, C), before the transform), through its decoded cache if it
-    has one; and the image's shape before the resize (a mask source checks its mask against it)."""
-    path = source.describe(index)
+def image_sample(decoder: ImageDecoder, path: str) -> CachedSample:
+    """The cache's view of an image decoded and resized by `decoder` (no mask)."""
+    size = decoder.image_size
+    nbytes = None if size is None else aligned(size[0] * size[1] * _CHANNELS[decoder.color_mode])
+
+    def decode() -> Entry:
+        image = decoder.unresized(path)
+        return decoder.resize(image), image.shape, None
+
+    return CachedSample((path,), decoder.options_key(), nbytes, decode)
+
+
+def image_and_mask_sample(
+    decoder: ImageDecoder,
+    path: str,
+    mask_paths: tuple[str, ...],
+    mask_options: str,
+    mask_dtype: np.dtype,
+    make_mask: Callable[[tuple[int, ...]], np.ndarray],
+) -> CachedSample:
+    """The cache's view of an image and its (H, W) mask of `mask_dtype`, resized to the image's
+    size by `make_mask(shape of the image before the resize)`; the mask is made from `mask_paths`
+    and shaped by `mask_options`, which must name every option it depends on."""
+    image = image_sample(decoder, path)
+    size = decoder.image_size
+    nbytes = None if size is None else image.nbytes + aligned(size[0] * size[1] * mask_dtype.itemsize)  # type: ignore[operator]
+
+    def decode() -> Entry:
+        resized, shape, _ = image.decode()
+        return resized, shape, make_mask(shape)
+
+    return CachedSample((path, *mask_paths), f"{image.options};{mask_options}", nbytes, decode)
+
+
+def decode_sample(source: Any, index: int, sample: CachedSample | None = None) -> Entry:
+    """Sample `index` of an image source (`decoder`, `decoded_cache`, `describe`): its image
+    decoded, resized and colour-converted (uint8 (H, W, C), before the transform), the image's
+    shape before the resize, and its mask if `sample` makes one; through the source's decoded
+    cache if it has one. `sample` defaults to the image alone (`image_sample`)."""
+    if sample is None:
+        sample = image_sample(source.decoder, source.describe(index))
     if source.decoded_cache is None:
-        return decoded(source.decoder, path)
-    return source.decoded_cache.load(source, index, path, source.decoder)
+        return sample.decode()
+    return source.decoded_cache.load(source, index, sample)

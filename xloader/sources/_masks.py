@@ -38,7 +38,7 @@ import numpy as np
 
 from xloader._checks import check_choice, list_preview
 from xloader._fused_normalize import NormalizedImage
-from xloader.cache import decode_sample
+from xloader.cache import CachedSample, decode_sample
 from xloader.decoding import read_mask, resize_mask
 from xloader.errors import BadImageError, DatasetError
 from xloader.sources._base import ImageSource
@@ -327,16 +327,23 @@ class MaskSource(ImageSource):
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError
 
+    def _cached_sample(self, index: int) -> CachedSample | None:
+        """Image and mask of sample `index` as the decoded cache keeps them, or None to cache the
+        image only (the mask is then made at each load)."""
+        return None
+
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
     ) -> tuple[Any, np.ndarray | None]:
-        image, file_shape = decode_sample(self, index)  # resized; the decoded cache keeps images, not masks
+        sample = self._cached_sample(index) if with_targets and self.decoded_cache is not None else None
+        image, file_shape, mask = decode_sample(self, index, sample)  # resized; the mask too if cached
         if not with_targets:
             data = self._transform(
                 {"image": image}, seed=seed, epoch=epoch, index=index, defer_normalize=defer_normalize
             )
             return data["image"], None
-        mask = resize_nearest(self._mask(index, file_shape), self.image_size)
+        if mask is None:
+            mask = resize_nearest(self._mask(index, file_shape), self.image_size)
         return transform_with_mask(
             self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index,
             defer_normalize=defer_normalize,

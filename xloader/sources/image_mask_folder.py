@@ -10,7 +10,7 @@ import numpy as np
 
 from xloader._checks import check_choice, check_directory
 from xloader._strings import StringTable
-from xloader.cache import DecodedCache
+from xloader.cache import CachedSample, DecodedCache, image_and_mask_sample
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, read_mask
 from xloader.errors import DatasetError
 from xloader.sources._index import SampleIndex
@@ -22,6 +22,7 @@ from xloader.sources._masks import (
     check_mask_interpolation,
     files_by_stem,
     mask_format,
+    resize_nearest,
     settle_unpaired,
     size_mismatch,
 )
@@ -158,6 +159,19 @@ class ImageMaskFolder(MaskSource):
     def mask_files(self) -> list[str]:
         """Mask paths relative to `masks_dir`, in index order ("" for an image kept without mask)."""
         return self._index.masks.tolist()
+
+    def _cached_sample(self, index: int) -> CachedSample:
+        fmt, name = self.mask_format, self._index.masks[index]
+        values = None if self.mask_values is None else sorted(self.mask_values.mapping.items())
+        options = f"mask={fmt.mode},{fmt.dtype.str},{fmt.num_classes},{fmt.work_dtype.str},values={values}"
+        return image_and_mask_sample(
+            self.decoder,
+            self.describe(index),
+            (os.path.join(self.masks_dir, name),) if name else (),
+            options,
+            fmt.work_dtype,
+            lambda shape: resize_nearest(self._mask(index, shape), self.image_size),
+        )
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         """The mask file as an index map in `mask_format.work_dtype`, checked against its image."""
