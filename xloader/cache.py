@@ -8,6 +8,8 @@ reused by later runs and by other processes, Keras and torch alike), or a `Decod
 `max_bytes`. What is kept is each image decoded, resized and colour-converted, *before* the
 transform: augmentations stay a function of (seed, epoch, index), so batches are bit-identical
 with and without the cache.
+- What. The image; for `ImageMaskFolder` also its resized mask (`image_and_mask_sample`),
+  with the mask file and mask options in the keys. Other mask sources make masks at each load.
 - Keys. The file's name is a digest of every decode option (colour mode, size, filter, aspect
   crop, pixel limit, reduced decode), the OpenCV version (its decoder defines the pixels) and
   every sample path, in order; a subset or another option gets another file. Each entry carries a

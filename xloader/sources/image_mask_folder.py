@@ -73,8 +73,8 @@ class ImageMaskFolder(MaskSource):
             left out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
         max_pixels: refuse images and masks that declare more pixels than this (decompression
             bombs; NOTE [ Pixel limit ]); None: no limit.
-        cache: keep decoded, resized images (masks are read each time): None (default),
-            "memory", a directory or a `DecodedCache` (NOTE [ Decoded cache ]).
+        cache: keep decoded, resized images and masks: None (default), "memory", a directory
+            or a `DecodedCache` (NOTE [ Decoded cache ]).
 
     Raises:
         FileNotFoundError: a folder does not exist.

@@ -88,7 +88,8 @@ class MultiMaskFolder(MaskSource):
             "raise" (default): `DatasetError` listing them. "skip": left out, warned, listed in
             `.skipped`. "background": images without masks are kept with an empty mask; masks
             without images are skipped.
-        color_mode, interpolation, follow_links, cache: as in `ImageMaskFolder`.
+        color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
+        cache: as in `ImageMaskFolder`, but images only: masks are made at each load.
         on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
             once now and leaves the bad ones out, listed in `.skipped`).
 

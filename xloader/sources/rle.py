@@ -193,7 +193,8 @@ class RLEMasks(MaskSource):
             `DatasetError` that lists them. "skip": leave both out, warn, list them in `.skipped`.
             "background": images without rows are samples with an empty mask (Severstal's
             `train.csv` lists only images with defects); rows without an image are skipped.
-        color_mode, interpolation, follow_links, cache: as in `ImageMaskFolder`.
+        color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
+        cache: as in `ImageMaskFolder`, but images only: masks are made at each load.
         on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
             once now and leaves the bad ones out, listed in `.skipped`).
 
