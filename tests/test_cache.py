@@ -336,3 +336,44 @@ def test_threads_filling_the_same_entries_at_once_agree_with_uncached(root):
         np.testing.assert_array_equal(image, plain.load(index, seed=0, epoch=0, with_targets=False)[0])
     assert published(cached) == 28
     assert len(cached.decoded_cache._files) == 1  # one open file for all threads
+
+
+def _mapping_kib(pid: int, path: str) -> tuple[int, int]:
+    """(Rss, Pss) in KiB of `pid`'s mappings of `path`, from /proc/<pid>/smaps."""
+    rss = pss = 0
+    inside = False
+    with open(f"/proc/{pid}/smaps") as file:
+        for line in file:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):
+                inside = line.rstrip("\n").endswith(path) or line.rstrip("\n").endswith(path + " (deleted)")
+            elif inside and fields[0] == "Rss:":
+                rss += int(fields[1])
+            elif inside and fields[0] == "Pss:":
+                pss += int(fields[1])
+    return rss, pss
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_memory_cache_is_counted_once_across_workers(root, start):
+    from xloader.cli._proc import process_tree
+    from xloader.torch import DataLoader
+
+    source = xl.ImageFolder(root, image_size=(96, 96), cache="memory")
+    loader = DataLoader(
+        source, batch_size=4, shuffle=True, seed=0, num_workers=2, persistent_workers=True,
+        multiprocessing_context=start,
+    )
+    for epoch in range(3):  # filled in the first pass; then each worker reads what the other wrote
+        loader.set_epoch(epoch)
+        for _batch in loader:
+            pass
+    path = cache_file(source).path
+    mapped = {pid: _mapping_kib(pid, path) for pid in process_tree()}
+    mapped = {pid: kib for pid, kib in mapped.items() if kib[0]}
+    data_kib = 28 * 96 * 96 * 3 / 1024  # 756 KiB of images
+    total_rss, total_pss = sum(r for r, _ in mapped.values()), sum(p for _, p in mapped.values())
+    assert len(mapped) == 3  # the main process and both workers map the one file
+    assert data_kib <= total_pss <= data_kib + 16  # counted once: + the header and table pages
+    assert total_rss >= 1.5 * total_pss  # pages resident in several processes: shared, not copied
+    del loader
