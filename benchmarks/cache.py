@@ -86,7 +86,12 @@ def run_config(name: str, root: str, cache_dir: str, epochs: int) -> dict:
 
         context = "forkserver" if "forkserver" in rest else None
         loader = DataLoader(
-            source, batch_size=BATCH, shuffle=True, seed=0, num_workers=2, persistent_workers=True,
+            source,
+            batch_size=BATCH,
+            shuffle=True,
+            seed=0,
+            num_workers=2,
+            persistent_workers=True,
             multiprocessing_context=context,
         )
         runs = torch_epochs(loader, epochs, started)
@@ -171,6 +176,7 @@ def report(results: dict) -> None:
         "images/s per epoch; 'x none' (first): the slowest later epoch over the same adapter's uncached later "
         "epochs; CPU ms: CPU of the process tree per image, later epochs; 'x none' (second): uncached CPU over this"
     )
+
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,16 @@ import time
 import cv2
 import numpy as np
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "hubble_deep_field", "immunohistochemistry", "motorcycle_left")
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "cat",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "motorcycle_left",
+)
 
 
 def make_photos(root: str, count: int, width: int, height: int) -> str:

@@ -242,7 +242,9 @@ def test_variable_sizes_are_cached_until_full_then_decoded_with_one_warning(root
 def test_image_mask_folder_caches_images_and_masks_and_sees_a_changed_mask(seg_dirs, tmp_path):
     images, masks = shutil.copytree(seg_dirs[0], tmp_path / "i"), shutil.copytree(seg_dirs[1], tmp_path / "m")
     plain = xl.ImageMaskFolder(images, masks, image_size=SIZE, num_classes=3, mask_mode="one_hot")
-    cached = xl.ImageMaskFolder(images, masks, image_size=SIZE, num_classes=3, mask_mode="one_hot", cache=tmp_path / "c")
+    cached = xl.ImageMaskFolder(
+        images, masks, image_size=SIZE, num_classes=3, mask_mode="one_hot", cache=tmp_path / "c"
+    )
 
     def assert_same():
         for index in range(len(plain)):
@@ -256,7 +258,7 @@ def test_image_mask_folder_caches_images_and_masks_and_sees_a_changed_mask(seg_d
     assert published(cached, with_masks=True) == len(plain)
     mask_path = os.path.join(masks, "0003.png")
     stat = os.stat(mask_path)
-    Image.fromarray(np.full((stat.st_size % 7 + 40, 60), 2, np.uint8)).save(mask_path)  # a new mask, wrong size
+    Image.fromarray(np.full((40, 60), 2, np.uint8)).save(mask_path)  # a new mask, of the wrong size
     os.utime(mask_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     index = cached.image_files.index("0003.jpg")
     with pytest.raises(xl.BadImageError, match="0003.png"):  # decoded again, so checked again
@@ -266,6 +268,8 @@ def test_image_mask_folder_caches_images_and_masks_and_sees_a_changed_mask(seg_d
     x, y = cached.load(index, seed=0, epoch=0, with_targets=True)
     np.testing.assert_array_equal(y, np.broadcast_to(np.array([0, 0, 1], np.uint8), (24, 24, 3)))
     assert_same()
+
+
 def test_every_image_source_takes_a_cache(class_root, seg_dirs, tmp_path):
     from test_subsets import every_source
 
@@ -278,7 +282,9 @@ def test_every_image_source_takes_a_cache(class_root, seg_dirs, tmp_path):
             "MultiMaskFolder": xl.MultiMaskFolder(
                 images_dir, str(tmp_path / "by_class"), layout="by_class", image_size=size, unpaired="skip", cache=cache
             ),
-            "RLEMasks": xl.RLEMasks(images_dir, str(tmp_path / "masks.csv"), image_size=size, unpaired="skip", cache=cache),
+            "RLEMasks": xl.RLEMasks(
+                images_dir, str(tmp_path / "masks.csv"), image_size=size, unpaired="skip", cache=cache
+            ),
         }
     cached["ImageManifest"] = xl.ImageManifest(
         str(tmp_path / "train.csv"), base_dir=class_root, image_size=size, cache="memory", downscale_on_decode=True
@@ -303,7 +309,9 @@ def test_cache_argument_errors(root):
     with pytest.raises(ValueError, match=r"^max_bytes must be a positive int \(bytes\) or None, got 0\.$"):
         xl.DecodedCache("memory", max_bytes=0)
     a_file = os.path.join(root, "astronaut", "astronaut.0.jpg")
-    with pytest.raises(ValueError, match=r"^cache '.*astronaut\.0\.jpg' is a file; pass a directory \(made if missing\) or 'memory'\.$"):
+    with pytest.raises(
+        ValueError, match=r"^cache '.*astronaut\.0\.jpg' is a file; pass a directory \(made if missing\) or 'memory'\.$"
+    ):
         xl.ImageFolder(root, image_size=SIZE, cache=a_file)
 
 
@@ -361,7 +369,12 @@ def test_memory_cache_is_counted_once_across_workers(root, start):
 
     source = xl.ImageFolder(root, image_size=(96, 96), cache="memory")
     loader = DataLoader(
-        source, batch_size=4, shuffle=True, seed=0, num_workers=2, persistent_workers=True,
+        source,
+        batch_size=4,
+        shuffle=True,
+        seed=0,
+        num_workers=2,
+        persistent_workers=True,
         multiprocessing_context=start,
     )
     for epoch in range(3):  # filled in the first pass; then each worker reads what the other wrote

@@ -61,7 +61,8 @@ def test_reduced_decode_gives_the_reduced_shape_in_each_colour_mode(tmp_path, co
         assert (image[:, :, 3] == 255).all()
     if color_mode == "rgb":
         np.testing.assert_array_equal(
-            image, cv2.cvtColor(cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_REDUCED_COLOR_8), cv2.COLOR_BGR2RGB)
+            image,
+            cv2.cvtColor(cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_REDUCED_COLOR_8), cv2.COLOR_BGR2RGB),
         )
 
 

@@ -38,7 +38,9 @@ __all__ = ["CacheFile"]
 MAGIC = b"XLDCACH1"
 _HEADER_BYTES = 4096
 _ALIGN = 64
-_HEADER = np.dtype([("magic", "S8"), ("count", "<u8"), ("table", "<u8"), ("data", "<u8"), ("end", "<u8"), ("next", "<u8")])
+_HEADER = np.dtype(
+    [("magic", "S8"), ("count", "<u8"), ("table", "<u8"), ("data", "<u8"), ("end", "<u8"), ("next", "<u8")]
+)
 ENTRY = np.dtype(
     [
         ("seq", "<u8"),
@@ -161,7 +163,9 @@ class CacheFile:
         if mask_shape:
             dtype = np.dtype(self._mask_dtype[index].decode())
             start = offset + aligned(nbytes)
-            mask = self._bytes[start : start + int(np.prod(mask_shape)) * dtype.itemsize].view(dtype).reshape(mask_shape)
+            mask = (
+                self._bytes[start : start + int(np.prod(mask_shape)) * dtype.itemsize].view(dtype).reshape(mask_shape)
+            )
             mask = mask.copy()
         if int(self._seq[index]) != seq:
             return None  # rewritten while we copied
