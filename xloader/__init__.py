@@ -4,7 +4,8 @@ The core (this package) imports neither framework: `xloader.keras` and `xloader.
 adapters, imported explicitly.
 """
 
-from xloader.batching import Batch, Batches, LoaderOptions
+from xloader.batch_transforms import CutMix, MixUp, RandomChoice
+from xloader.batching import Batch, Batches, BatchTransform, LoaderOptions
 from xloader.cache import DecodedCache
 from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
 from xloader.sampling import EpochPlan
@@ -32,7 +33,9 @@ __all__ = [
     "ArrayDataset",
     "BadImageError",
     "Batch",
+    "BatchTransform",
     "Batches",
+    "CutMix",
     "DatasetError",
     "DecodedCache",
     "EpochPlan",
@@ -41,8 +44,10 @@ __all__ = [
     "ImageManifest",
     "ImageMaskFolder",
     "LoaderOptions",
+    "MixUp",
     "MultiMaskFolder",
     "RLEMasks",
+    "RandomChoice",
     "SampleError",
     "Source",
     "Subset",

@@ -12,12 +12,14 @@ so any process or thread computes the same values for the same integers.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 
 # Stream tags: arbitrary fixed constants. Changing one changes every user's batches.
 _SHUFFLE_TAG = 0x5A4D_0001
 _SAMPLE_TAG = 0x5A4D_0002
+_BATCH_TAG = 0x5A4D_0003
 
 
 def check_seed(seed: object) -> int:
@@ -27,6 +29,40 @@ def check_seed(seed: object) -> int:
     if seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed}.")
     return int(seed)
+
+
+def draw_seed() -> int:
+    """A seed for a loader built with `seed=None`, drawn once from Python's global `random`
+    (the generator `keras.utils.set_random_seed` and `random.seed` seed, and the one Keras
+    itself draws unseeded seeds from): seeded programs repeat, unseeded ones vary.
+
+    NOTE [ Unseeded loaders ]
+    `seed=None` (the default) draws the seed at construction from the framework's global RNG:
+    Python's `random` for `Batches` and `xloader.keras.PyDataset`, torch's default generator
+    for `xloader.torch.DataLoader` (as torch's own DataLoader draws its base seed). The seed is
+    recorded (`repr`, `state_dict()`), and a loader whose seed was drawn adopts the saved seed
+    in `load_state_dict`, so an unseeded run resumes into its own batches. With
+    `world_size > 1` nothing is drawn: every rank must use the same order, and ranks seeded
+    differently would duplicate and drop samples, so the seed is 0, as
+    `DistributedSampler(seed=0)`; pass `seed=` to vary it.
+    """
+    return random.getrandbits(63)
+
+
+def resolve_seed(seed: object, world_size: object, draw: Callable[[], int] = draw_seed) -> tuple[int, bool]:
+    """(the seed to use, whether it was drawn): NOTE [ Unseeded loaders ]. A bad `seed` raises;
+    a bad `world_size` is left for `LoaderOptions` to report."""
+    if seed is not None:
+        return check_seed(seed), False
+    if isinstance(world_size, (int, np.integer)) and not isinstance(world_size, bool) and world_size > 1:
+        return 0, False
+    return check_seed(draw()), True
+
+
+def batch_generator(seed: int, epoch: int, batch: int) -> np.random.Generator:
+    """The NumPy generator a `batch_transform` receives for global batch `batch` of `epoch`,
+    fixed by (seed, epoch, batch) and independent of every sample's stream."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([_BATCH_TAG, seed, epoch, batch])))
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:

@@ -10,23 +10,26 @@ are bit-identical whatever the worker count, the start method or the framework.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from xloader._collate import Allocate, BatchWriter
-from xloader._random import check_seed
+from xloader._random import batch_generator, check_seed, resolve_seed
 from xloader._state import check_state, make_state
 from xloader.errors import DatasetError, SampleError, XLoaderError
 from xloader.sampling import SHARD_MODES, EpochPlan
 from xloader.source import Source, fuses_normalize, source_fingerprint
 
-__all__ = ["Batch", "Batches", "LoaderOptions"]
+__all__ = ["Batch", "BatchTransform", "Batches", "LoaderOptions"]
 
 Batch = tuple[np.ndarray, np.ndarray] | np.ndarray
 """`(x, y)` when fitting a source with targets, else `x` alone."""
+
+BatchTransform = Callable[[Batch, np.random.Generator], Batch]
+"""`batch_transform(batch, generator) -> batch`: NOTE [ Batch transforms ]."""
 
 
 def _check_bool(name: str, value: object) -> None:
@@ -48,7 +51,8 @@ class LoaderOptions:
     Attributes:
         batch_size: samples per batch, >= 1.
         shuffle: a new sample order every epoch, fixed by (seed, epoch).
-        seed: non-negative int; fixes the order and every augmentation.
+        seed: non-negative int; fixes the order and every augmentation (`Batches` and the
+            adapters draw it when given None: NOTE [ Unseeded loaders ] in `xloader/_random.py`).
         drop_last: drop each epoch's last incomplete batch.
         to_fit: batches are `(x, y)`; False gives `x` only (prediction).
         rank, world_size: this process's shard of each epoch (0 and 1: no sharding).
@@ -93,7 +97,23 @@ class Batches:
     Args:
         dataset: a source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`, or
             anything following `xloader.sources.Source`).
-        batch_size, shuffle, seed, drop_last, to_fit: see `LoaderOptions`.
+        batch_size, shuffle, drop_last, to_fit: see `LoaderOptions`.
+        seed: a non-negative int, or None (default) to draw one once from Python's global
+            `random` (what `random.seed` and `keras.utils.set_random_seed` seed); 0 when
+            `world_size > 1`. The seed used is `options.seed` and is in `state_dict()`.
+        batch_transform: None, or `batch_transform(batch, generator) -> batch`, called on each
+            whole batch after it is stacked (e.g. `xloader.MixUp`, `xloader.CutMix`):
+            NOTE [ Batch transforms ].
+
+    # NOTE [ Batch transforms ]
+    A batch transform receives the stacked batch (`(x, y)` or `x`, NumPy, (N, H, W, C) images)
+    and a fresh `numpy.random.Generator` fixed by (seed, epoch, global batch index), and returns
+    a batch of the same structure (its arrays may change dtype and shape, e.g. one-hot mixed
+    labels). It runs wherever the batch is computed (a torch worker, an xloader worker for
+    Keras), so batch-level augmentation such as MixUp costs the training loop nothing, and the
+    result is the same bits for any worker count, in Keras and in torch. It must be a pure
+    function of its arguments and, for process workers, picklable (a class instance or a
+    module-level function, not a lambda).
 
     Raises:
         TypeError, ValueError: invalid options, or `drop_last` leaving no batch at all.
@@ -114,18 +134,26 @@ class Batches:
         *,
         batch_size: int,
         shuffle: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
         drop_last: bool = False,
         to_fit: bool = True,
         rank: int = 0,
         world_size: int = 1,
         shard_mode: str = "pad",
+        batch_transform: BatchTransform | None = None,
     ):
         if not isinstance(dataset, Source):
             raise TypeError(
                 f"dataset must be an xloader source (ImageFolder, ImageMaskFolder, FileList, ArrayDataset "
                 f"or an object with __len__, load, describe), got {type(dataset).__name__}."
             )
+        if batch_transform is not None and not callable(batch_transform):
+            raise TypeError(
+                f"batch_transform must be a callable batch_transform(batch, generator) -> batch, "
+                f"got {batch_transform!r}."
+            )
+        self.batch_transform = batch_transform
+        seed, self.seed_drawn = resolve_seed(seed, world_size)
         self.options = LoaderOptions(
             batch_size=batch_size,
             shuffle=shuffle,
@@ -137,9 +165,16 @@ class Batches:
             shard_mode=shard_mode,
         )
         self.dataset = dataset
-        num_samples = len(dataset)
+        self.plan = self._make_plan()
+        self.with_targets = self.options.to_fit and dataset.has_targets
+        self._epoch = 0
+        self._next_batch = 0
+        self._fingerprint: str | None = None
+
+    def _make_plan(self) -> EpochPlan:
+        num_samples = len(self.dataset)
         o = self.options
-        self.plan = EpochPlan(
+        plan = EpochPlan(
             num_samples,
             batch_size=o.batch_size,
             shuffle=o.shuffle,
@@ -150,7 +185,7 @@ class Batches:
             shard_mode=o.shard_mode,
         )
         # An evaluation shard may legitimately be empty; a training loader with no batch is a mistake.
-        if len(self.plan) == 0 and o.shard_mode != "exact":
+        if len(plan) == 0 and o.shard_mode != "exact":
             shards = f" over world_size={o.world_size} ranks (shard_mode={o.shard_mode!r})" if o.world_size > 1 else ""
             raise ValueError(
                 f"{num_samples} samples in batches of {o.batch_size} (drop_last={o.drop_last}){shards} leave no batch. "
@@ -159,10 +194,7 @@ class Batches:
                 + (", or shard_mode='pad'" if o.world_size > 1 else "")
                 + "."
             )
-        self.with_targets = o.to_fit and dataset.has_targets
-        self._epoch = 0
-        self._next_batch = 0
-        self._fingerprint: str | None = None
+        return plan
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -170,9 +202,11 @@ class Batches:
     def __repr__(self) -> str:
         o = self.options
         shards = f", rank={o.rank}, world_size={o.world_size}, shard_mode={o.shard_mode!r}" if o.world_size > 1 else ""
+        drawn = " (drawn)" if self.seed_drawn else ""
+        transform = f", batch_transform={self.batch_transform!r}" if self.batch_transform is not None else ""
         return (
-            f"Batches({self.dataset!r}, batch_size={o.batch_size}, shuffle={o.shuffle}, seed={o.seed}, "
-            f"drop_last={o.drop_last}, to_fit={o.to_fit}{shards})"
+            f"Batches({self.dataset!r}, batch_size={o.batch_size}, shuffle={o.shuffle}, seed={o.seed}{drawn}, "
+            f"drop_last={o.drop_last}, to_fit={o.to_fit}{shards}{transform})"
         )
 
     @property
@@ -204,10 +238,17 @@ class Batches:
     def read_state(self, state: dict[str, Any]) -> tuple[int, int]:
         """(epoch, next_batch) of `state`, after checking it belongs to a loader like this one.
 
+        A loader whose seed was drawn (`seed=None`) first adopts the state's seed, so an
+        unseeded run resumes into the batches it saved (NOTE [ Unseeded loaders ]).
+
         Raises:
             ValueError: the state was saved with other options (batch_size, shuffle, seed,
                 drop_last, world_size, shard_mode) or on another dataset; the message shows both sides.
         """
+        saved_seed = state.get("options", {}).get("seed") if isinstance(state, dict) else None
+        if self.seed_drawn and isinstance(saved_seed, int) and saved_seed != self.options.seed:
+            self.options = replace(self.options, seed=check_seed(saved_seed))
+            self.plan = self._make_plan()
         return check_state(state, self.make_state(0, 0), len(self))
 
     def state_dict(self) -> dict[str, Any]:
@@ -225,11 +266,12 @@ class Batches:
         return self.plan.batch_indices(epoch, batch)
 
     def get_batch(self, epoch: int, batch: int, *, allocate: Allocate | None = None) -> Batch:
-        """Batch `batch` of `epoch`: `(x, y)` or `x`, see the class docstring.
+        """Batch `batch` of `epoch`: `(x, y)` or `x`, see the class docstring, after the
+        `batch_transform` if there is one.
 
         `allocate(field, shape, dtype)` may supply the array each field ("x", "y") is built in
-        (the adapters pass views of shared memory, so a batch is written once); the values are
-        the same either way.
+        (the adapters pass views of shared memory, so a batch is written once, or copied in once
+        after a `batch_transform`); the values are the same either way.
 
         Raises:
             IndexError: `batch` is not in `range(len(self))`.
@@ -237,7 +279,21 @@ class Batches:
                 epoch, batch and sample index).
             SampleError: any other failure while loading or transforming a sample, chained to
                 the original exception.
+            Any exception of the `batch_transform`, with a note naming the batch and epoch.
         """
+        if self.batch_transform is None:
+            return self._stack(epoch, batch, allocate)
+        out = self._stack(epoch, batch, None)
+        generator = batch_generator(self.options.seed, epoch, self.plan.global_batch(batch))
+        try:
+            transformed = self.batch_transform(out, generator)
+        except Exception as error:
+            error.add_note(f"while running batch_transform {self.batch_transform!r} on batch {batch}, epoch {epoch}")
+            raise
+        return _check_transformed(transformed, out, self.batch_transform, allocate)
+
+    def _stack(self, epoch: int, batch: int, allocate: Allocate | None) -> Batch:
+        """The samples of (epoch, batch), loaded and stacked: the batch before its `batch_transform`."""
         indices = self.plan.batch_indices(epoch, batch)
         xs = BatchWriter(len(indices), "x", allocate)
         ys = BatchWriter(len(indices), "y", allocate) if self.with_targets else None
@@ -290,3 +346,34 @@ class Batches:
             self._next_batch = batch + 1  # before the yield: a state saved now resumes after it
             yield self.get_batch(epoch, batch)
         self._epoch, self._next_batch = epoch + 1, 0
+
+
+def _check_transformed(transformed: Any, before: Batch, transform: Any, allocate: Allocate | None) -> Batch:
+    """`transformed` if it is a batch of the structure and length of `before`, written into
+    `allocate`'s arrays where given; else `TypeError`/`ValueError` naming `transform`."""
+    is_tuple = isinstance(before, tuple)
+    fields = transformed if is_tuple else (transformed,)
+    expected = "(x, y), a tuple of two NumPy arrays" if is_tuple else "x, one NumPy array"
+    if (
+        isinstance(transformed, tuple) != is_tuple
+        or len(fields) != (2 if is_tuple else 1)
+        or not all(isinstance(a, np.ndarray) for a in fields)
+    ):
+        raise TypeError(
+            f"batch_transform {transform!r} returned {type(transformed).__name__}; it must return {expected}."
+        )
+    count = len(before[0] if is_tuple else before)
+    if any(a.ndim == 0 or len(a) != count for a in fields):
+        shapes = ", ".join(str(a.shape) for a in fields)
+        raise ValueError(
+            f"batch_transform {transform!r} returned shapes {shapes}; each must keep the batch's {count} rows."
+        )
+    if allocate is None:
+        return transformed
+    written = []
+    for name, array in zip(("x", "y"), fields, strict=False):
+        target = allocate(name, array.shape, array.dtype)
+        if target is not None:
+            target[...] = array
+        written.append(array if target is None else target)
+    return tuple(written) if is_tuple else written[0]

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from xloader._prefetch import Prefetcher
-from xloader.batching import Batch, Batches
+from xloader.batching import Batch, Batches, BatchTransform
 from xloader.source import Source
 
 __all__ = ["EpochSync", "PyDataset"]
@@ -129,7 +129,12 @@ class PyDataset(keras.utils.PyDataset):
 
     Args:
         dataset: an xloader source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`).
-        batch_size, shuffle, seed, drop_last, to_fit: see `xloader.Batches`.
+        batch_size, shuffle, drop_last, to_fit: see `xloader.Batches`.
+        seed: a non-negative int, or None (default) to draw one once, here, from Python's
+            global `random`, the generator `keras.utils.set_random_seed` seeds (so seeded
+            programs repeat); 0 when sharded. Recorded in `repr` and `state_dict()`.
+        batch_transform: `fn(batch, generator) -> batch` on each whole batch, run in xloader's
+            workers: `xloader.MixUp`, `xloader.CutMix` (NOTE [ Batch transforms ]).
         workers: xloader workers computing batches ahead of `model.fit` (threads, or processes
             with `use_multiprocessing=True`). They live as long as this object (`close()` stops
             them). Keras itself is shown `workers=1`: its own pool is bypassed.
@@ -162,9 +167,10 @@ class PyDataset(keras.utils.PyDataset):
         *,
         batch_size: int,
         shuffle: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
         drop_last: bool = False,
         to_fit: bool = True,
+        batch_transform: BatchTransform | None = None,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -191,6 +197,7 @@ class PyDataset(keras.utils.PyDataset):
             rank=rank,
             world_size=world_size,
             shard_mode=shard_mode,
+            batch_transform=batch_transform,
         )
         self.loader_workers = workers
         # As in Keras: workers=0 means "in the main thread", whatever use_multiprocessing says.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
-import multiprocessing
 import weakref
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
@@ -25,8 +24,19 @@ import torch.utils.data
 from torch._utils import ExceptionWrapper
 
 from xloader import _opencv, _slots
-from xloader.batching import Batches
+from xloader.batching import Batches, BatchTransform
 from xloader.source import Source, y_is_image
+from xloader.torch_options import (
+    OptionView,
+    WorkerInit,
+    check_torch_kwargs,
+    distributed_is_running,
+    distributed_shard,
+    identity_collate,
+    loader_seed,
+    refuse_keras_iteration,
+    start_method,
+)
 
 __all__ = ["DataLoader"]
 
@@ -81,13 +91,22 @@ class _SlotPool:
 
 class _EpochBatchSampler(torch.utils.data.Sampler):
     """Yields (epoch, batch, slot) keys from `start_batch` on; `slot` is None unless a free
-    shared-memory slot of `pool` is named for the batch."""
+    shared-memory slot of `pool` is named for the batch. `set_epoch` is the loader's, for
+    code that looks for it on `loader.sampler` (Accelerate, Lightning, torchvision's scripts)."""
 
-    def __init__(self, num_batches: int):
+    def __init__(self, num_batches: int, set_epoch: Any = None):
         self.num_batches = num_batches
         self.epoch = 0
         self.start_batch = 0
         self.pool: _SlotPool | None = None
+        self._set_epoch = weakref.WeakMethod(set_epoch) if set_epoch is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """`loader.set_epoch(epoch)`: the next pass over the loader is epoch `epoch`."""
+        loader_set_epoch = self._set_epoch() if self._set_epoch is not None else None
+        if loader_set_epoch is None:
+            raise RuntimeError("this sampler's xloader.torch.DataLoader no longer exists.")
+        loader_set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -158,7 +177,9 @@ class _BatchDataset(torch.utils.data.Dataset):
         self.pool_key = -1  # the key of the `_SlotPool` of those slots
 
     def __len__(self) -> int:
-        return len(self.batches)
+        # Samples, as `len(loader.dataset)` is in torch (the whole dataset, even when each rank
+        # reads a shard): `correct / len(loader.dataset)` idioms count right. Batches: len(loader).
+        return len(self.batches.dataset)
 
     def _y_to_layout(self, y: np.ndarray) -> np.ndarray:
         # A target that is an image too (label_mode="input") is laid out like x.
@@ -233,52 +254,6 @@ class _PassIterator:
         return item
 
 
-def _distributed_is_running() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _distributed_shard(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """(rank, world_size): as given, else from `torch.distributed` when it is initialised, else (0, 1)."""
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    if not _distributed_is_running():
-        if rank is not None or world_size is not None:
-            raise ValueError(
-                f"pass both rank and world_size, or neither (read from torch.distributed); got rank={rank}, "
-                f"world_size={world_size} and torch.distributed is not initialised."
-            )
-        return 0, 1
-    return (
-        torch.distributed.get_rank() if rank is None else rank,
-        torch.distributed.get_world_size() if world_size is None else world_size,
-    )
-
-
-def _identity(batch: Any) -> Any:
-    return batch
-
-
-class _WorkerInit:
-    """Pins OpenCV to one thread in a spawn/forkserver worker, then runs the user's
-    `worker_init_fn`. A class rather than a closure so spawn can pickle it."""
-
-    def __init__(self, user_fn: Any, pin_opencv: bool):
-        self.user_fn = user_fn
-        self.pin_opencv = pin_opencv
-
-    def __call__(self, worker_id: int) -> None:
-        if self.pin_opencv:  # NOTE [ OpenCV threads in workers ] (xloader/_opencv.py)
-            _opencv.pin_one_thread()
-        if self.user_fn is not None:
-            self.user_fn(worker_id)
-
-
-def _start_method(context: Any) -> str:
-    if context is None:
-        return multiprocessing.get_start_method()
-    return context if isinstance(context, str) else context.get_start_method()
-
-
 class DataLoader(torch.utils.data.DataLoader):
     """A real `torch.utils.data.DataLoader` over an xloader source.
 
@@ -290,9 +265,22 @@ class DataLoader(torch.utils.data.DataLoader):
     The values are bit-identical to `xloader.keras.PyDataset`'s for the same dataset, options
     and epoch, for any `num_workers`, persistent or not.
 
+    torch's attributes read as torch users expect: `len(loader)` is batches per epoch (this
+    rank's); `len(loader.dataset)` is the number of samples in the source (all ranks', as with
+    `DistributedSampler`); `loader.batch_size` and `loader.drop_last` are the options given
+    (batching itself is xloader's: torch sees `batch_size=None`); `loader.sampler.set_epoch`
+    is `loader.set_epoch`. Keras's `model.fit` cannot take this loader (it iterates it more
+    than once per epoch): it raises `TypeError` naming `xloader.keras.PyDataset`.
+
     Args:
         dataset: an xloader source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`).
-        batch_size, shuffle, seed, drop_last, to_fit: see `xloader.Batches`.
+        batch_size, shuffle, drop_last, to_fit: see `xloader.Batches`.
+        seed: a non-negative int, or None (default) to draw one once, here, from torch's global
+            RNG (as torch's DataLoader does: `torch.manual_seed` makes it repeat); 0 when
+            sharded (`world_size > 1`), so every rank has the same order. Recorded in `repr`
+            and `state_dict()`.
+        batch_transform: `fn(batch, generator) -> batch` on each whole NumPy batch (NHWC),
+            run in the worker: `xloader.MixUp`, `xloader.CutMix` (NOTE [ Batch transforms ]).
         layout: "NCHW" (default, what `torch.nn.Conv2d` expects) or "NHWC".
         num_workers, pin_memory, persistent_workers, prefetch_factor, timeout, multiprocessing_context, worker_init_fn: as in torch,
             except that worker processes start with "forkserver" (not fork) by default once a
@@ -321,9 +309,10 @@ class DataLoader(torch.utils.data.DataLoader):
         *,
         batch_size: int,
         shuffle: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
         drop_last: bool = False,
         to_fit: bool = True,
+        batch_transform: BatchTransform | None = None,
         layout: Literal["NCHW", "NHWC"] = "NCHW",
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -339,16 +328,10 @@ class DataLoader(torch.utils.data.DataLoader):
     ):
         if layout not in ("NCHW", "NHWC"):
             raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}.")
-        for reserved in ("sampler", "batch_sampler", "collate_fn", "generator"):
-            if reserved in torch_kwargs:
-                raise TypeError(f"xloader.torch.DataLoader decides {reserved} itself; do not pass it.")
-        if torch_kwargs.get("in_order", True) is not True:
-            raise ValueError(
-                "in_order=False hands out batches in the order workers finish them, so the batch order "
-                "would depend on timing and differ from Keras's; xloader.torch.DataLoader keeps in_order=True."
-            )
-        rank, world_size = _distributed_shard(rank, world_size)
-        if multiprocessing_context is None and num_workers > 0 and _distributed_is_running():
+        check_torch_kwargs(torch_kwargs)
+        rank, world_size = distributed_shard(rank, world_size)
+        seed, seed_drawn = loader_seed(seed, world_size)
+        if multiprocessing_context is None and num_workers > 0 and distributed_is_running():
             # A worker forked from a rank whose process group runs (gloo/NCCL threads) can abort
             # the rank at exit (measured with gloo: about 1 run in 6). forkserver forks a clean server.
             multiprocessing_context = "forkserver"
@@ -362,10 +345,12 @@ class DataLoader(torch.utils.data.DataLoader):
             rank=rank,
             world_size=world_size,
             shard_mode=shard_mode,
+            batch_transform=batch_transform,
         )
+        batches.seed_drawn = seed_drawn
         self.batches = batches
         self.layout = layout
-        self._epoch_sampler = _EpochBatchSampler(len(batches))
+        self._epoch_sampler = _EpochBatchSampler(len(batches), self.set_epoch)
         self._next_epoch = 0
         self._start_batch = 0
         self._position: list[int] | None = None  # [epoch, next batch] of the pass in progress
@@ -373,16 +358,25 @@ class DataLoader(torch.utils.data.DataLoader):
             _BatchDataset(batches, layout),
             batch_size=None,
             sampler=self._epoch_sampler,
-            collate_fn=_identity,
+            collate_fn=identity_collate,
             num_workers=num_workers,
             pin_memory=pin_memory,
             persistent_workers=persistent_workers,
             prefetch_factor=prefetch_factor,
             timeout=timeout,
             multiprocessing_context=multiprocessing_context,
-            worker_init_fn=_WorkerInit(worker_init_fn, _start_method(multiprocessing_context) != "fork"),
+            worker_init_fn=WorkerInit(worker_init_fn, start_method(multiprocessing_context) != "fork"),
             **torch_kwargs,
         )
+
+    # The options as given (torch itself sees batch_size=None: batches come whole); `seed` is
+    # the one in use, given or drawn.
+    batch_size = OptionView("batch_size")  # type: ignore[assignment]
+    drop_last = OptionView("drop_last")  # type: ignore[assignment]
+    seed = OptionView("seed")
+
+    def __repr__(self) -> str:
+        return f"xloader.torch.DataLoader({self.batches!r}, num_workers={self.num_workers}, layout={self.layout!r})"
 
     @property
     def source(self) -> Source:
@@ -435,6 +429,7 @@ class DataLoader(torch.utils.data.DataLoader):
         self._epoch_sampler.pool = pool
 
     def __iter__(self) -> Any:
+        refuse_keras_iteration()
         epoch, start_batch = self._next_epoch, self._start_batch
         self._epoch_sampler.epoch, self._epoch_sampler.start_batch = epoch, start_batch
         self._next_epoch, self._start_batch = epoch + 1, 0

@@ -50,6 +50,14 @@ class TransformedSource:
     def __len__(self) -> int:
         return len(self._index)
 
+    def __getitem__(self, index: object) -> Any:
+        # Reached when a source is given to torch's DataLoader (torchvision's class has the same name).
+        raise TypeError(
+            f"{type(self).__name__} is an xloader source, not a torch Dataset: it has no [index]. "
+            f"Use xloader.torch.DataLoader({type(self).__name__}(...), batch_size=..., shuffle=...) in place of "
+            "torch.utils.data.DataLoader (or xloader.keras.PyDataset for Keras); one sample is source.load(index, ...)."
+        )
+
     @property
     def fuses_normalize(self) -> bool:
         """True if `Batches` should call `load(..., defer_normalize=True)`: NOTE [ Normalize
