@@ -20,6 +20,7 @@ ADAPTERS = {
     "cli/_demo_keras.py": {"keras"},
     "torch.py": {"torch"},
     "cli/_demo_torch.py": {"torch"},
+    "torch_options.py": {"torch"},
 }
 
 

@@ -10,9 +10,9 @@ are bit-identical whatever the worker count, the start method or the framework.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,8 +28,13 @@ __all__ = ["Batch", "BatchTransform", "Batches", "LoaderOptions"]
 Batch = tuple[np.ndarray, np.ndarray] | np.ndarray
 """`(x, y)` when fitting a source with targets, else `x` alone."""
 
-BatchTransform = Callable[[Batch, np.random.Generator], Batch]
-"""`batch_transform(batch, generator) -> batch`: NOTE [ Batch transforms ]."""
+
+class BatchTransform(Protocol):
+    """What `batch_transform=` takes: `fn(batch, generator) -> batch` on a whole NumPy batch
+    (`(x, y)` or `x`, images (N, H, W, C)), with a generator fixed by (seed, epoch, global batch).
+    See NOTE [ Batch transforms ] in `xloader.Batches`; recipes: `xloader.MixUp`, `xloader.CutMix`."""
+
+    def __call__(self, batch: Batch, generator: np.random.Generator, /) -> Batch: ...
 
 
 def _check_bool(name: str, value: object) -> None:
