@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from parity_data import build_source  # noqa: E402
+from parity_data import build_source, loader_options  # noqa: E402
 
 from xloader.keras import PyDataset  # noqa: E402
 
@@ -59,15 +59,21 @@ class RecordingModel(keras.Model):
 def record(dataset: dict, config: dict, name: str, arrays: dict[str, np.ndarray]) -> None:
     source = build_source(dataset)
     val_source = build_source(dataset, augment=False)
-    options = dict(dataset["options"], workers=config["workers"], use_multiprocessing=config["processes"])
+    options = dict(loader_options(dataset), workers=config["workers"], use_multiprocessing=config["processes"])
     val_options = dict(
         batch_size=dataset["options"]["batch_size"], workers=config["workers"], use_multiprocessing=config["processes"]
     )
+    # A batch_transform (MixUp, CutMix) gives one-hot label weights: validate on them too.
+    mixed = "batch_transform" in options
+    if mixed:
+        val_options["batch_transform"] = options["batch_transform"]
     with PyDataset(source, **options) as train, PyDataset(val_source, **val_options) as val:
         model = RecordingModel(dataset["task"], dataset["num_classes"])
         model.compile(
             optimizer="sgd",
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=(keras.losses.CategoricalCrossentropy if mixed else keras.losses.SparseCategoricalCrossentropy)(
+                from_logits=True
+            ),
             run_eagerly=True,
         )
         model.fit(train, epochs=3, validation_data=val, shuffle=False, verbose=0)

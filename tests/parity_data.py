@@ -48,3 +48,15 @@ def _whole_source(spec: dict, kind: str, size: tuple, transform, extra: dict):
     if kind == "RLEMasks":
         return xl.RLEMasks(spec["images_dir"], spec["csv"], image_size=size, transform=transform, **extra)
     raise ValueError(f"unknown parity source {kind!r}")
+
+
+def loader_options(spec: dict) -> dict:
+    """The loader options of a parity spec, with its `batch_transform` built: a list of
+    ["MixUp" or "CutMix", alpha] for `num_classes` classes, one picked per batch if several."""
+    options = dict(spec["options"])
+    if "batch_transform" in spec:
+        recipes = [
+            getattr(xl, name)(alpha=alpha, num_classes=spec["num_classes"]) for name, alpha in spec["batch_transform"]
+        ]
+        options["batch_transform"] = recipes[0] if len(recipes) == 1 else xl.RandomChoice(recipes)
+    return options
