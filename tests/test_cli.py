@@ -119,6 +119,7 @@ def test_parity_prints_matching_fingerprints_for_every_loader(class_root, augmen
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS: 9 loaders gave the same 8 batches, bit for bit." in done.stdout
     assert "keras/jax 2 processes" in done.stdout and "torch num_workers=2 persistent" in done.stdout
+    assert "Every loader here was given seed=0. Pass seed= explicitly in your training code too" in done.stdout
 
 
 def test_bench_prints_speed_cpu_and_memory(class_root):
@@ -164,3 +165,83 @@ def test_preview_reads_a_pipeline_saved_by_albumentations(class_root, tmp_path):
     assert flipped.returncode == 0, flipped.stderr
     assert xloader("preview", class_root, "--out", str(plain), *tile).returncode == 0
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(plain))[:, ::-1])
+
+
+# --- real layouts: Pets-style pairs, split roots, no resize ---------------------------------------
+
+
+@pytest.fixture
+def pets_tree(tmp_path) -> str:
+    """Oxford Pets' shape: images/*.jpg (and a stray .mat), annotations/trimaps/*.png with values
+    1..3 next to macOS AppleDouble `._*.png` files, annotations/xmls/."""
+    rng = np.random.default_rng(0)
+    pets = tmp_path / "pets"
+    for folder in ("images", "annotations/trimaps", "annotations/xmls"):
+        (pets / folder).mkdir(parents=True)
+    for i in range(1, 6):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(pets / "images" / f"Abyssinian_{i}.jpg")
+        trimap = np.full((20, 24), 2, np.uint8)
+        trimap[5:15, 6:18], trimap[5, 6:18] = 1, 3  # foreground, a border line, background
+        Image.fromarray(trimap).save(pets / "annotations" / "trimaps" / f"Abyssinian_{i}.png")
+        (pets / "annotations" / "trimaps" / f"._Abyssinian_{i}.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (pets / "images" / "Abyssinian_100.mat").write_bytes(b"MATLAB")
+    return str(pets)
+
+
+def test_inspect_pairs_pets_images_with_trimaps_and_shows_mask_values(pets_tree):
+    images, trimaps = os.path.join(pets_tree, "images"), os.path.join(pets_tree, "annotations", "trimaps")
+    report = json.loads(xloader("inspect", images, "--masks", trimaps, "--json").stdout)
+    assert (report["layout"], report["num_samples"], report["ok"]) == ("image_mask_pairs", 5, True)
+    assert report["mask_values"] == {"1": 5 * 108, "2": 5 * 360, "3": 5 * 12}  # 480 pixels each
+    assert report["ignored_files"] == {"hidden": 5, "not images": 1}
+    text = xloader("inspect", images, "--masks", trimaps, "--quiet").stdout
+    assert "mask values 1..3, share of pixels: 1 (22.5%), 2 (75.0%), 3 (2.5%)" in text
+    assert "note: no mask has value 0. If the classes are 1..3 (as in Oxford Pets' trimaps)" in text
+    # The Pets root itself is not two classes "annotations" and "images" without a word.
+    root = xloader("inspect", pets_tree, "--quiet").stdout
+    assert f"(Oxford Pets: --masks {trimaps})" in root
+
+
+def test_inspect_reports_each_split_of_a_split_root(class_root, tmp_path):
+    import shutil
+
+    shutil.copytree(class_root, tmp_path / "data" / "train")
+    shutil.copytree(os.path.join(class_root, "cat"), tmp_path / "data" / "val" / "cat")
+    done = xloader("inspect", str(tmp_path / "data"), "--json")
+    report = json.loads(done.stdout)
+    assert (report["layout"], report["ok"], list(report["splits"])) == ("split_root", True, ["train", "val"])
+    assert report["splits"]["train"]["class_counts"] == {"astronaut": 7, "cat": 7, "coffee": 7, "rocket": 7}
+    assert report["splits"]["val"]["class_counts"] == {"cat": 7}
+    text = xloader("inspect", str(tmp_path / "data"), "--quiet").stdout
+    assert text.startswith(f"{tmp_path / 'data'}: a split root with 2 splits: train, val\n")
+    assert "warning: val's classes differ from train's (cat vs astronaut, cat, coffee, rocket)" in text
+
+
+def test_image_size_none_keeps_file_sizes(class_root, tmp_path):
+    from xloader.cli._open import parse_image_size
+
+    assert [parse_image_size(v) for v in (["none"], ["224", "160"], ["96"])] == [None, (224, 160), (96, 96)]
+    with pytest.raises(ValueError) as caught:
+        parse_image_size(["big"])
+    assert str(caught.value) == (
+        "--image-size big: give H W (e.g. 224 224), one side for a square, or none to keep file sizes."
+    )
+    crop = tmp_path / "crop.py"
+    crop.write_text("import albumentations as A\ntransform = A.Compose([A.RandomResizedCrop(size=(32, 32))])\n")
+    out = tmp_path / "grid.png"
+    done = xloader(
+        "preview",
+        class_root,
+        "--image-size",
+        "none",
+        "--transform",
+        str(crop),
+        "--out",
+        str(out),
+        "--samples",
+        "2",
+        "--epochs",
+        "2",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "x 2 epochs (columns)" in done.stdout

@@ -19,16 +19,22 @@ def _dataset_arguments(parser: argparse.ArgumentParser, *, default_size: int | N
     parser.add_argument(
         "path",
         help="a folder of class folders (root/<class>/*.jpg), a folder holding images/ and masks/, "
-        "or a CSV manifest (columns filename, class)",
+        "an images folder with --masks, or a CSV manifest (columns filename, class)"
+        + (", or (inspect) a split root holding train/ and val/, validation/ or test/" if default_size is None else ""),
     )
-    size_help = "resize every image to H x W"
+    parser.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="the masks folder paired with the images in PATH by file stem (e.g. Oxford Pets: "
+        "PATH=pets/images --masks pets/annotations/trimaps)",
+    )
     parser.add_argument(
         "--image-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
+        nargs="+",
+        metavar="H W|none",
         default=(default_size, default_size) if default_size else None,
-        help=size_help,
+        help="resize every image to H x W (one number: a square); none keeps each file's size "
+        "(e.g. when the transform crops, as A.RandomResizedCrop)",
     )
     parser.add_argument(
         "--transform",
@@ -145,9 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the `xloader` command line; returns the exit status."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up log lines are not ours to print
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     module = importlib.import_module(f"xloader.cli.{args.command}")
     try:
+        if hasattr(args, "image_size") and args.command != "demo":
+            from xloader.cli._open import parse_image_size
+
+            args.image_size = parse_image_size(args.image_size)
         return int(module.run(args) or 0)
     except (OSError, ValueError) as error:  # bad paths, options or data (DatasetError): one line
         print(f"xloader {args.command}: error: {error}", file=sys.stderr)

@@ -15,7 +15,9 @@ def main(spec: dict) -> dict[str, list[str]]:
     from xloader.keras import PyDataset
     from xloader.testing import fingerprint
 
-    _, source = open_dataset(spec["path"], image_size=spec["image_size"], transform=load_transform(spec["transform"]))
+    _, source = open_dataset(
+        spec["path"], image_size=spec["image_size"], transform=load_transform(spec["transform"]), masks=spec["masks"]
+    )
     out = {}
     for name, workers, processes in spec["configs"]:
         with PyDataset(

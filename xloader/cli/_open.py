@@ -4,21 +4,75 @@ from __future__ import annotations
 
 import os
 import runpy
+import warnings
+from collections import Counter
 from typing import Any
 
 from xloader.source import Source
 from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
+from xloader.sources._walk import IMAGE_EXTENSIONS
 
 LAYOUTS = {
     "class_folders": "class folders (root/<class>/<image>)",
-    "image_mask_pairs": "images/ and masks/ paired by file stem",
+    "image_mask_pairs": "images and masks paired by file stem",
     "manifest": "a CSV manifest (filename and class columns, paths relative to the CSV's folder)",
+    "split_root": "a split root",
 }
+# Sub-folders that make a folder a split root (torchvision's --data-path, Keras's train/validation).
+SPLIT_NAMES = ("train", "val", "validation", "test")
 
 
-def find_layout(path: str) -> str:
-    """ "manifest" for a .csv file, "image_mask_pairs" if `path` holds images/ and masks/ folders,
-    else "class_folders".
+def find_splits(path: str) -> list[str]:
+    """The split folders of `path` (in SPLIT_NAMES order) if it holds `train/` and at least one
+    of `val/`, `validation/`, `test/`; else []."""
+    found = [name for name in SPLIT_NAMES if os.path.isdir(os.path.join(path, name))]
+    return found if "train" in found and len(found) >= 2 else []
+
+
+def parse_image_size(values: Any) -> tuple[int, int] | None:
+    """`--image-size`: "H W" (or one number for a square), or "none" to keep each file's size.
+
+    Raises:
+        ValueError: anything else (the message shows the value and both forms).
+    """
+    if values is None or isinstance(values, tuple):
+        return values
+    if [v.lower() for v in values] == ["none"]:
+        return None
+    try:
+        numbers = [int(v) for v in values]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or min(numbers) < 1:
+        raise ValueError(
+            f"--image-size {' '.join(values)}: give H W (e.g. 224 224), one side for a square, or none to keep file sizes."
+        )
+    return numbers[0], numbers[1]
+
+
+def ignored_files(*folders: str) -> dict[str, int]:
+    """Files under `folders` that no source reads: {"hidden": names starting with "." (macOS
+    `._x.png` AppleDouble files, `.DS_Store`; a hidden folder counts once), "not images": other
+    extensions than the image ones}."""
+    counts: Counter[str] = Counter(hidden=0, **{"not images": 0})
+    for folder in folders:
+        for _directory, subdirectories, files in os.walk(folder):
+            counts["hidden"] += sum(name.startswith(".") for name in subdirectories)
+            subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+            for name in files:
+                if name.startswith("."):
+                    counts["hidden"] += 1
+                elif os.path.splitext(name)[1][1:].lower() not in IMAGE_EXTENSIONS:
+                    counts["not images"] += 1
+    return dict(counts)
+
+
+def find_layout(path: str, masks: str | None = None) -> str:
+    """ "manifest" for a .csv file; "image_mask_pairs" with `masks` (then `path` is the images
+    folder) or if `path` holds images/ and masks/ folders; "split_root" if it holds train/ and
+    val/, validation/ or test/ (`find_splits`); else "class_folders".
 
     Raises:
         FileNotFoundError: `path` does not exist.
@@ -33,8 +87,22 @@ def find_layout(path: str) -> str:
             f"{path!r} is neither a folder nor a .csv file: give a folder of class folders, one holding "
             "images/ and masks/, or a CSV manifest."
         )
+    if masks is not None:
+        if not os.path.isdir(masks):
+            raise FileNotFoundError(f"--masks {masks!r} is not a folder.")
+        return "image_mask_pairs"
     if os.path.isdir(os.path.join(path, "images")) and os.path.isdir(os.path.join(path, "masks")):
         return "image_mask_pairs"
+    if find_splits(path):
+        return "split_root"
+    if os.path.isdir(os.path.join(path, "images")):
+        images = os.path.join(path, "images")
+        warnings.warn(
+            f"{path} holds images/ but no masks/, so its sub-folders are read as classes. For segmentation, "
+            f"give the images folder and the masks folder: xloader inspect {images} --masks MASKS_DIR "
+            f"(Oxford Pets: --masks {os.path.join(path, 'annotations', 'trimaps')}).",
+            stacklevel=2,
+        )
     return "class_folders"
 
 
@@ -59,15 +127,29 @@ def load_transform(spec: str | None) -> Any:
 
 
 def open_dataset(
-    path: str, *, image_size: tuple[int, int] | None, transform: Any, unpaired: str = "skip"
+    path: str, *, image_size: tuple[int, int] | None, transform: Any, unpaired: str = "skip", masks: str | None = None
 ) -> tuple[str, Source]:
-    """(layout, source) for `path`; image/mask folders skip (and report) unpaired files."""
-    layout = find_layout(path)
+    """(layout, source) for `path` (with `masks`: the images folder paired with that masks
+    folder); image/mask folders skip (and report) unpaired files.
+
+    Raises:
+        ValueError: `path` is a split root: open each split (`find_splits`) instead.
+    """
+    layout = find_layout(path, masks)
     size = tuple(image_size) if image_size else None
+    if layout == "split_root":
+        splits = find_splits(path)
+        raise ValueError(
+            f"{path} is a split root ({', '.join(s + '/' for s in splits)}): give one split, e.g. "
+            f"{os.path.join(path, splits[0])}. (xloader inspect reports every split.)"
+        )
     if layout == "image_mask_pairs":
+        images_dir, masks_dir = (
+            (path, masks) if masks is not None else (os.path.join(path, d) for d in ("images", "masks"))
+        )
         source = ImageMaskFolder(
-            os.path.join(path, "images"),
-            os.path.join(path, "masks"),
+            images_dir,
+            masks_dir,
             image_size=size,
             transform=transform,
             unpaired=unpaired,

@@ -31,7 +31,9 @@ def _batches(args: argparse.Namespace, source):
 
 
 def run(args: argparse.Namespace) -> int:
-    _, source = open_dataset(args.path, image_size=args.image_size, transform=load_transform(args.transform))
+    _, source = open_dataset(
+        args.path, image_size=args.image_size, transform=load_transform(args.transform), masks=args.masks
+    )
     loader, epoch_iterable = _batches(args, source)
     me = os.getpid()
     cpu_before = cpu_seconds(me)

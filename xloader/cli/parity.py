@@ -16,6 +16,12 @@ from xloader.cli._open import load_transform, open_dataset
 from xloader.testing import fingerprint
 
 BACKENDS = ("tensorflow", "jax", "torch")
+SEED_ADVICE = (
+    "Every loader here was given seed={seed}. Pass seed= explicitly in your training code too: an unseeded "
+    "loader (seed=None) draws its seed from the framework's global RNG (torch.manual_seed for "
+    "xloader.torch.DataLoader, random.seed / keras.utils.set_random_seed for xloader.keras.PyDataset), "
+    "so a torch run and a Keras run see the same batches only with the same explicit seed."
+)
 
 
 def installed_backends() -> list[str]:
@@ -46,7 +52,7 @@ def torch_fingerprints(source, options: dict, epochs: int, num_workers: int, per
 
 def run(args: argparse.Namespace) -> int:
     transform = load_transform(args.transform)
-    _, source = open_dataset(args.path, image_size=args.image_size, transform=transform)
+    _, source = open_dataset(args.path, image_size=args.image_size, transform=transform, masks=args.masks)
     options = {"batch_size": args.batch_size, "shuffle": args.shuffle, "seed": args.seed}
     reference = Batches(source, **options)
     expected = [fingerprint(reference.get_batch(e, b)) for e in range(args.epochs) for b in range(len(reference))]
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     steps += [("keras", backend, None) for backend in backends]
     spec = {
         "path": args.path,
+        "masks": args.masks,
         "image_size": args.image_size,
         "transform": args.transform,
         "epochs": args.epochs,
@@ -95,4 +102,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAIL: {len(mismatched)} of {len(names)} loaders differ: {', '.join(mismatched)}", file=sys.stderr)
         return 1
     print(f"PASS: {len(names)} loaders gave the same {len(expected)} batches, bit for bit.")
+    print(SEED_ADVICE.format(seed=args.seed))
     return 0

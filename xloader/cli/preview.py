@@ -61,7 +61,9 @@ def tile(x: np.ndarray, y: np.ndarray | None, is_mask: bool, size: int) -> np.nd
 
 
 def run(args: argparse.Namespace) -> int:
-    layout, source = open_dataset(args.path, image_size=args.image_size, transform=load_transform(args.transform))
+    layout, source = open_dataset(
+        args.path, image_size=args.image_size, transform=load_transform(args.transform), masks=args.masks
+    )
     rows = min(args.samples, len(source))
     tile_size, gap = 160, 4
     grid = np.full((rows * (tile_size + gap) + gap, args.epochs * (tile_size + gap) + gap, 3), 255, np.uint8)
