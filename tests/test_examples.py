@@ -34,3 +34,28 @@ def test_example_runs(tmp_path, script, args, expected):
     )
     assert run.returncode == 0, f"{script} failed:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
     assert expected in run.stdout
+
+
+def test_torchvision_reference_resumes_on_the_next_epoch(tmp_path):
+    """The ported torchvision reference (examples/torchvision_reference.py) trains, evaluates
+    with the reference's length check (a warning fails the run), and saves the loader's state in
+    its checkpoint; --resume continues at the next epoch, not at epoch 0 (the
+    `if args.distributed: set_epoch` trap)."""
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
+    script = os.path.join(EXAMPLES, "torchvision_reference.py")
+    runs = []
+    for extra in (["--epochs", "1"], ["--epochs", "2", "--resume", str(tmp_path / "checkpoint.pth")]):
+        runs.append(
+            subprocess.run(
+                [sys.executable, "-W", "error::UserWarning", script, "--data", str(tmp_path), *extra],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+                cwd=tmp_path,
+            )
+        )
+        assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    assert "Epoch: [0]" in runs[0].stdout and "Test: Acc@1" in runs[0].stdout
+    assert "on 20 of 20 samples" in runs[0].stdout
+    assert "resumed at epoch 1 (loader epoch 1)\nEpoch: [1]" in runs[1].stdout
