@@ -284,7 +284,7 @@ class Batches:
                 epoch, batch and sample index).
             SampleError: any other failure while loading or transforming a sample, chained to
                 the original exception.
-            Any exception of the `batch_transform`, with a note naming the batch and epoch.
+            Exception: whatever the `batch_transform` raises, with a note naming the batch and epoch.
         """
         if self.batch_transform is None:
             return self._stack(epoch, batch, allocate)
