@@ -381,4 +381,4 @@ def _check_transformed(transformed: Any, before: Batch, transform: Any, allocate
         if target is not None:
             target[...] = array
         written.append(array if target is None else target)
-    return tuple(written) if is_tuple else written[0]
+    return (written[0], written[1]) if is_tuple else written[0]
