@@ -73,7 +73,11 @@ def main(out_dir: str) -> None:
     sharded = correct_and_count(model.module, evaluation)
     dist.all_reduce(sharded)
     progress(out_dir, rank, "evaluated")
+    torch.manual_seed(100 + rank)  # ranks seeded differently: an unseeded loader must not follow
+    unseeded = DataLoader(dataset(TRAIN_SAMPLES), batch_size=4, shuffle=True)
+    result_unseeded = {"seed": unseeded.seed, "ids": [i for x, _ in unseeded for i in x[:, 0].int().tolist()]}
     result = {
+        "unseeded": result_unseeded,
         "rank": rank,
         "world_size": dist.get_world_size(),
         "trained_on": trained_on,

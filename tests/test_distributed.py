@@ -65,3 +65,12 @@ def test_exact_evaluation_has_no_duplicates_no_losses_and_the_single_process_met
     assert sorted(ids) == list(range(EVAL_SAMPLES))
     assert ranks[0]["sharded_metric"] == ranks[1]["sharded_metric"] == ranks[0]["single_process_metric"]
     assert ranks[0]["sharded_metric"][1] == EVAL_SAMPLES
+
+
+def test_unseeded_ranks_with_different_global_seeds_are_disjoint_and_covering(ranks):
+    sys.path.insert(0, HERE)
+    from ddp_run import TRAIN_SAMPLES
+
+    assert [r["unseeded"]["seed"] for r in ranks] == [0, 0]  # NOTE [ Unseeded loaders ]
+    ids = ranks[0]["unseeded"]["ids"] + ranks[1]["unseeded"]["ids"]
+    assert sorted(ids) == list(range(TRAIN_SAMPLES))
