@@ -202,3 +202,15 @@ def test_keras_fit_with_mixup_trains_on_the_torch_batches(tmp_path, mixed_datase
                     np.testing.assert_array_equal(other, x, err_msg=f"{backend} {prefix} step {step}: x")
                 for other in (recorded[f"{prefix}/{step}/y"], torch_batches[2][step][1]):
                     np.testing.assert_array_equal(other, y, err_msg=f"{backend} {prefix} step {step}: y")
+
+
+def test_shared_memory_slots_are_sized_for_the_transformed_batch():
+    # MixUp turns uint8 images into float32 and labels into (N, K) weights: the torch adapter's
+    # slots must hold that, or every batch would fall back to torch's slower path.
+    for recipe in (None, xl.MixUp(num_classes=3), xl.CutMix(num_classes=3)):
+        batches = xl.Batches(images(), batch_size=4, seed=0, batch_transform=recipe)
+        x, y = batches.get_batch(0, 0)
+        assert batches.full_batch_nbytes() == x.nbytes + y.nbytes
+    assert xl.Batches(images(), batch_size=4, seed=0, batch_transform=xl.MixUp(num_classes=3)).full_batch_nbytes() == (
+        4 * 6 * 8 * 3 * 4 + 4 * 3 * 4
+    )

@@ -266,6 +266,20 @@ class Batches:
         or worker count. Raises `ValueError` if it was built on other data or options."""
         self._epoch, self._next_batch = self.read_state(state)
 
+    def full_batch_nbytes(self) -> int:
+        """Bytes of a full batch (all fields), after the `batch_transform`: sample 0 (epoch 0)
+        stacked `batch_size` times, transformed. What a buffer for any batch needs when shapes
+        and dtypes do not depend on the content (a batch that does not fit is the caller's to handle)."""
+        x, y = self.dataset.load(0, seed=self.options.seed, epoch=0, with_targets=self.with_targets)
+        size = self.options.batch_size
+        if self.batch_transform is None:
+            return size * (np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0))
+        stacked = tuple(np.repeat(np.asarray(a)[None], size, axis=0) for a in (x, y) if a is not None)
+        out = self.batch_transform(
+            stacked if len(stacked) == 2 else stacked[0], batch_generator(self.options.seed, 0, 0)
+        )
+        return sum(np.asarray(a).nbytes for a in (out if isinstance(out, tuple) else (out,)))
+
     def batch_indices(self, epoch: int, batch: int) -> np.ndarray:
         """Dataset indices of the samples in `batch` of `epoch`, in batch order (int64, read-only)."""
         return self.plan.batch_indices(epoch, batch)

@@ -413,12 +413,7 @@ class DataLoader(torch.utils.data.DataLoader):
         return self.num_workers > 0
 
     def _allocate_slots(self) -> None:
-        x, y = self.batches.dataset.load(
-            0, seed=self.batches.options.seed, epoch=0, with_targets=self.batches.with_targets
-        )
-        nbytes = self.batches.options.batch_size * (
-            np.asarray(x).nbytes + (np.asarray(y).nbytes if y is not None else 0)
-        )
+        nbytes = self.batches.full_batch_nbytes()  # after the batch_transform (MixUp: float32, one-hot)
         # torch keeps num_workers * prefetch_factor tasks in flight and dispatches the next one
         # while a plain for loop still holds the previous batch (lent from its slot): two more
         # slots than that keep such a loop off torch's slower transfer.
