@@ -192,11 +192,14 @@ def test_inspect_pairs_pets_images_with_trimaps_and_shows_mask_values(pets_tree)
     images, trimaps = os.path.join(pets_tree, "images"), os.path.join(pets_tree, "annotations", "trimaps")
     report = json.loads(xloader("inspect", images, "--masks", trimaps, "--json").stdout)
     assert (report["layout"], report["num_samples"], report["ok"]) == ("image_mask_pairs", 5, True)
-    assert report["mask_values"] == {"1": 5 * 108, "2": 5 * 360, "3": 5 * 12}  # 480 pixels each
+    assert report["mask_value_pixels"] == {"1": 5 * 108, "2": 5 * 360, "3": 5 * 12}  # 480 pixels each
     assert report["ignored_files"] == {"hidden": 5, "not images": 1}
     text = xloader("inspect", images, "--masks", trimaps, "--quiet").stdout
     assert "mask values 1..3, share of pixels: 1 (22.5%), 2 (75.0%), 3 (2.5%)" in text
-    assert "note: no mask has value 0. If the classes are 1..3 (as in Oxford Pets' trimaps)" in text
+    assert (
+        "note: no mask has value 0. If the classes are 1..3 (as in Oxford Pets' trimaps), a model with num_classes "
+        "outputs needs them as 0..num_classes-1: pass mask_values={1: 0, 2: 1, 3: 2} to ImageMaskFolder"
+    ) in text
     # The Pets root itself is not two classes "annotations" and "images" without a word.
     root = xloader("inspect", pets_tree, "--quiet").stdout
     assert f"(Oxford Pets: --masks {trimaps})" in root

@@ -46,10 +46,11 @@ def describe_mask_values(values: dict[int, int]) -> list[str]:
     shares = ", ".join(f"{value} ({100 * count / pixels:.1f}%)" for value, count in values.items())
     lines = [f"mask values {min(values)}..{max(values)}, share of pixels: {shares}"]
     if min(values) > 0:
+        mapping = ", ".join(f"{value}: {index}" for index, value in enumerate(values))
         lines.append(
-            f"note: no mask has value 0. If the classes are 1..{max(values)} (as in Oxford Pets' trimaps), "
-            "a model with num_classes outputs needs them as 0..num_classes-1: subtract 1 (e.g. A.Lambda on the mask) "
-            f"or give the model {max(values) + 1} outputs."
+            f"note: no mask has value 0. If the classes are {min(values)}..{max(values)} (as in Oxford Pets' "
+            "trimaps), a model with num_classes outputs needs them as 0..num_classes-1: pass "
+            f"mask_values={{{mapping}}} to ImageMaskFolder (stored value -> class index)."
         )
     return lines
 
@@ -73,7 +74,7 @@ def inspect_one(path: str, args: argparse.Namespace, masks: str | None) -> tuple
     mask_files, masks_dir = getattr(source, "mask_files", None), getattr(source, "masks_dir", None)
     if isinstance(mask_files, list) and isinstance(masks_dir, str):
         values = mask_values([os.path.join(masks_dir, f) if f else "" for f in mask_files], args.workers)
-        out["mask_values"] = {str(value): count for value, count in values.items()}
+        out["mask_value_pixels"] = {str(value): count for value, count in values.items()}
         lines += describe_mask_values(values)
     return out, lines, report.ok
 
