@@ -77,12 +77,15 @@ def test_sampler_set_epoch_is_the_loader_set_epoch():
     assert loader.state_dict()["epoch"] == 6
 
 
-def test_a_source_in_torchs_dataloader_names_xloaders():
+@pytest.mark.parametrize("make", [arrays, lambda: xl.Subset(arrays(), [0, 2, 4])], ids=["ArrayDataset", "Subset"])
+def test_a_source_in_torchs_dataloader_names_xloaders(make):
+    source = make()
+    name = type(source).__name__
     with pytest.raises(TypeError) as caught:
-        next(iter(torch.utils.data.DataLoader(arrays(), batch_size=2)))
+        next(iter(torch.utils.data.DataLoader(source, batch_size=2)))
     assert str(caught.value) == (
-        "ArrayDataset is an xloader source, not a torch Dataset: it has no [index]. Use "
-        "xloader.torch.DataLoader(ArrayDataset(...), batch_size=..., shuffle=...) in place of "
+        f"{name} is an xloader source, not a torch Dataset: it has no [index]. Use "
+        f"xloader.torch.DataLoader({name}(...), batch_size=..., shuffle=...) in place of "
         "torch.utils.data.DataLoader (or xloader.keras.PyDataset for Keras); one sample is source.load(index, ...)."
     )
 

@@ -31,6 +31,17 @@ def _load_takes_defer_normalize(cls: type) -> bool:
     return "defer_normalize" in inspect.signature(cls.load).parameters  # type: ignore[attr-defined]
 
 
+def refuse_indexing(source: object) -> Any:
+    """What `source[i]` raises: reached when a source is given to torch's `DataLoader`
+    (torchvision's class has the same name as `xl.ImageFolder`)."""
+    name = type(source).__name__
+    raise TypeError(
+        f"{name} is an xloader source, not a torch Dataset: it has no [index]. "
+        f"Use xloader.torch.DataLoader({name}(...), batch_size=..., shuffle=...) in place of "
+        "torch.utils.data.DataLoader (or xloader.keras.PyDataset for Keras); one sample is source.load(index, ...)."
+    )
+
+
 class TransformedSource:
     """Shared plumbing: the index, the optional transform and its per-sample seeding.
 
@@ -51,12 +62,7 @@ class TransformedSource:
         return len(self._index)
 
     def __getitem__(self, index: object) -> Any:
-        # Reached when a source is given to torch's DataLoader (torchvision's class has the same name).
-        raise TypeError(
-            f"{type(self).__name__} is an xloader source, not a torch Dataset: it has no [index]. "
-            f"Use xloader.torch.DataLoader({type(self).__name__}(...), batch_size=..., shuffle=...) in place of "
-            "torch.utils.data.DataLoader (or xloader.keras.PyDataset for Keras); one sample is source.load(index, ...)."
-        )
+        refuse_indexing(self)
 
     @property
     def fuses_normalize(self) -> bool:

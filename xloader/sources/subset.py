@@ -28,6 +28,7 @@ import numpy as np
 
 from xloader._checks import check_fraction
 from xloader.source import Source, SupportsSampleKeys, fuses_normalize, y_is_image
+from xloader.sources._base import refuse_indexing
 from xloader.sources._index import positions
 
 __all__ = ["Subset", "split", "validation_mask"]
@@ -98,6 +99,9 @@ class Subset:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def __getitem__(self, index: object) -> Any:
+        refuse_indexing(self)  # a source, not a torch Dataset
 
     def __repr__(self) -> str:
         return f"Subset({self.source!r}, {len(self)} of {len(self.source)} samples)"
