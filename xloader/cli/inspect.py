@@ -15,10 +15,10 @@ import numpy as np
 from xloader.cli._open import LAYOUTS, find_layout, find_splits, ignored_files, open_dataset
 from xloader.decoding import read_mask
 from xloader.errors import BadImageError
-from xloader.validation import validate
+from xloader.validation import validate, validation_workers
 
 
-def mask_values(mask_files: list[str], workers: int) -> dict[int, int]:
+def mask_values(mask_files: list[str], workers: int | None) -> dict[int, int]:
     """Pixels per mask value over every readable mask file, values ascending (unreadable masks
     are the decode check's to report)."""
 
@@ -33,7 +33,7 @@ def mask_values(mask_files: list[str], workers: int) -> dict[int, int]:
         return Counter(dict(zip(values.tolist(), counts.tolist(), strict=True)))
 
     total: Counter[int] = Counter()
-    with ThreadPoolExecutor(max(workers, 1), thread_name_prefix="xloader-masks") as pool:
+    with ThreadPoolExecutor(validation_workers(workers), thread_name_prefix="xloader-masks") as pool:
         for found in pool.map(count, mask_files):
             total.update(found)
     return dict(sorted(total.items()))
