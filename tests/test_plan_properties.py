@@ -63,34 +63,46 @@ def test_one_process_serves_every_sample_once_minus_the_drop_last_remainder(p):
         assert served == list(range(expected_count))
 
 
-@settings(max_examples=200, deadline=None)
-@given(plans)
-def test_exact_shards_partition_the_single_process_epoch(p):
-    shards = rank_batches(p, "exact")
-    union = sorted(i for rank in shards for batch in rank for i in batch)
-    assert union == sorted(i for batch in global_batches(p) for i in batch)
-    counts = [len(rank) for rank in shards]
-    assert max(counts) - min(counts) <= 1
+def distributed_sampler_batches(p: dict, mode: str, rank: int) -> list[list[int]]:
+    """torch's `DistributedSampler` followed by a `DataLoader`'s batching, written out: the
+    reference sample-level shards follow (pad and drop; exact splits the same way, unpadded)."""
+    order = [i for batch in global_batches({**p, "drop_last": False}) for i in batch]
+    n, world = len(order), p["world_size"]
+    if mode == "drop":
+        indices = order[: n // world * world]
+    elif mode == "pad":
+        total = -(-n // world) * world
+        indices = (order * -(-total // n))[:total]
+    else:
+        indices = order
+    mine = indices[rank::world]
+    size = p["batch_size"]
+    batches = [mine[i : i + size] for i in range(0, len(mine), size)]
+    if p["drop_last"] and batches and len(batches[-1]) < size:
+        batches.pop()
+    return batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(plans, st.sampled_from(["pad", "drop", "exact"]))
+def test_shards_are_distributed_samplers_split_of_the_single_process_order(p, mode):
+    assert rank_batches(p, mode) == [distributed_sampler_batches(p, mode, rank) for rank in range(p["world_size"])]
 
 
 @settings(max_examples=200, deadline=None)
 @given(plans)
-def test_pad_and_drop_give_equal_counts_and_only_the_documented_repeats_or_losses(p):
-    single = global_batches(p)
-    if not single:
-        return
-    pad, drop = rank_batches(p, "pad"), rank_batches(p, "drop")
-    world = p["world_size"]
-    assert {len(rank) for rank in pad} == {-(-len(single) // world)}
-    assert {len(rank) for rank in drop} == {len(single) // world}
-    pad_batches = [batch for rank in pad for batch in rank]
-    # every global batch appears; the extra ones are the epoch's first global batches again
-    extra = len(pad_batches) - len(single)
-    assert sorted(map(tuple, pad_batches)) == sorted(
-        map(tuple, single + [single[g % len(single)] for g in range(extra)])
+def test_pad_repeats_and_drop_loses_at_most_world_size_minus_one_samples(p):
+    if p["drop_last"]:
+        return  # drop_last loses each rank's own tail on top: covered by the reference test above
+    n, world = p["num_samples"], p["world_size"]
+    pad, drop, exact = (
+        [i for rank in rank_batches(p, mode) for batch in rank for i in batch] for mode in ("pad", "drop", "exact")
     )
-    drop_batches = [batch for rank in drop for batch in rank]
-    assert sorted(map(tuple, drop_batches)) == sorted(map(tuple, single[: len(single) // world * world]))
+    assert sorted(exact) == list(range(n))
+    assert set(pad) == set(range(n)) and len(pad) - n == -n % world <= world - 1
+    assert len(drop) == len(set(drop)) == n - n % world
+    for mode in ("pad", "drop"):
+        assert len({len(rank) for rank in rank_batches(p, mode)}) == 1  # same batch count on every rank
 
 
 @settings(max_examples=25, deadline=None)

@@ -32,55 +32,39 @@ def shard_batches(num_samples, batch_size, world_size, mode, *, drop_last=False,
     return {rank: [plan.batch_indices(epoch, b).tolist() for b in range(len(plan))] for rank, plan in enumerate(plans)}
 
 
-@pytest.mark.parametrize("num_samples", [1, 9, 10, 23, 40])
-@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_exact_shards_are_disjoint_and_cover_the_epoch(num_samples, world_size, drop_last):
-    single = EpochPlan(num_samples, batch_size=3, shuffle=True, seed=4, drop_last=drop_last)
-    expected = sorted(i for b in range(len(single)) for i in single.batch_indices(0, b).tolist())
-    shards = shard_batches(num_samples, 3, world_size, "exact", drop_last=drop_last)
+@pytest.mark.parametrize(
+    ("world_size", "mode", "batches_per_rank", "samples_per_rank", "repeated", "lost"),
+    [
+        # 160 samples, batch 32: the figures docs/resume-and-distributed.md quotes.
+        (2, "pad", 3, 80, 0, 0),
+        (2, "drop", 3, 80, 0, 0),
+        (2, "exact", 3, 80, 0, 0),
+        (3, "pad", 2, 54, 2, 0),
+        (3, "drop", 2, 53, 0, 1),
+        (3, "exact", 2, None, 0, 0),
+    ],
+)
+def test_sample_level_shards_of_160_samples_in_batches_of_32(
+    world_size, mode, batches_per_rank, samples_per_rank, repeated, lost
+):
+    shards = shard_batches(160, 32, world_size, mode)
+    assert [len(batches) for batches in shards.values()] == [batches_per_rank] * world_size
+    sizes = [sum(map(len, batches)) for batches in shards.values()]
+    assert sizes == ([samples_per_rank] * world_size if samples_per_rank else [54, 53, 53])
     seen = [i for batches in shards.values() for batch in batches for i in batch]
-    assert sorted(seen) == expected  # no duplicates, no losses
-    counts = [len(batches) for batches in shards.values()]
-    assert max(counts) - min(counts) <= 1
+    assert len(seen) - len(set(seen)) == repeated
+    assert 160 - len(set(seen)) == lost
 
 
-@pytest.mark.parametrize("num_samples", [1, 9, 10, 23, 40])
-@pytest.mark.parametrize("world_size", [2, 3, 4])
-def test_pad_gives_every_rank_the_same_count_and_repeats_only_the_first_batches(num_samples, world_size):
-    shards = shard_batches(num_samples, 3, world_size, "pad")
-    global_batches = -(-num_samples // 3)
-    counts = {len(batches) for batches in shards.values()}
-    assert counts == {-(-global_batches // world_size)}
-    seen = [i for batches in shards.values() for batch in batches for i in batch]
-    assert set(seen) == set(range(num_samples))  # nothing lost
-    padding = counts.pop() * world_size - global_batches
-    single = EpochPlan(num_samples, batch_size=3, shuffle=True, seed=4, drop_last=False)
-    repeated = [i for g in range(padding) for i in single.batch_indices(0, g % global_batches).tolist()]
-    assert sorted(seen) == sorted(list(range(num_samples)) + repeated)
-
-
-@pytest.mark.parametrize("world_size", [2, 3])
-def test_drop_gives_every_rank_the_same_count_and_loses_only_the_tail(world_size):
-    shards = shard_batches(23, 3, world_size, "drop")  # 8 global batches
-    assert {len(batches) for batches in shards.values()} == {8 // world_size}
-    seen = [i for batches in shards.values() for batch in batches for i in batch]
-    assert len(seen) == len(set(seen))
-    single = EpochPlan(23, batch_size=3, shuffle=True, seed=4, drop_last=False)
-    kept = [i for g in range(8 // world_size * world_size) for i in single.batch_indices(0, g).tolist()]
-    assert sorted(seen) == sorted(kept)
-
-
-def test_rank_takes_every_world_size_th_global_batch():
-    assert shard_batches(12, 2, 3, "exact", epoch=0)[1] == [
-        EpochPlan(12, batch_size=2, shuffle=True, seed=4, drop_last=False).batch_indices(0, g).tolist() for g in (1, 4)
-    ]
+def test_rank_takes_every_world_size_th_sample_as_distributed_sampler():
+    order = EpochPlan(12, batch_size=12, shuffle=True, seed=4, drop_last=False).batch_indices(0, 0).tolist()
+    assert shard_batches(12, 2, 3, "exact")[1] == [order[1:12:3][:2], order[1:12:3][2:]]
 
 
 def test_an_exact_evaluation_shard_may_be_empty_but_a_training_one_may_not():
-    assert len(Batches(ids(2), batch_size=2, rank=1, world_size=2, shard_mode="exact")) == 0
+    assert len(Batches(ids(2), batch_size=2, rank=2, world_size=3, shard_mode="exact")) == 0
     with pytest.raises(ValueError, match="leave no batch. Use a smaller batch_size, or shard_mode='pad'.$"):
-        Batches(ids(2), batch_size=2, rank=1, world_size=2, shard_mode="drop")
+        Batches(ids(2), batch_size=2, rank=2, world_size=3, shard_mode="drop")
 
 
 @pytest.mark.parametrize(
@@ -135,10 +119,12 @@ def test_state_records_options_and_dataset():
         "shuffle": True,
         "seed": 9,
         "drop_last": False,
-        "world_size": 1,
-        "shard_mode": "pad",
+        "weights": None,
+        "replacement": True,
         "to_fit": True,
         "rank": 0,
+        "world_size": 1,
+        "shard_mode": "pad",
     }
     assert state["dataset"]["num_samples"] == 23
     assert len(state["dataset"]["fingerprint"]) == 32
@@ -152,13 +138,25 @@ def test_any_rank_loads_the_state_rank_0_saved():
     assert [y.tolist() for _, y in rank1] == [rank1.get_batch(0, b)[1].tolist() for b in (1, 2)]
 
 
+def test_options_and_state_are_plain_python_types_whatever_was_passed():
+    batches = Batches(ids(23), batch_size=np.int64(5), seed=np.uint32(9), shuffle=np.bool_(True), world_size=np.int8(1))
+    state = batches.state_dict()
+    assert json.loads(json.dumps(state)) == state
+    assert [type(getattr(batches.options, name)) for name in ("batch_size", "seed", "shuffle", "world_size")] == [
+        int,
+        int,
+        bool,
+        int,
+    ]
+
+
 @pytest.mark.parametrize(
     ("other", "difference"),
     [
         ({"batch_size": 4}, "batch_size: saved 5, here 4"),
         ({"seed": 1}, "seed: saved 9, here 1"),
         ({"shuffle": False}, "shuffle: saved True, here False"),
-        ({"world_size": 2}, "world_size: saved 1, here 2"),
+        ({"drop_last": True}, "drop_last: saved False, here True"),
     ],
 )
 def test_loading_a_state_of_other_options_names_the_difference(other, difference):
@@ -183,9 +181,82 @@ def test_loading_a_state_of_same_sized_other_files_is_refused(tmp_path):
         Batches(b, batch_size=2).load_state_dict(Batches(a, batch_size=2).state_dict())
 
 
+def good_state() -> dict:
+    return Batches(ids(23), batch_size=5).state_dict()
+
+
 @pytest.mark.parametrize(
-    "state", [None, {}, {"version": 99, "epoch": 0, "next_batch": 0, "options": {}, "dataset": {}}]
+    ("change", "error", "message"),
+    [
+        (None, TypeError, "state must be a dict from state_dict(), got NoneType."),
+        (
+            {},
+            ValueError,
+            "state is missing version, epoch, next_batch, options, dataset: it was not made by an xloader state_dict().",
+        ),
+        ({"version": 99}, ValueError, "state has version 99; this xloader reads versions (1, 2)."),
+        (
+            {"version": "2"},
+            TypeError,
+            "state['version'] must be an int, got '2' (str). Pass the dict state_dict() returned (or its JSON round trip).",
+        ),
+        (
+            {"options": None},
+            TypeError,
+            "state['options'] must be a dict, got None (NoneType). Pass the dict state_dict() returned (or its JSON round trip).",
+        ),
+        (
+            {"dataset": []},
+            TypeError,
+            "state['dataset'] must be a dict, got [] (list). Pass the dict state_dict() returned (or its JSON round trip).",
+        ),
+        (
+            {"epoch": 1.0},
+            TypeError,
+            "state['epoch'] must be an int >= 0, got 1.0 (float). Pass the dict state_dict() returned (or its JSON round trip).",
+        ),
+        ({"epoch": -1}, ValueError, "state['epoch'] must be an int >= 0, got -1."),
+        (
+            {"next_batch": True},
+            TypeError,
+            "state['next_batch'] must be an int >= 0, got True (bool). Pass the dict state_dict() returned (or its JSON round trip).",
+        ),
+        (
+            {"position": 24},
+            ValueError,
+            "state has position 24; expected an int from 0 to 23 (the samples of the epoch read so far).",
+        ),
+        (
+            {"position": "3"},
+            TypeError,
+            "state['position'] must be an int >= 0, got '3' (str). Pass the dict state_dict() returned (or its JSON round trip).",
+        ),
+    ],
 )
-def test_loading_something_that_is_not_a_state_is_refused(state):
-    with pytest.raises((TypeError, ValueError), match="state"):
+def test_each_state_field_is_checked_with_a_message_naming_it(change, error, message):
+    state = None if change is None else ({} if change == {} else good_state() | change)
+    with pytest.raises(error) as raised:
         Batches(ids(23), batch_size=5).load_state_dict(state)
+    assert str(raised.value) == message
+
+
+def test_a_numpy_int_epoch_in_a_state_is_read_as_an_int():
+    batches = Batches(ids(23), batch_size=5)
+    batches.load_state_dict(good_state() | {"epoch": np.int64(3), "position": np.int32(10), "next_batch": np.int64(2)})
+    assert (batches.epoch, batches.state_dict()["next_batch"]) == (3, 2)
+    assert type(batches.epoch) is int
+
+
+def test_a_version_1_state_resumes_one_rank_and_is_refused_for_several():
+    old = good_state() | {"version": 1, "next_batch": 2}
+    del old["position"]
+    old["options"] = {k: v for k, v in old["options"].items() if k not in ("weights", "replacement")}
+    batches = Batches(ids(23), batch_size=5)
+    batches.load_state_dict(old)
+    assert batches.state_dict()["next_batch"] == 2
+    old["options"]["world_size"] = 2
+    with pytest.raises(
+        ValueError,
+        match=r"^the state was saved by an older xloader on world_size=2 ranks, .* with set_epoch\(state\['epoch'\] \+ 1\)\.$",
+    ):
+        Batches(ids(23), batch_size=5, world_size=2).load_state_dict(old)

@@ -20,6 +20,7 @@ import numpy as np
 _SHUFFLE_TAG = 0x5A4D_0001
 _SAMPLE_TAG = 0x5A4D_0002
 _BATCH_TAG = 0x5A4D_0003
+_WEIGHTED_TAG = 0x5A4D_0004
 
 
 def check_seed(seed: object) -> int:
@@ -69,6 +70,16 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     """The sample order of `epoch`: a permutation of `range(n)` as int64, fixed by (seed, epoch)."""
     sequence = np.random.SeedSequence([_SHUFFLE_TAG, seed, epoch])
     return np.random.Generator(np.random.PCG64(sequence)).permutation(n).astype(np.int64, copy=False)
+
+
+def weighted_draws(seed: int, epoch: int, weights: np.ndarray, replacement: bool) -> np.ndarray:
+    """The sample order of `epoch` with `weights`: `len(weights)` draws (int64) of indices with
+    probability proportional to their weight, fixed by (seed, epoch), as `WeightedRandomSampler`
+    draws them; without `replacement`, a weighted permutation (every weight must be positive)."""
+    sequence = np.random.SeedSequence([_WEIGHTED_TAG, seed, epoch])
+    generator = np.random.Generator(np.random.PCG64(sequence))
+    n = len(weights)
+    return generator.choice(n, size=n, replace=replacement, p=weights / weights.sum()).astype(np.int64, copy=False)
 
 
 def sample_generators(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, random.Random]:

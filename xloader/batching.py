@@ -11,7 +11,7 @@ are bit-identical whatever the worker count, the start method or the framework.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,7 +20,7 @@ from xloader._collate import Allocate, BatchWriter
 from xloader._random import batch_generator, check_seed, resolve_seed
 from xloader._state import check_state, make_state
 from xloader.errors import DatasetError, SampleError, XLoaderError
-from xloader.sampling import SHARD_MODES, EpochPlan
+from xloader.sampling import SHARD_MODES, EpochPlan, check_weights
 from xloader.source import Source, fuses_normalize, source_fingerprint
 
 __all__ = ["Batch", "BatchTransform", "Batches", "LoaderOptions"]
@@ -37,32 +37,39 @@ class BatchTransform(Protocol):
     def __call__(self, batch: Batch, generator: np.random.Generator, /) -> Batch: ...
 
 
-def _check_bool(name: str, value: object) -> None:
+def _check_bool(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
+def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}.")
+    return int(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoaderOptions:
-    """The loader options shared by `Batches` and both adapters, validated once.
+    """The loader options shared by `Batches` and both adapters, validated once and stored as
+    plain Python types (a NumPy int or bool passed in is converted), so a state is JSON-ready.
 
     Attributes:
-        batch_size: samples per batch, >= 1.
+        batch_size: samples per batch (per rank), >= 1.
         shuffle: a new sample order every epoch, fixed by (seed, epoch).
         seed: non-negative int; fixes the order and every augmentation (`Batches` and the
             adapters draw it when given None: NOTE [ Unseeded loaders ] in `xloader/_random.py`).
-        drop_last: drop each epoch's last incomplete batch.
+        drop_last: drop each epoch's (each rank's) last incomplete batch.
         to_fit: batches are `(x, y)`; False gives `x` only (prediction).
         rank, world_size: this process's shard of each epoch (0 and 1: no sharding).
         shard_mode: "pad" (default), "drop" or "exact": how an uneven split is evened out,
             see `xloader.sampling` NOTE [ Batches and shards ].
+        weights: None, or one non-negative weight per sample: each epoch is then `len(dataset)`
+            draws fixed by (seed, epoch), as torch's `WeightedRandomSampler` (`shuffle` must be
+            False). Stored as a read-only float64 array.
+        replacement: with `weights`, draw with replacement (the default) or not.
     """
 
     batch_size: int
@@ -73,26 +80,43 @@ class LoaderOptions:
     rank: int = 0
     world_size: int = 1
     shard_mode: str = "pad"
+    weights: np.ndarray | None = field(default=None, compare=False, repr=False)
+    replacement: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("batch_size", self.batch_size, 1)
-        check_seed(self.seed)
-        for name in ("shuffle", "drop_last", "to_fit"):
-            _check_bool(name, getattr(self, name))
-        _check_int("world_size", self.world_size, 1)
-        _check_int("rank", self.rank, 0)
+        plain = {
+            "batch_size": _check_int("batch_size", self.batch_size, 1),
+            "seed": check_seed(self.seed),
+            **{
+                name: _check_bool(name, getattr(self, name))
+                for name in ("shuffle", "drop_last", "to_fit", "replacement")
+            },
+            "world_size": _check_int("world_size", self.world_size, 1),
+            "rank": _check_int("rank", self.rank, 0),
+        }
+        for name, value in plain.items():
+            object.__setattr__(self, name, value)
         if self.rank >= self.world_size:
             raise ValueError(f"rank must be in range(world_size={self.world_size}), got {self.rank}.")
         if self.shard_mode not in SHARD_MODES:
             raise ValueError(f"shard_mode must be one of {', '.join(map(repr, SHARD_MODES))}; got {self.shard_mode!r}.")
+        if self.weights is not None:
+            if self.shuffle:
+                raise ValueError(
+                    "weights= draws each epoch's samples at random already; shuffle=True cannot be combined "
+                    "with it (as torch's sampler and shuffle options). Pass shuffle=False."
+                )
+            object.__setattr__(self, "weights", check_weights(self.weights, self.replacement))
 
 
 class Batches:
     """Batches of a source, by (epoch, batch index), with no framework involved.
 
     `len(batches)` is the number of batches per epoch: `ceil(len(dataset) / batch_size)`, or
-    `floor` with `drop_last`. Every sample appears exactly once per epoch (except, with
-    `drop_last`, the last `len(dataset) % batch_size` of that epoch's order).
+    `floor` with `drop_last` (per rank with `world_size > 1`: see `xloader.sampling`
+    NOTE [ Batches and shards ]). Every sample appears exactly once per epoch (except, with
+    `drop_last`, the last `len(dataset) % batch_size` of that epoch's order), unless `weights`
+    are given: an epoch is then `len(dataset)` weighted draws.
 
     A batch is `(x, y)` (or `x` alone with `to_fit=False` or a source without targets): NumPy
     arrays with the batch on the first axis, images as (N, H, W, C), in the dtype the source (and
@@ -102,7 +126,8 @@ class Batches:
     Args:
         dataset: a source (`ImageFolder`, `ImageMaskFolder`, `FileList`, `ArrayDataset`, or
             anything following `xloader.sources.Source`).
-        batch_size, shuffle, drop_last, to_fit: see `LoaderOptions`.
+        batch_size, shuffle, drop_last, to_fit, rank, world_size, shard_mode: see `LoaderOptions`.
+        weights, replacement: weighted sampling, see `LoaderOptions`.
         seed: a non-negative int, or None (default) to draw one once from Python's global
             `random` (what `random.seed` and `keras.utils.set_random_seed` seed); 0 when
             `world_size > 1`. The seed used is `options.seed` and is in `state_dict()`.
@@ -146,6 +171,8 @@ class Batches:
         world_size: int = 1,
         shard_mode: str = "pad",
         batch_transform: BatchTransform | None = None,
+        weights: Any = None,
+        replacement: bool = True,
     ):
         if not isinstance(dataset, Source):
             raise TypeError(
@@ -162,12 +189,14 @@ class Batches:
         self.options = LoaderOptions(
             batch_size=batch_size,
             shuffle=shuffle,
-            seed=int(seed) if isinstance(seed, np.integer) else seed,
+            seed=seed,
             drop_last=drop_last,
             to_fit=to_fit,
             rank=rank,
             world_size=world_size,
             shard_mode=shard_mode,
+            weights=weights,
+            replacement=replacement,
         )
         self.dataset = dataset
         self.plan = self._make_plan()
@@ -179,6 +208,10 @@ class Batches:
     def _make_plan(self) -> EpochPlan:
         num_samples = len(self.dataset)
         o = self.options
+        if o.weights is not None and len(o.weights) != num_samples:
+            raise ValueError(
+                f"weights has {len(o.weights)} entries but the dataset has {num_samples} samples; give one per sample."
+            )
         plan = EpochPlan(
             num_samples,
             batch_size=o.batch_size,
@@ -188,6 +221,8 @@ class Batches:
             rank=o.rank,
             world_size=o.world_size,
             shard_mode=o.shard_mode,
+            weights=o.weights,
+            replacement=o.replacement,
         )
         # An evaluation shard may legitimately be empty; a training loader with no batch is a mistake.
         if len(plan) == 0 and o.shard_mode != "exact":
@@ -216,8 +251,9 @@ class Batches:
 
     @property
     def epoch(self) -> int:
-        """The epoch that `batches[b]` and iteration read."""
-        return self._epoch
+        """The epoch that `batches[b]` and iteration read (a plain int, also in a resumed
+        `PartialEpoch`)."""
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Make `epoch` the current epoch, its iteration starting at batch 0 (as `DistributedSampler.set_epoch`)."""
@@ -238,23 +274,30 @@ class Batches:
         """The state of a loader over these batches positioned at (`epoch`, `next_batch`)."""
         if next_batch >= len(self):
             epoch, next_batch = epoch + 1, 0
-        return make_state(self.options, self.fingerprint(), len(self.dataset), epoch, next_batch)
+        position = self.plan.position(epoch, next_batch)
+        return make_state(self.options, self.fingerprint(), len(self.dataset), int(epoch), next_batch, position)
 
     def read_state(self, state: dict[str, Any]) -> tuple[int, int]:
-        """(epoch, next_batch) of `state`, after checking it belongs to a loader like this one.
+        """(epoch, next_batch) on this loader that continue the run that saved `state`, after
+        checking it belongs to a loader like this one. The saving run may have had another
+        world size (NOTE [ Elastic resume ]): the rest of its epoch is then sharded over this
+        run's ranks, and the returned epoch may be a `PartialEpoch`.
 
         A loader whose seed was drawn (`seed=None`) first adopts the state's seed, so an
         unseeded run resumes into the batches it saved (NOTE [ Unseeded loaders ]).
 
         Raises:
+            TypeError: `state` or one of its fields has the wrong type (the message names it).
             ValueError: the state was saved with other options (batch_size, shuffle, seed,
-                drop_last, world_size, shard_mode) or on another dataset; the message shows both sides.
+                drop_last, weights, replacement) or on another dataset; the message shows both sides.
         """
-        saved_seed = state.get("options", {}).get("seed") if isinstance(state, dict) else None
+        saved = state.get("options") if isinstance(state, dict) else None
+        saved_seed = saved.get("seed") if isinstance(saved, dict) else None  # check_state names a bad field
         if self.seed_drawn and isinstance(saved_seed, int) and saved_seed != self.options.seed:
             self.options = replace(self.options, seed=check_seed(saved_seed))
             self.plan = self._make_plan()
-        return check_state(state, self.make_state(0, 0), len(self))
+        epoch, position = check_state(state, self.make_state(0, 0))
+        return self.plan.resume_at(epoch, position)
 
     def state_dict(self) -> dict[str, Any]:
         """Where iteration stands: the epoch and the next batch, with the options and a dataset
@@ -303,7 +346,7 @@ class Batches:
         if self.batch_transform is None:
             return self._stack(epoch, batch, allocate)
         out = self._stack(epoch, batch, None)
-        generator = batch_generator(self.options.seed, epoch, self.plan.global_batch(batch))
+        generator = batch_generator(self.options.seed, int(epoch), self.plan.global_batch(batch))
         try:
             transformed = self.batch_transform(out, generator)
         except Exception as error:

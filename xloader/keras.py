@@ -222,7 +222,7 @@ class PyDataset(keras.utils.PyDataset):
     @property
     def epoch(self) -> int:
         """The epoch the next batches are served from."""
-        return self._epoch
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Serve epoch `epoch` from now on (forgetting which batches of the current one were served)."""

@@ -386,7 +386,7 @@ class DataLoader(torch.utils.data.DataLoader):
     @property
     def epoch(self) -> int:
         """The epoch the next pass over the loader will produce."""
-        return self._next_epoch
+        return int(self._next_epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch `epoch`, from its first batch; later passes continue from there."""
