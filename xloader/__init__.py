@@ -8,7 +8,7 @@ from xloader.batch_transforms import CutMix, MixUp, RandomChoice
 from xloader.batching import Batch, Batches, BatchTransform, LoaderOptions
 from xloader.cache import DecodedCache
 from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
-from xloader.sampling import EpochPlan
+from xloader.sampling import EpochPlan, class_balanced_weights
 from xloader.source import SupportsFusedNormalize, SupportsImageTargets, SupportsSampleKeys
 from xloader.sources import (
     ArrayDataset,
@@ -57,6 +57,7 @@ __all__ = [
     "Transform",
     "WorkerDiedError",
     "XLoaderError",
+    "class_balanced_weights",
     "load_file",
     "rle_decode",
     "rle_encode",

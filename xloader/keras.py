@@ -150,6 +150,7 @@ class PyDataset(keras.utils.PyDataset):
             them from the backend's multi-process setup (JAX process index/count, or
             `torch.distributed` when initialised), else no sharding.
         shard_mode: "pad" (default), "drop" or "exact" (evaluation), see `xloader.Batches`.
+        weights, replacement: weighted sampling, see `xloader.LoaderOptions`.
 
     Exact resume: `state_dict()` / `load_state_dict()` (the format `xloader.torch.DataLoader`
     and `xloader.Batches` use); with `model.fit`, add `EpochSync(dataset)` to the callbacks when
@@ -178,6 +179,8 @@ class PyDataset(keras.utils.PyDataset):
         rank: int | None = None,
         world_size: int | None = None,
         shard_mode: str = "pad",
+        weights: Any = None,
+        replacement: bool = True,
     ):
         for name, value in (("workers", workers), ("max_queue_size", max_queue_size)):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -198,6 +201,8 @@ class PyDataset(keras.utils.PyDataset):
             world_size=world_size,
             shard_mode=shard_mode,
             batch_transform=batch_transform,
+            weights=weights,
+            replacement=replacement,
         )
         self.loader_workers = workers
         # As in Keras: workers=0 means "in the main thread", whatever use_multiprocessing says.

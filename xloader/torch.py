@@ -288,8 +288,9 @@ class DataLoader(torch.utils.data.DataLoader):
         rank, world_size: this process's shard of every epoch (`xloader.Batches`); None reads
             them from `torch.distributed` when it is initialised (e.g. under `torchrun`), else no
             sharding. Replaces `DistributedSampler`: the same `set_epoch` contract.
-        shard_mode: "pad" (default: equal batch counts, a few batches repeated), "drop" (equal
-            counts, the tail left out) or "exact" (evaluation: no duplicates, no losses).
+        shard_mode: "pad" (default: equal batch counts, at most world_size - 1 samples repeated),
+            "drop" (equal counts, at most world_size - 1 left out) or "exact" (evaluation).
+        weights, replacement: as torch's `WeightedRandomSampler`, see `xloader.LoaderOptions`.
 
     Exact resume: `state_dict()` / `load_state_dict()` save and restore the position (epoch and
     next batch) with the options and a dataset fingerprint; a state from any `num_workers`, from
@@ -324,6 +325,8 @@ class DataLoader(torch.utils.data.DataLoader):
         rank: int | None = None,
         world_size: int | None = None,
         shard_mode: str = "pad",
+        weights: Any = None,
+        replacement: bool = True,
         **torch_kwargs: Any,
     ):
         if layout not in ("NCHW", "NHWC"):
@@ -346,6 +349,8 @@ class DataLoader(torch.utils.data.DataLoader):
             world_size=world_size,
             shard_mode=shard_mode,
             batch_transform=batch_transform,
+            weights=weights,
+            replacement=replacement,
         )
         batches.seed_drawn = seed_drawn
         self.batches = batches
