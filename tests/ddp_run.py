@@ -1,8 +1,12 @@
-"""Run under `torchrun --nproc_per_node=2`: DDP training and sharded evaluation from xloader.
+"""Run under `torchrun`: DDP training, sharded evaluation and elastic resume from xloader.
 
 Usage: python -m torch.distributed.run --standalone --nproc_per_node=2 ddp_run.py OUT_DIR
+       python -m torch.distributed.run --standalone --nproc_per_node=W ddp_run.py OUT_DIR resume STATE
 Each rank writes OUT_DIR/rank<r>.json with the sample ids of every batch it trained on, the ids
-it evaluated, and the evaluation counts summed over ranks (and, on rank 0, computed by one process).
+it evaluated, and the evaluation counts summed over ranks (and, on rank 0, computed by one process);
+then it reads 2 batches of a third loader and stops, as a preempted job would, saving its state
+to OUT_DIR/state-rank<r>.json. With `resume STATE`, each rank loads that state into a loader on
+however many ranks this run has and records the rest of the epoch and the next one.
 Each rank also appends the stages it reaches to OUT_DIR/progress-rank<r>.log, so that a rank that
 dies says where.
 """
@@ -21,6 +25,11 @@ import xloader as xl
 from xloader.torch import DataLoader
 
 TRAIN_SAMPLES, EVAL_SAMPLES = 40, 37
+ELASTIC_SAMPLES, ELASTIC_STOP = 50, 2  # 2 ranks x 2 batches of 4: the first 16 of 50 read
+
+
+def elastic_loader(num_workers: int) -> DataLoader:
+    return DataLoader(dataset(ELASTIC_SAMPLES), batch_size=4, shuffle=True, seed=11, num_workers=num_workers)
 
 
 def dataset(n: int) -> xl.ArrayDataset:
@@ -87,16 +96,52 @@ def main(out_dir: str) -> None:
     if rank == 0:
         whole = DataLoader(dataset(EVAL_SAMPLES), batch_size=6, rank=0, world_size=1)
         result["single_process_metric"] = correct_and_count(model.module, whole).tolist()
+    elastic = elastic_loader(num_workers=rank)
+    iterator = iter(elastic)
+    result["elastic_read"] = [next(iterator)[0][:, 0].int().tolist() for _ in range(ELASTIC_STOP)]
+    with open(os.path.join(out_dir, f"state-rank{rank}.json"), "w") as file:
+        json.dump(elastic.state_dict(), file)
+    del iterator
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as file:
         json.dump(result, file)
     progress(out_dir, rank, "wrote results")
+    finish(out_dir, rank)
+
+
+def finish(out_dir: str, rank: int) -> None:
     dist.barrier()  # no rank tears down while the other may still talk to it
     dist.destroy_process_group()
     progress(out_dir, rank, "process group destroyed")
 
 
+def resume(out_dir: str, state_file: str) -> None:
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    progress(out_dir, rank, "process group up")
+    with open(state_file) as file:
+        state = json.load(file)
+    loader = elastic_loader(num_workers=rank % 2)  # a PartialEpoch travels to worker processes too
+    loader.load_state_dict(state)
+    rest = [x[:, 0].int().tolist() for x, _ in loader]
+    later = [x[:, 0].int().tolist() for x, _ in loader]
+    result = {
+        "rank": rank,
+        "world_size": dist.get_world_size(),
+        "rest": rest,
+        "next_epoch": later,
+        "epoch": loader.epoch,
+    }
+    with open(os.path.join(out_dir, f"resumed-rank{rank}.json"), "w") as file:
+        json.dump(result, file)
+    progress(out_dir, rank, "wrote results")
+    finish(out_dir, rank)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[2:3] == ["resume"]:
+        resume(sys.argv[1], sys.argv[3])
+    else:
+        main(sys.argv[1])
     # Skip interpreter teardown, where torch's gloo objects die in whatever order the interpreter
     # picks. CI once saw rank 0, which runs no xloader workers, abort with "terminate called
     # without an active exception" (C++ destroying a thread still running, typical of teardown;
