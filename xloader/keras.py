@@ -34,14 +34,56 @@ from xloader.source import Source
 __all__ = ["EpochSync", "PyDataset"]
 
 
-def _process_shard(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """(rank, world_size): as given, else this process's place in a multi-process run of the
-    Keras backend (JAX's process index and count; torch.distributed when initialised), else (0, 1)."""
+# NOTE [ Shards under keras.distribution ]
+# Under `keras.distribution`, a process's share of the data is its data shard: `data_shard_id`
+# of `num_data_shards` (Keras 3.16+; on 3.15, `min(num_model_replicas, num_processes)`, the
+# count `data_shard_id` is computed against), so processes that share a model replica get the
+# same batches. Keras 3.15 refuses a PyDataset in a multi-process run unless the distribution
+# has `auto_shard_dataset=False`; Keras 3.16 accepts it and, with `auto_shard_dataset=True`,
+# asks process `k` of `W` only for batch indices `range(k, len(dataset), W)`. A PyDataset that
+# also sharded itself would be sharded twice (each process a 1/W^2 of the epoch, the epoch
+# never complete). So, when Keras strides, this adapter keeps its own sample-level shard (equal
+# batch counts on every process, at most W - 1 samples padded) and presents `len = L * W` for
+# its `L` local batches: Keras's index `i` on process `k` is local batch `i // W`, Keras's count
+# `(L * W - k + W - 1) // W` is `L` on every process, and prefetching follows the local batches.
+
+
+def _distribution_shard() -> tuple[int, int, bool] | None:
+    """(data shard id, data shard count, whether Keras strides PyDataset batch indices) of the
+    active `keras.distribution`, or None without one: NOTE [ Shards under keras.distribution ]."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return None
+    count = getattr(distribution, "num_data_shards", None)  # Keras >= 3.16
+    strides = count is not None and bool(getattr(distribution, "auto_shard_dataset", False))
+    if count is None:
+        count = min(distribution.num_model_replicas, distribution.num_processes)
+    return int(distribution.data_shard_id), int(count), strides and count > 1
+
+
+def _process_shard(rank: int | None, world_size: int | None) -> tuple[int, int, int]:
+    """(rank, world_size, keras_stride): as given, else the active `keras.distribution`'s data
+    shard, else this process's place in a multi-process run of the Keras backend (JAX's process
+    index and count; torch.distributed when initialised), else (0, 1). `keras_stride` is the
+    world size when Keras itself strides batch indices over processes, else 1."""
+    from_distribution = _distribution_shard()
+    if from_distribution is not None and from_distribution[2]:
+        shard, count, _ = from_distribution
+        if (rank, world_size) not in ((None, None), (shard, count)):
+            raise ValueError(
+                f"rank={rank}, world_size={world_size} differ from the keras.distribution data shard "
+                f"{shard} of {count}, over which Keras already splits this PyDataset's batches "
+                "(auto_shard_dataset=True). Leave rank and world_size out, or set "
+                "distribution.auto_shard_dataset = False."
+            )
+        return shard, count, count
     if rank is not None and world_size is not None:
-        return rank, world_size
-    found = (0, 1)
+        return rank, world_size, 1
     backend = keras.backend.backend()
-    if backend == "jax":
+    found = (0, 1)
+    if from_distribution is not None:
+        found = from_distribution[:2]
+    elif backend == "jax":
         import jax
 
         found = (jax.process_index(), jax.process_count())
@@ -55,7 +97,7 @@ def _process_shard(rank: int | None, world_size: int | None) -> tuple[int, int]:
             f"pass both rank and world_size, or neither (read from the {backend} backend's processes); "
             f"got rank={rank}, world_size={world_size} in a single-process run."
         )
-    return (found[0] if rank is None else rank, found[1] if world_size is None else world_size)
+    return (found[0] if rank is None else rank, found[1] if world_size is None else world_size, 1)
 
 
 def _default_start_method() -> str | None:
@@ -100,13 +142,13 @@ class EpochSync(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         steps = self.params.get("steps") if self.params else None
         for dataset in self.datasets:
-            if steps is not None and steps != len(dataset):
+            if steps is not None and steps != len(dataset.batches):
                 # fit's epochs are not passes over this dataset (steps_per_epoch): leave it alone.
                 if not self._warned:
                     self._warned = True
                     warnings.warn(
                         f"EpochSync does nothing: fit runs {steps} steps per epoch but the dataset has "
-                        f"{len(dataset)} batches, so fit's epoch numbers are not the dataset's epochs.",
+                        f"{len(dataset.batches)} batches, so fit's epoch numbers are not the dataset's epochs.",
                         stacklevel=2,
                     )
                 continue
@@ -189,7 +231,7 @@ class PyDataset(keras.utils.PyDataset):
                 raise ValueError(f"{name} must be an int >= 0, got {value}.")
         # Keras's enqueuer must stay off: see NOTE [ What model.fit trains on ].
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
-        rank, world_size = _process_shard(rank, world_size)
+        rank, world_size, self._keras_stride = _process_shard(rank, world_size)
         self.batches = Batches(
             dataset,
             batch_size=batch_size,
@@ -258,12 +300,14 @@ class PyDataset(keras.utils.PyDataset):
     def __iter__(self) -> Iterator[Batch]:
         """The rest of the current epoch (from the next batch), then the epoch advances: the
         same iteration contract as `xloader.Batches` and `xloader.torch.DataLoader`."""
-        for batch in range(self._next_expected, len(self)):
-            yield self[batch]
+        for batch in range(self._next_expected, len(self.batches)):
+            yield self._local(batch)
         self.on_epoch_end()
 
     def __len__(self) -> int:
-        return len(self.batches)
+        """Batches per epoch on this process; times the process count when Keras strides batch
+        indices over processes (NOTE [ Shards under keras.distribution ])."""
+        return len(self.batches) * self._keras_stride
 
     def _upcoming(self, epoch: int, batch: int):
         count = len(self.batches)
@@ -273,9 +317,12 @@ class PyDataset(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> Batch:
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"batch index must be an int, got {index!r}.")
-        index = int(index)
-        if not 0 <= index < len(self.batches):
-            raise IndexError(f"batch {index} is out of range: this PyDataset has {len(self.batches)} batches.")
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} is out of range: this PyDataset has {len(self)} batches.")
+        # NOTE [ Shards under keras.distribution ]: Keras asks this process for every stride-th index.
+        return self._local(int(index) // self._keras_stride)
+
+    def _local(self, index: int) -> Batch:
         with self._lock:
             epoch = self._epoch
             if index not in (0, self._next_expected) and not self._warned_order:
