@@ -63,11 +63,20 @@ def expected_epoch(rank: int, epoch: int) -> list[list[int]]:
     return [batches.batch_indices(epoch, b).tolist() for b in range(len(batches))]
 
 
-def test_each_process_trains_on_its_own_half_of_every_epoch_in_order(tmp_path):
+def keras_strides_py_datasets() -> bool:
+    import keras
+
+    return hasattr(keras.distribution.Distribution, "num_data_shards")
+
+
+@pytest.mark.parametrize("auto_shard", [False, True], ids=["auto_shard_dataset=False", "auto_shard_dataset=True"])
+def test_each_process_trains_on_its_own_half_of_every_epoch_in_order(tmp_path, auto_shard):
+    if auto_shard and not keras_strides_py_datasets():
+        pytest.skip("this Keras refuses a PyDataset under a multi-process distribution with auto_shard_dataset=True")
     sys.path.insert(0, HERE)
     from keras_dist_run import EPOCHS, SAMPLES
 
-    processes = run_two_processes(tmp_path)
+    processes = run_two_processes(tmp_path, *(["auto_shard"] if auto_shard else []))
     assert [p["shard"] for p in processes] == [[0, 2], [1, 2]]  # from the distribution's data shards
     for epoch in range(EPOCHS):
         halves = [p["epochs"][epoch] for p in processes]
