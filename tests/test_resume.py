@@ -207,6 +207,25 @@ def test_the_same_rank_gets_the_same_batches_in_keras_and_torch(shard_mode):
             assert_batches(list(loader), want)
 
 
+@pytest.mark.parametrize("num_samples", [160, 23])
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize(("shard_mode", "drop_last"), [("pad", False), ("drop", True)])
+def test_shards_are_torchs_distributed_sampler_then_batching(num_samples, world_size, shard_mode, drop_last):
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    for rank in range(world_size):
+        sampler = DistributedSampler(range(num_samples), world_size, rank, shuffle=False, drop_last=drop_last)
+        want = [batch.tolist() for batch in DataLoader(range(num_samples), batch_size=BATCH, sampler=sampler)]
+        ours = xl.Batches(
+            xl.ArrayDataset(np.arange(num_samples)),
+            batch_size=BATCH,
+            rank=rank,
+            world_size=world_size,
+            shard_mode=shard_mode,
+        )
+        assert [ours.batch_indices(0, b).tolist() for b in range(len(ours))] == want
+
+
 def test_half_given_shard_is_refused_outside_a_distributed_run():
     with pytest.raises(ValueError, match="pass both rank and world_size, or neither"):
         torch_loader(0, rank=1)
