@@ -107,3 +107,26 @@ def test_two_ranks_stopped_mid_epoch_resume_on_three_as_a_partial_epoch():
     mid = three[2].state_dict()
     assert (mid["epoch"], mid["next_batch"], mid["position"]) == (0, 1, 8)
     assert repr(three[2]._epoch) == "PartialEpoch(0, start=8)" and type(three[2]._epoch + 1) is int
+
+
+def test_both_adapters_resume_a_two_rank_state_on_three_ranks_with_the_cores_batches():
+    from xloader.keras import PyDataset
+    from xloader.torch import DataLoader
+
+    saved = make(50, 2, "pad")
+    for loader in saved:
+        next(iter(loader))
+    state = saved[0].state_dict()  # position 8: on 3 ranks the rest is a PartialEpoch
+    data = ArrayDataset(np.arange(50, dtype=np.int64))
+    shard = {"batch_size": 4, "shuffle": True, "seed": 7, "rank": 1, "world_size": 3}
+    core = Batches(data, **shard)
+    core.load_state_dict(state)
+    want = [x.tolist() for x in core] + [x.tolist() for x in core]  # the rest, then epoch 1
+    loader = DataLoader(data, num_workers=1, **shard)  # the PartialEpoch travels to a worker process
+    loader.load_state_dict(state)
+    rest = iter(loader)
+    assert len(rest) == 4
+    assert [x.tolist() for x in rest] + [x.tolist() for x in loader] == want
+    with PyDataset(data, workers=2, **shard) as ds:
+        ds.load_state_dict(state)
+        assert [x.tolist() for x in ds] + [x.tolist() for x in ds] == want
