@@ -14,15 +14,16 @@ import json
 import os
 import sys
 
-os.environ["KERAS_BACKEND"] = "jax"
-os.environ["JAX_PLATFORMS"] = "cpu"
-
-import jax  # noqa: E402
-
 SAMPLES, BATCH, EPOCHS = 26, 4, 3  # 13 samples a process: 4 batches, the last of 1
 
 
 def main(process_id: int, port: int, out_dir: str, auto_shard: bool) -> None:
+    # Set here, not at import: the test imports this module for its constants, and must not
+    # switch its own Keras to JAX.
+    os.environ["KERAS_BACKEND"] = "jax"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax
+
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     import keras
