@@ -334,7 +334,7 @@ class PyDataset(keras.utils.PyDataset):
                     "batch order shared with torch; xloader already shuffles the samples each epoch "
                     "(PyDataset(shuffle=True)), so call model.fit(..., shuffle=False). "
                     "(Reading batches out of order yourself is fine: each index still gives its batch.)",
-                    stacklevel=2,
+                    stacklevel=3,  # the caller of __getitem__ or __iter__
                 )
             self._next_expected = index + 1
             self._served[index] = True
