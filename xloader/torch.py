@@ -285,11 +285,9 @@ class DataLoader(torch.utils.data.DataLoader):
         num_workers, pin_memory, persistent_workers, prefetch_factor, timeout, multiprocessing_context, worker_init_fn: as in torch,
             except that worker processes start with "forkserver" (not fork) by default once a
             `torch.distributed` process group runs: a forked worker can abort the rank.
-        rank, world_size: this process's shard of every epoch (`xloader.Batches`); None reads
-            them from `torch.distributed` when it is initialised (e.g. under `torchrun`), else no
-            sharding. Replaces `DistributedSampler`: the same `set_epoch` contract.
-        shard_mode: "pad" (default: equal batch counts, at most world_size - 1 samples repeated),
-            "drop" (equal counts, at most world_size - 1 left out) or "exact" (evaluation).
+        rank, world_size, shard_mode: this process's shard of every epoch, as `DistributedSampler`
+            (same `set_epoch` contract; see `xloader.LoaderOptions`); None reads rank and
+            world_size from `torch.distributed` when it is initialised (under `torchrun`).
         weights, replacement: as torch's `WeightedRandomSampler`, see `xloader.LoaderOptions`.
 
     Exact resume: `state_dict()` / `load_state_dict()` save and restore the position (epoch and
