@@ -158,3 +158,24 @@ def test_keras_fit_trains_on_the_torch_loops_batches_and_a_resumed_loader_contin
     for (x, y), (x_want, y_want) in zip(rest, torch_batches[3:], strict=True):
         np.testing.assert_array_equal(y, y_want)
         np.testing.assert_array_equal(x, x_want)
+
+
+class AddNoise:
+    """A transform: adds integers from the sample's generator (`xloader.Transform` protocol)."""
+
+    def set_random_state(self, generator, py_random):
+        self.generator = generator
+
+    def __call__(self, **data):
+        return {**data, "image": data["image"] + self.generator.integers(0, 1000, data["image"].shape)}
+
+
+def test_a_sample_drawn_twice_in_an_epoch_is_augmented_differently_each_time():
+    data = xl.ArrayDataset(np.zeros((4, 3), np.int64), np.arange(4), transform=AddNoise())
+    weighted = xl.Batches(data, batch_size=4, seed=0, weights=[1, 1, 1, 1])
+    assert weighted.plan.order(0).tolist() == [3, 2, 2, 2]  # golden: sample 2 drawn three times
+    np.testing.assert_array_equal(weighted.plan.occurrences(0), [0, 0, 1, 2])
+    x, _ = weighted.get_batch(0, 0)
+    plain = xl.Batches(data, batch_size=4, seed=0).get_batch(0, 0)[0]
+    np.testing.assert_array_equal(x[:2], plain[[3, 2]])  # first draws: the unweighted stream
+    assert len({tuple(row) for row in x[1:].tolist()}) == 3  # the three copies of sample 2 differ

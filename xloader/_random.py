@@ -7,6 +7,9 @@ They are mixed with `numpy.random.SeedSequence` (never added together: seed 1 at
 not equal seed 0 at epoch 1), and each purpose has its own tag so the shuffle stream and the
 augmentation streams never coincide. Nothing here reads a global RNG, a worker id or a clock,
 so any process or thread computes the same values for the same integers.
+With `weights` drawn with replacement, a sample can appear several times in one epoch; its
+`k`-th repeat is loaded with `repeat_seed(seed, k)` in place of `seed`, so every copy gets its own
+augmentation while the first draw keeps the stream an unweighted loader would use.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ _SHUFFLE_TAG = 0x5A4D_0001
 _SAMPLE_TAG = 0x5A4D_0002
 _BATCH_TAG = 0x5A4D_0003
 _WEIGHTED_TAG = 0x5A4D_0004
+_REPEAT_TAG = 0x5A4D_0005
 
 
 def check_seed(seed: object) -> int:
@@ -80,6 +84,15 @@ def weighted_draws(seed: int, epoch: int, weights: np.ndarray, replacement: bool
     generator = np.random.Generator(np.random.PCG64(sequence))
     n = len(weights)
     return generator.choice(n, size=n, replace=replacement, p=weights / weights.sum()).astype(np.int64, copy=False)
+
+
+def repeat_seed(seed: int, occurrence: int) -> int:
+    """The seed that the `occurrence`-th repeat (1, 2, ...) of a sample within one epoch's
+    weighted draws is loaded with, so that its augmentation differs from the first draw's
+    (which keeps `seed`). A non-negative int fixed by (seed, occurrence)."""
+    if occurrence == 0:
+        return seed
+    return int(np.random.SeedSequence([_REPEAT_TAG, seed, occurrence]).generate_state(1, np.uint64)[0])
 
 
 def sample_generators(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, random.Random]:

@@ -361,12 +361,12 @@ class Batches:
         ys = BatchWriter(len(indices), "y", allocate) if self.with_targets else None
         # NOTE [ Normalize fused into the batch write ] (xloader/_fused_normalize.py)
         deferred = {"defer_normalize": True} if fuses_normalize(self.dataset) else {}
-        for position, index in enumerate(indices.tolist()):
+        # Repeated weighted draws get their own seeds: NOTE [ Where randomness comes from ].
+        seeds = self.plan.batch_seeds(epoch, batch)
+        for position, (index, seed) in enumerate(zip(indices.tolist(), seeds, strict=True)):
             where = lambda index=index: self._where(epoch, batch, index)  # noqa: E731 - built only on error
             try:
-                x, y = self.dataset.load(
-                    index, seed=self.options.seed, epoch=epoch, with_targets=self.with_targets, **deferred
-                )
+                x, y = self.dataset.load(index, seed=seed, epoch=int(epoch), with_targets=self.with_targets, **deferred)
                 xs.put(position, x, where)
                 if ys is not None:
                     if y is None:

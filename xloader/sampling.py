@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xloader._random import epoch_permutation, weighted_draws
+from xloader._random import epoch_permutation, repeat_seed, weighted_draws
 
 __all__ = ["SHARD_MODES", "EpochPlan", "PartialEpoch", "class_balanced_weights"]
 
@@ -129,6 +129,7 @@ class EpochPlan:
         self.num_batches = self.batch_count(0)
         # (epoch, order) as one tuple, so threads never see an order paired with another epoch.
         self._cache: tuple[int, np.ndarray] | None = None
+        self._occurrences: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.num_batches
@@ -162,6 +163,34 @@ class EpochPlan:
         order.flags.writeable = False  # shared by every caller of this epoch
         self._cache = (epoch, order)
         return order
+
+    def occurrences(self, epoch: int) -> np.ndarray | None:
+        """With weights drawn with replacement: for each position of `epoch`'s order, how many
+        earlier positions drew the same sample (0 for a first draw). Else None."""
+        if self.weights is None or not self.replacement:
+            return None
+        epoch = int(epoch)
+        cache = self._occurrences
+        if cache is not None and cache[0] == epoch:
+            return cache[1]
+        order = self.order(epoch)
+        by_sample = np.argsort(order, kind="stable")  # each sample's draws together, in draw order
+        first = np.r_[True, np.diff(order[by_sample]) != 0]
+        run_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+        counts = np.empty(len(order), dtype=np.int64)
+        counts[by_sample] = np.arange(len(order)) - run_start
+        self._occurrences = (epoch, counts)
+        return counts
+
+    def batch_seeds(self, epoch: int, batch: int) -> list[int]:
+        """The seed each sample of `batch` is loaded with: the loader's `seed`, except for a
+        sample drawn again in the same epoch (weights with replacement), whose repeats get
+        `repeat_seed(seed, k)` so that each copy is augmented differently."""
+        occurrences = self.occurrences(epoch)
+        if occurrences is None:
+            return [self.seed] * len(self.positions(epoch, batch))
+        repeats = occurrences[self.positions(epoch, batch) % self.num_samples]
+        return [repeat_seed(self.seed, k) for k in repeats.tolist()]
 
     def positions(self, epoch: int, batch: int) -> np.ndarray:
         """Positions in `epoch`'s order (before the wrap of "pad") that this rank's `batch` reads."""
