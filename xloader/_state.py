@@ -2,7 +2,8 @@
 
 # NOTE [ Resume is arithmetic ]
 Batch `b` of epoch `e` is a pure function of the dataset, the options and (e, b), so a loader's
-whole position is two integers: the epoch and the next batch. A state also records the options
+whole position is a few integers: the epoch, the next batch, and the position in the epoch's
+order that all ranks together have reached (NOTE [ Elastic resume ]). A state also records the options
 that shape batches and a fingerprint of the dataset index, so loading it into a loader built on
 other data or with other options fails loudly instead of resuming into different batches. The
 worker count, threads or processes and the framework are not part of the state: a run saved by
