@@ -203,7 +203,8 @@ class EpochPlan:
         if batch < first:
             raise IndexError(
                 f"batch {batch} of epoch {int(epoch)} was read before the resume at position {start}: "
-                f"this resumed epoch has batches {first} to {self.num_batches - 1} only (NOTE [ Elastic resume ])."
+                f"this resumed epoch has batches {first} to {self.num_batches - 1} only. "
+                "model.fit starts every epoch at batch 0: with fit, resume from a state saved at an epoch boundary."
             )
         local = np.arange(
             (batch - first) * self.batch_size, min((batch - first + 1) * self.batch_size, self.shard_size(start))
