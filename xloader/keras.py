@@ -56,8 +56,11 @@ def _distribution_shard() -> tuple[int, int, bool] | None:
         return None
     count = getattr(distribution, "num_data_shards", None)  # Keras >= 3.16
     strides = count is not None and bool(getattr(distribution, "auto_shard_dataset", False))
-    if count is None:
-        count = min(distribution.num_model_replicas, distribution.num_processes)
+    if count is None:  # Keras 3.15: the count data_shard_id is computed against
+        try:
+            count = min(distribution.num_model_replicas, distribution.num_processes)
+        except NotImplementedError:  # a Distribution subclass without replicas: one shard a process
+            count = distribution.num_processes
     return int(distribution.data_shard_id), int(count), strides and count > 1
 
 
