@@ -54,14 +54,15 @@ def _distribution_shard() -> tuple[int, int, bool] | None:
     distribution = keras.distribution.distribution()
     if distribution is None:
         return None
-    count = getattr(distribution, "num_data_shards", None)  # Keras >= 3.16
-    strides = count is not None and bool(getattr(distribution, "auto_shard_dataset", False))
-    if count is None:  # Keras 3.15: the count data_shard_id is computed against
-        try:
+    try:
+        shard = distribution.data_shard_id
+        count = getattr(distribution, "num_data_shards", None)  # Keras >= 3.16
+        strides = count is not None and bool(getattr(distribution, "auto_shard_dataset", False))
+        if count is None:  # Keras 3.15: the count data_shard_id is computed against
             count = min(distribution.num_model_replicas, distribution.num_processes)
-        except NotImplementedError:  # a Distribution subclass without replicas: one shard a process
-            count = distribution.num_processes
-    return int(distribution.data_shard_id), int(count), strides and count > 1
+    except NotImplementedError:  # a Distribution subclass without num_model_replicas
+        return None
+    return int(shard), int(count), strides and count > 1
 
 
 def _process_shard(rank: int | None, world_size: int | None) -> tuple[int, int, int]:
