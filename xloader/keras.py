@@ -41,8 +41,8 @@ __all__ = ["EpochSync", "PyDataset"]
 # same batches. Keras 3.15 refuses a PyDataset in a multi-process run unless the distribution
 # has `auto_shard_dataset=False`; Keras 3.16 accepts it and, with `auto_shard_dataset=True`,
 # asks process `k` of `W` only for batch indices `range(k, len(dataset), W)`. A PyDataset that
-# also sharded itself would be sharded twice (each process a 1/W^2 of the epoch, the epoch
-# never complete). So, when Keras strides, this adapter keeps its own sample-level shard (equal
+# also sharded itself would be sharded twice (each process a 1/W^2 of the epoch, which
+# never completes). So, when Keras strides, this adapter keeps its own sample-level shard (equal
 # batch counts on every process, at most W - 1 samples padded) and presents `len = L * W` for
 # its `L` local batches: Keras's index `i` on process `k` is local batch `i // W`, Keras's count
 # `(L * W - k + W - 1) // W` is `L` on every process, and prefetching follows the local batches.
