@@ -39,7 +39,7 @@ def test_class_balanced_draws_are_balanced_within_the_chi_square_99_percent_boun
     counts = np.bincount(labels, minlength=2)
     expected = len(labels) / 2
     chi2 = ((counts - expected) ** 2 / expected).sum()
-    assert counts.tolist() == [990, 1010]  # golden: a change of the draw stream shows here
+    assert counts.tolist() == [1006, 994]  # golden: a change of the draw stream shows here
     assert chi2 < CHI2_1DOF_99
     unweighted = np.concatenate([y for _, y in xl.Batches(imbalanced, batch_size=25)])
     assert np.bincount(unweighted).tolist() == [90, 10]
@@ -49,7 +49,7 @@ def test_draws_are_with_replacement_fixed_by_seed_and_epoch_and_without_replacem
     data = xl.ArrayDataset(np.arange(6, dtype=np.int64))
     weights = [1, 1, 1, 1, 1, 5]
     plan = xl.Batches(data, batch_size=6, seed=0, weights=weights).plan
-    assert [plan.order(e).tolist() for e in (0, 1)] == [[5, 5, 5, 5, 5, 4], [5, 5, 5, 5, 5, 5]]  # golden
+    assert [plan.order(e).tolist() for e in (0, 1)] == [[5, 2, 5, 5, 0, 5], [1, 4, 5, 5, 5, 5]]  # golden
     again = xl.Batches(data, batch_size=6, seed=0, weights=np.array(weights, np.float32)).plan
     np.testing.assert_array_equal(again.order(1), plan.order(1))
     without = xl.Batches(data, batch_size=6, seed=0, weights=weights, replacement=False).plan
@@ -173,9 +173,9 @@ class AddNoise:
 def test_a_sample_drawn_twice_in_an_epoch_is_augmented_differently_each_time():
     data = xl.ArrayDataset(np.zeros((4, 3), np.int64), np.arange(4), transform=AddNoise())
     weighted = xl.Batches(data, batch_size=4, seed=0, weights=[1, 1, 1, 1])
-    assert weighted.plan.order(0).tolist() == [3, 2, 2, 2]  # golden: sample 2 drawn three times
-    np.testing.assert_array_equal(weighted.plan.occurrences(0), [0, 0, 1, 2])
+    assert weighted.plan.order(0).tolist() == [3, 0, 2, 3]  # golden: sample 3 drawn twice
+    np.testing.assert_array_equal(weighted.plan.occurrences(0), [0, 0, 0, 1])
     x, _ = weighted.get_batch(0, 0)
     plain = xl.Batches(data, batch_size=4, seed=0).get_batch(0, 0)[0]
-    np.testing.assert_array_equal(x[:2], plain[[3, 2]])  # first draws: the unweighted stream
-    assert len({tuple(row) for row in x[1:].tolist()}) == 3  # the three copies of sample 2 differ
+    np.testing.assert_array_equal(x[:3], plain[[3, 0, 2]])  # first draws: the unweighted stream
+    assert x[0].tolist() != x[3].tolist()  # the second copy of sample 3 is augmented anew
