@@ -29,9 +29,9 @@ def test_the_batch_generator_stream_is_pinned():
     # seed 0, epoch 0, batch 0: a change of stream changes every user's MixUp and CutMix.
     generator = batch_generator(0, 0, 0)
     assert (generator.beta(1.0, 1.0), int(generator.integers(32)), int(generator.integers(24))) == (
-        0.3166689736018379,
-        6,
-        21,
+        0.3144177863607126,
+        19,
+        13,
     )
 
 
@@ -56,10 +56,10 @@ def test_mixup_matches_a_hand_computation():
 
 
 def test_cutmix_matches_a_hand_computation():
-    plain = xl.Batches(images(), batch_size=4, seed=2)
-    cut = xl.Batches(images(), batch_size=4, seed=2, batch_transform=xl.CutMix(alpha=1.0, num_classes=3))
+    plain = xl.Batches(images(), batch_size=4, seed=6)
+    cut = xl.Batches(images(), batch_size=4, seed=6, batch_transform=xl.CutMix(alpha=1.0, num_classes=3))
     x, y = plain.get_batch(3, 1)
-    generator = batch_generator(2, 3, 1)
+    generator = batch_generator(6, 3, 1)
     lam = generator.beta(1.0, 1.0)
     cx, cy = int(generator.integers(8)), int(generator.integers(6))  # width first, as torchvision
     half_w, half_h = int(0.5 * np.sqrt(1 - lam) * 8), int(0.5 * np.sqrt(1 - lam) * 6)

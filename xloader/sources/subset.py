@@ -8,7 +8,7 @@ share; a source without class labels is one group.
   and the rest training. Same float arithmetic as Keras, so the same files land in each subset.
 - Seeded (`seed=s`): each sample gets a 64-bit key, a keyed BLAKE2b hash of its sample key (its
   path relative to the source's folder, with "/" separators; its id), the hash key derived from
-  `SeedSequence([_SPLIT_TAG, s])`; the `int(validation_split * n)` samples of a class with the
+  `SeedSequence([SPLIT_TAG, s])`; the `int(validation_split * n)` samples of a class with the
   smallest keys are validation. Keras's split takes the alphabetically first files, and names
   often follow the source or the date; this one is a random sample of each class. The counts
   are Keras's; which samples depends only on the seed and each sample's own key, not on the
@@ -27,14 +27,13 @@ from typing import Any
 import numpy as np
 
 from xloader._checks import check_fraction
+from xloader._random import SPLIT_TAG
 from xloader.source import Source, SupportsSampleKeys, fuses_normalize, y_is_image
 from xloader.sources._base import refuse_indexing
 from xloader.sources._index import positions
 
 __all__ = ["Subset", "split", "validation_mask"]
 
-# Stream tag of the seeded split (xloader/_random.py holds the shuffle and sample tags).
-_SPLIT_TAG = 0x5A4D_0003
 
 
 def validation_mask(keys: Sequence[str], labels: np.ndarray | None, validation_split: float, seed: int | None) -> np.ndarray:
@@ -46,7 +45,7 @@ def validation_mask(keys: Sequence[str], labels: np.ndarray | None, validation_s
     mask = np.zeros(len(keys), dtype=bool)
     key = None
     if seed is not None:
-        state = np.random.SeedSequence([_SPLIT_TAG, seed]).generate_state(4, np.uint32)
+        state = np.random.SeedSequence([SPLIT_TAG, seed]).generate_state(4, np.uint32)
         key = state.astype("<u4").tobytes()
     order = np.argsort(labels, kind="stable")  # each class's positions, in index order
     starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
