@@ -113,10 +113,10 @@ def test_keras_process_workers_live_across_epochs():
             for b in range(len(ds)):
                 ds[b]
             ds.on_epoch_end()
-        pids = {p.pid for p in ds._prefetcher._executor._processes.values()}
+        pids = {w.process.pid for w in ds._prefetcher._pool.workers}
         for b in range(len(ds)):
             ds[b]
-        assert {p.pid for p in ds._prefetcher._executor._processes.values()} == pids
+        assert {w.process.pid for w in ds._prefetcher._pool.workers} == pids
 
 
 # --- torch --------------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_keras_process_batches_the_consumer_keeps_are_never_overwritten(class_ro
             kept = [ds[b] for b in range(len(ds))]
             _assert_epoch(kept, reference, epoch, nchw=False)
             ds.on_epoch_end()
-        assert len(ds._prefetcher._slots) < len(reference)
+        assert len(ds._prefetcher._slot_pool.slots) < len(reference)
 
 
 class _SlowSource:

@@ -16,13 +16,23 @@ is gone. A consumer that keeps batches keeps their slots; when no slot is free, 
 the ordinary, slower way (Keras: pickled; torch: its own shared memory), never overwriting one.
 With torch's `pin_memory=True`, its pin-memory thread copies the batch from the slot into
 page-locked memory instead (`read`, no lease), and the slot is free once the batch is received.
-Who may use which slot when is the caller's job: a free list in the main process, filled by
-`lease`'s release callback. A batch that does not fit its slot (e.g. images of varying size)
-is returned as it is.
+Who may use which slot when is decided in the main process by one `SlotPool` (a free list,
+filled by `lease`'s release callback), shared by both adapters, as are the one function a worker
+builds a batch with (`compute_in_slot`) and the one sizing rule (`SlotSize`). A batch that does
+not fit its slot (e.g. images of varying size) is returned as it is.
+
+# NOTE [ Slot sizing ]
+A slot holds one full batch: `Batches.full_batch_nbytes()`, the bytes of sample 0 stacked
+`batch_size` times and put through the batch transform (MixUp turns labels into float one-hot
+rows), so shapes and dtypes are those the workers write. Each adapter computes it once and keeps
+it (`SlotSize`): later pools and passes, and restarted workers, allocate without decoding
+anything in the main process. A batch that overflows its slot (images of varying size) goes the
+ordinary way and raises the size for the next allocation.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import multiprocessing
 import weakref
@@ -57,6 +67,100 @@ def allocate(count: int, nbytes: int) -> list[Any]:
 def batch_nbytes(batch: Any) -> int:
     arrays = batch if isinstance(batch, tuple) else (batch,)
     return sum(np.asarray(a).nbytes for a in arrays)
+
+
+class SlotSize:
+    """The slot size of one loader: NOTE [ Slot sizing ]. `nbytes` is None until first needed."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.nbytes: int | None = None
+
+    def of(self, batches: Any) -> int:
+        """The size for `batches` (an `xloader.Batches`): computed the first time, then kept."""
+        if self.nbytes is None:
+            self.nbytes = int(batches.full_batch_nbytes())
+        return self.nbytes
+
+    def measure(self, batch: Any) -> int:
+        """Make room for full batches like `batch` (one that overflowed its slot; a short last
+        batch counts per sample); never shrinks. Returns the size."""
+        arrays = batch if isinstance(batch, tuple) else (batch,)
+        per_sample = -(-batch_nbytes(batch) // max(len(arrays[0]), 1))
+        self.nbytes = max(self.nbytes or 0, per_sample * self.batch_size)
+        return self.nbytes
+
+
+class SlotPool:
+    """Shared-memory slots and the main process's record of which one a worker may write next.
+
+    A slot is free, `dispatched` (named in a task whose reply was not yet `received`), or lent
+    to the consumer until the batch it holds is garbage collected (`lend`'s lease then gives it
+    back). Free slots are used last-in first-out, so a consumer that drops each batch keeps few
+    slots' pages in use. Releases may come from any thread; deque append and pop are atomic.
+    """
+
+    def __init__(self, count: int, nbytes: int):
+        self.slots = allocate(count, nbytes)
+        self.free: collections.deque[int] = collections.deque(range(count))
+        self.dispatched: set[int] = set()
+
+    def take(self) -> int | None:
+        """A free slot for the next task, or None if the consumer holds them all."""
+        try:
+            slot = self.free.pop()
+        except IndexError:
+            return None
+        self.dispatched.add(slot)
+        return slot
+
+    def give_back(self, slot: int) -> None:
+        self.free.append(slot)
+
+    def received(self, slot: int, layout: Layout | None) -> Any:
+        """The reply for `slot` arrived: the batch of `layout` lent from the slot (free again once
+        that batch is garbage collected), or None, and the slot is free now (layout None: the
+        batch came back some other way, or not at all)."""
+        self.dispatched.discard(slot)
+        if layout is None:
+            self.give_back(slot)
+            return None
+        return lease(self.slots[slot], layout, _GiveBack(self, slot))
+
+    def reclaim_dispatched(self) -> None:
+        """Every dispatched slot is free again: its task was abandoned and has ended (torch drains
+        an abandoned pass's tasks before its persistent workers start the next one)."""
+        for slot in self.dispatched:
+            self.free.append(slot)
+        self.dispatched.clear()
+
+
+class _GiveBack:
+    """`pool.give_back(slot)` for a lease, holding the pool weakly: a batch kept after its loader
+    is gone keeps its own slot's memory (the lease does), not the whole pool."""
+
+    def __init__(self, pool: SlotPool, slot: int):
+        self.pool = weakref.ref(pool)
+        self.slot = slot
+
+    def __call__(self) -> None:
+        pool = self.pool()
+        if pool is not None:
+            pool.give_back(self.slot)
+
+
+def compute_in_slot(
+    batches: Any, epoch: int, batch: int, slot: Any, channels_first: Sequence[str] = ()
+) -> tuple[Layout | None, Any]:
+    """Worker side, for both adapters: batch `batch` of `epoch` (`batches.get_batch`) built in
+    place in `slot`. Returns (its layout, None), or (None, the batch as fresh arrays) when it did
+    not fit (then it goes the ordinary way). Raises what `get_batch` raises."""
+    writer = SlotWriter(slot, channels_first)
+    out = batches.get_batch(epoch, batch, allocate=writer.allocate)
+    if not writer.overflow:
+        return writer.layout(isinstance(out, tuple)), None
+    # Parts may live in the slot: copy them out.
+    return None, tuple(np.array(a) for a in out) if isinstance(out, tuple) else np.array(out)
 
 
 class SlotWriter:

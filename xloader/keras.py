@@ -188,6 +188,10 @@ class PyDataset(keras.utils.PyDataset):
             With forkserver or spawn the dataset must be picklable and scripts need the
             `if __name__ == "__main__":` guard, as for torch's workers.
         max_queue_size: how many batches are computed ahead.
+        timeout: as torch's DataLoader `timeout`: if > 0, a batch that xloader's workers have not
+            produced within that many seconds raises `TimeoutError` naming the batch and its
+            files, and the workers are stopped (the next request starts new ones). 0 waits
+            forever; only worker threads or processes (workers > 1, or processes) are timed.
         multiprocessing_context: "forkserver", "spawn" or "fork". Default: on the torch backend,
             Python's default, as torch's DataLoader uses (fork on Linux up to Python 3.13;
             forkserver under torch.distributed); on JAX and TensorFlow, whose threads make fork
@@ -227,7 +231,10 @@ class PyDataset(keras.utils.PyDataset):
         shard_mode: str = "pad",
         weights: Any = None,
         replacement: bool = True,
+        timeout: float = 0,
     ):
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0 (0: wait forever), got {timeout!r}.")
         for name, value in (("workers", workers), ("max_queue_size", max_queue_size)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int >= 0, got {value!r}.")
@@ -259,6 +266,7 @@ class PyDataset(keras.utils.PyDataset):
             use_processes=self.loader_use_multiprocessing,
             queue_size=max_queue_size,
             start_method=multiprocessing_context or _default_start_method,
+            timeout=float(timeout),
         )
         self._lock = threading.Lock()
         self._epoch = 0

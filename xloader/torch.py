@@ -11,8 +11,6 @@ torch's `default_collate` (tuple -> list, float64 promotion) never touches them.
 
 from __future__ import annotations
 
-import collections
-import functools
 import itertools
 import weakref
 from collections.abc import Iterator
@@ -41,52 +39,24 @@ from xloader.torch_options import (
 __all__ = ["DataLoader"]
 
 
-class _SlotPool:
-    """The main process's record of which shared-memory slots a worker may write next.
+class _SlotPool(_slots.SlotPool):
+    """The one slot pool (`_slots.SlotPool`), registered under a `key` by which a worker's reply
+    names it for torch's pin-memory thread, and receiving torch's replies (`_InSlot`)."""
 
-    A slot is free, named in a task in flight (`dispatched`), or lent to the consumer until the
-    batch it holds is garbage collected (`_slots.lease` then gives it back). Free slots are used
-    last-in first-out, so a consumer that drops each batch keeps few slots' pages in use.
-    Lease releases may come from any thread; deque append and pop are atomic.
-    """
-
-    def __init__(self, slots: list[Any]):
-        self.slots = slots
-        self.free: collections.deque[int] = collections.deque(range(len(slots)))
-        self.dispatched: set[int] = set()
-        self.key = next(_pool_keys)  # how a reply names its pool for torch's pin-memory thread
+    def __init__(self, count: int, nbytes: int):
+        super().__init__(count, nbytes)
+        self.key = next(_pool_keys)
         _pools[self.key] = self
 
-    def take(self) -> int | None:
-        """A free slot for the next task, or None if the consumer holds them all."""
-        try:
-            slot = self.free.pop()
-        except IndexError:
-            return None
-        self.dispatched.add(slot)
-        return slot
-
-    def give_back(self, slot: int) -> None:
-        self.free.append(slot)
-
-    def received(self, item: _InSlot) -> Any:
+    def received_reply(self, item: _InSlot) -> Any:
         """The batch of a worker's `_InSlot` reply: lent from its slot, or the batch it carries
         (one that did not fit, or the pinned copy); raises the worker's error."""
-        self.dispatched.discard(item.slot)
-        if item.layout is None:
-            self.give_back(item.slot)
-            if isinstance(item.batch, ExceptionWrapper):
-                item.batch.reraise()
-            return item.batch
-        release = functools.partial(self.give_back, item.slot)
-        return _as_tensors(_slots.lease(self.slots[item.slot], item.layout, release))
-
-    def reclaim_dispatched(self) -> None:
-        """At the start of a pass over persistent workers: torch has already drained the tasks of
-        an abandoned pass (their results were dropped), so their slots are free."""
-        for slot in self.dispatched:
-            self.free.append(slot)
-        self.dispatched.clear()
+        lent = self.received(item.slot, item.layout)
+        if lent is not None:
+            return _as_tensors(lent)
+        if isinstance(item.batch, ExceptionWrapper):
+            item.batch.reraise()
+        return item.batch
 
 
 class _EpochBatchSampler(torch.utils.data.Sampler):
@@ -204,18 +174,16 @@ class _BatchDataset(torch.utils.data.Dataset):
         epoch, batch, slot = key
         if slot is not None and self.slots is not None:
             # Built in place in the slot, already NCHW: NOTE [ Shared-memory slots ].
-            writer = _slots.SlotWriter(self.slots[slot], self._channels_first())
             try:
-                out = self.batches.get_batch(epoch, batch, allocate=writer.allocate)
+                layout, out = _slots.compute_in_slot(
+                    self.batches, epoch, batch, self.slots[slot], self._channels_first()
+                )
             except Exception:  # raised in the main process once the slot is back in the pool
                 worker = torch.utils.data.get_worker_info()
                 where = f"in DataLoader worker process {worker.id if worker is not None else 0}"  # torch's words
                 return _InSlot(slot, None, ExceptionWrapper(where=where), self.pool_key)
-            if not writer.overflow:
-                return _InSlot(slot, writer.layout(isinstance(out, tuple)), pool=self.pool_key)
-            # Did not fit: copy out of the slot (parts may live there) and go torch's way.
-            out = tuple(np.array(a) for a in out) if isinstance(out, tuple) else np.array(out)
-            return _InSlot(slot, None, self._tensors(out), self.pool_key)
+            # A batch that did not fit goes torch's way (and sizes the next pass's slots).
+            return _InSlot(slot, layout, None if out is None else self._tensors(out), self.pool_key)
         return self._tensors(self.batches.get_batch(epoch, batch))
 
     def _tensors(self, out: Any) -> Any:
@@ -233,9 +201,17 @@ class _PassIterator:
     """Wraps torch's iterator for one pass: counts the batches handed out (the resume position)
     and lends batches from their shared-memory slot (`_SlotPool.received`)."""
 
-    def __init__(self, iterator: Any, pool: _SlotPool | None, position: list[int], num_batches: int):
+    def __init__(
+        self,
+        iterator: Any,
+        pool: _SlotPool | None,
+        position: list[int],
+        num_batches: int,
+        size: _slots.SlotSize,
+    ):
         self.iterator = iterator
         self.pool = pool
+        self.size = size
         self.position = position  # [epoch, next batch], shared with the DataLoader
         self.num_batches = num_batches
 
@@ -249,7 +225,10 @@ class _PassIterator:
         item = next(self.iterator)
         if isinstance(item, _InSlot):
             assert self.pool is not None
-            item = self.pool.received(item)  # raises a worker's error: the batch was not handed out
+            overflowed = item.layout is None and not isinstance(item.batch, ExceptionWrapper)
+            item = self.pool.received_reply(item)  # raises a worker's error: the batch was not handed out
+            if overflowed:
+                self.size.measure(item)  # NOTE [ Slot sizing ]
         self.position[1] += 1
         return item
 
@@ -357,6 +336,7 @@ class DataLoader(torch.utils.data.DataLoader):
         self._next_epoch = 0
         self._start_batch = 0
         self._position: list[int] | None = None  # [epoch, next batch] of the pass in progress
+        self._slot_size = _slots.SlotSize(batch_size)
         super().__init__(
             _BatchDataset(batches, layout),
             batch_size=None,
@@ -416,13 +396,12 @@ class DataLoader(torch.utils.data.DataLoader):
         return self.num_workers > 0
 
     def _allocate_slots(self) -> None:
-        nbytes = self.batches.full_batch_nbytes()  # after the batch_transform (MixUp: float32, one-hot)
         # torch keeps num_workers * prefetch_factor tasks in flight and dispatches the next one
         # while a plain for loop still holds the previous batch (lent from its slot): two more
         # slots than that keep such a loop off torch's slower transfer.
         count = self.num_workers * (self.prefetch_factor or 2) + 2
-        self.dataset.slots = _slots.allocate(count, nbytes)
-        pool = _SlotPool(self.dataset.slots)
+        pool = _SlotPool(count, self._slot_size.of(self.batches))  # NOTE [ Slot sizing ]
+        self.dataset.slots = pool.slots
         self.dataset.pool_key = pool.key
         self._epoch_sampler.pool = pool
 
@@ -441,4 +420,4 @@ class DataLoader(torch.utils.data.DataLoader):
             with _opencv.single_threaded_for_fork():  # NOTE [ OpenCV threads in workers ]
                 iterator = super().__iter__()
         pool = self._epoch_sampler.pool if self._uses_slots() else None
-        return _PassIterator(iterator, pool, self._position, len(self.batches))
+        return _PassIterator(iterator, pool, self._position, len(self.batches), self._slot_size)

@@ -1,0 +1,403 @@
+"""xloader's own worker processes (`xloader.keras.PyDataset(use_multiprocessing=True)`).
+
+# NOTE [ Worker processes that fail safely ]
+`concurrent.futures.ProcessPoolExecutor` breaks for good when one worker dies, lets Ctrl-C reach
+its workers, waits for queued work at exit and leaves its workers running when the main process
+is killed. These workers keep the promises torch's DataLoader workers keep:
+- They ignore SIGINT (Ctrl-C in a terminal or Jupyter reaches the whole process group): only
+  the main process is interrupted, so no `KeyboardInterrupt` ends up in a prefetched batch.
+  SIGINT is blocked around the start, so it cannot land before the worker ignores it.
+- A worker that dies (SIGKILL from the out-of-memory killer, a crash in native code) fails the
+  tasks it held with `WorkerDiedError`, naming the exit code or signal and the likely cause;
+  one that dies while starting says so, with its own traceback when it got that far.
+- The owner stops workers with SIGKILL after a short grace (`stop`), at once on Ctrl-C
+  (`kill`), and at interpreter exit: none outlives the interrupt.
+- Each worker watches its parent (a lifeline pipe whose only writer is the main process, and
+  its parent pid for fork) and exits within a second of the main process's death, whatever
+  killed it, forkserver included.
+- Tasks and replies travel through one pipe per worker: no queue, so no semaphore to leak.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import itertools
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+import weakref
+from concurrent.futures import Future
+from multiprocessing import connection
+from typing import Any
+
+from xloader import _opencv, _slots
+from xloader.errors import WorkerDiedError
+
+_QUEUED_PER_WORKER = 2  # one computing, one waiting in its pipe; the rest wait in the main process
+_STOP_GRACE_SECONDS = 0.5
+_WATCH_INTERVAL_SECONDS = 0.5
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, chained as the re-raised error's cause."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _watch_parent(lifeline: Any, parent_pid: int) -> None:
+    """Exit this worker when the main process is gone: EOF on the lifeline, or a new parent
+    (the main process for fork and spawn, the forkserver for forkserver)."""
+    while True:
+        try:
+            if lifeline.poll(_WATCH_INTERVAL_SECONDS):
+                lifeline.recv()  # the main process never writes: readable means end of file
+        except (EOFError, OSError):
+            os._exit(0)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _worker_main(
+    index: int,
+    conn: Any,
+    lifeline: Any,
+    inherited_writer: Any,
+    batches: Any,
+    slots: list[Any],
+    channels_first: tuple[str, ...],
+    pin_opencv: bool,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if inherited_writer is not None:  # fork: the main process's end, which must not keep us alive
+        inherited_writer.close()
+    threading.Thread(target=_watch_parent, args=(lifeline, os.getppid()), daemon=True).start()
+    try:
+        if isinstance(batches, bytes):
+            batches = pickle.loads(batches)
+        if pin_opencv:  # NOTE [ OpenCV threads in workers ] (xloader/_opencv.py)
+            _opencv.pin_one_thread()
+    except BaseException:
+        conn.send(("failed", traceback.format_exc()))
+        sys.exit(1)
+    conn.send(("ready", None))
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        task_id, epoch, batch, slot = task
+        try:
+            if slot is None:
+                reply = (None, batches.get_batch(epoch, batch))
+            else:
+                reply = _slots.compute_in_slot(batches, epoch, batch, slots[slot], channels_first)
+            conn.send((task_id, reply, None))
+        except Exception as error:  # noqa: BLE001 - every failure goes back to the main process
+            conn.send((task_id, None, _picklable(error)))
+
+
+def _picklable(error: BaseException) -> tuple[BaseException, str]:
+    text = "".join(traceback.format_exception(error))
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - e.g. an exception class that takes other arguments
+        error = RuntimeError(f"{type(error).__name__}: {error}")
+    return error, text
+
+
+class _Worker:
+    def __init__(self, index: int, process: Any, conn: Any):
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.ready = False
+        self.dead = False
+        self.startup_traceback: str | None = None
+        self.tasks: dict[int, tuple[Future, tuple[int, int]]] = {}  # sent, not yet answered
+
+
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_at_exit() -> None:
+    # Runs before multiprocessing's own exit handler (atexit runs last-registered first), which
+    # would SIGTERM and wait: a worker that handles SIGTERM (JAX does) would hang the exit.
+    for pool in list(_live_pools):
+        pool.kill()
+
+
+class WorkerPool:
+    """`workers` processes computing `batches.get_batch(epoch, b)`, into slots of `slot_pool`
+    when a task names one: NOTE [ Worker processes that fail safely ].
+
+    `submit` returns a `concurrent.futures.Future` of `(layout, batch)` (see
+    `_slots.compute_in_slot`): it raises the worker's exception, or `WorkerDiedError` when the
+    worker computing it died (then every later `submit` fails alike: start a new pool).
+    """
+
+    def __init__(
+        self,
+        batches: Any,
+        slots: list[Any],
+        *,
+        workers: int,
+        start_method: str,
+        channels_first: tuple[str, ...] = (),
+    ):
+        self.start_method = start_method
+        context = multiprocessing.get_context(start_method)
+        payload = batches if start_method == "fork" else _pickled(batches, start_method)
+        self._lifeline, lifeline_writer = context.Pipe(duplex=False)
+        self._lifeline_writer = lifeline_writer
+        self._lock = threading.Lock()
+        self._queue: collections.deque[tuple[int, int, int, int | None, Future]] = collections.deque()
+        self._task_ids = itertools.count()
+        self.broken: WorkerDiedError | None = None
+        self._closing = False
+        self.workers: list[_Worker] = []
+        self._slots = slots  # kept until the workers are gone: they may still write them
+        self._reader: threading.Thread | None = None
+        wake_reader, self._wake = os.pipe()
+        self._wake_reader = wake_reader
+        pin_opencv = start_method != "fork"
+        # SIGINT blocked while starting: a fork or spawn child inherits the mask until it ignores SIGINT.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            with _opencv.single_threaded_for_fork() if start_method == "fork" else contextlib.nullcontext():
+                for index in range(workers):
+                    ours, theirs = context.Pipe()
+                    process = context.Process(
+                        target=_worker_main,
+                        args=(
+                            index,
+                            theirs,
+                            self._lifeline,
+                            lifeline_writer if start_method == "fork" else None,
+                            payload,
+                            slots,
+                            channels_first,
+                            pin_opencv,
+                        ),
+                        name=f"xloader-worker-{index}",
+                        daemon=True,
+                    )
+                    self.workers.append(_Worker(index, process, ours))
+                    process.start()
+                    theirs.close()
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        _live_pools.add(self)
+        self._reader = threading.Thread(target=self._read_replies, name="xloader-replies", daemon=True)
+        self._reader.start()
+
+    def submit(self, epoch: int, batch: int, slot: int | None) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self.broken is not None:
+                future.set_exception(self.broken)
+                return future
+            self._queue.append((next(self._task_ids), epoch, batch, slot, future))
+            self._dispatch()
+        return future
+
+    def _dispatch(self) -> None:
+        """Send queued tasks to the live workers with room, least busy first (lock held)."""
+        while self._queue:
+            room = [w for w in self.workers if not w.dead and len(w.tasks) < _QUEUED_PER_WORKER]
+            if not room:
+                return
+            task_id, epoch, batch, slot, future = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while queued: its done-callbacks have run
+            worker = min(room, key=lambda w: len(w.tasks))
+            worker.tasks[task_id] = (future, (epoch, batch))
+            try:
+                worker.conn.send((task_id, epoch, batch, slot))
+            except OSError:
+                pass  # the worker is gone: its sentinel fails the task
+
+    def _read_replies(self) -> None:
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                waiting = {w.conn: w for w in self.workers if not w.dead}
+                sentinels = {w.process.sentinel: w for w in self.workers if not w.dead}
+            try:
+                ready = connection.wait([*waiting, *sentinels, self._wake_reader])
+            except (OSError, ValueError):  # closed under us: only `_shut_down` does that
+                return
+            with self._lock:
+                if self._closing:
+                    return
+                for item in ready:
+                    if item in waiting:
+                        self._receive(waiting[item])
+                for item in ready:
+                    if item in sentinels:
+                        self._worker_died(sentinels[item])
+                self._dispatch()
+
+    def _receive(self, worker: _Worker) -> bool:
+        """Handle one message from `worker`; False at end of file (it died: its sentinel says how)."""
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            return False
+        if message[0] == "ready":
+            worker.ready = True
+        elif message[0] == "failed":
+            worker.startup_traceback = message[1]
+        else:
+            task_id, reply, error = message
+            future, _key = worker.tasks.pop(task_id)
+            if error is None:
+                future.set_result(reply)
+            else:
+                exception, text = error
+                exception.__cause__ = _RemoteTraceback(text)
+                future.set_exception(exception)
+        return True
+
+    def _worker_died(self, worker: _Worker) -> None:
+        worker.process.join(1)
+        while worker.conn.poll() and self._receive(worker):  # replies it sent before it died
+            pass
+        worker.dead = True
+        key = next(iter(worker.tasks.values()))[1] if worker.tasks else None
+        self.broken = WorkerDiedError(_death_message(worker, self.start_method, key))
+        _fail(worker.tasks, self._queue, self.broken)
+
+    def kill(self) -> None:
+        """Stop every worker now (SIGKILL) and wait for them (idempotent); fails pending tasks."""
+        self._shut_down(grace=0.0)
+
+    def stop(self) -> None:
+        """Ask the workers to stop, wait up to half a second, then kill the rest (idempotent)."""
+        self._shut_down(grace=_STOP_GRACE_SECONDS)
+
+    def _shut_down(self, grace: float) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            if self.broken is None:
+                self.broken = WorkerDiedError("the xloader worker processes were stopped.")
+            running = {task: item for w in self.workers for task, item in w.tasks.items()}
+            queued = collections.deque(self._queue)
+            self._queue.clear()
+        os.write(self._wake, b"x")
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(5)
+        if grace > 0:
+            for worker in self.workers:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+            connection.wait([w.process.sentinel for w in self.workers if w.process.pid], timeout=grace)
+        for worker in self.workers:
+            if worker.process.pid is not None and worker.process.exitcode is None:
+                worker.process.kill()
+        for worker in self.workers:
+            if worker.process.pid is not None:
+                worker.process.join(5)
+            worker.conn.close()
+        _fail(running, queued, self.broken)
+        if all(w.process.exitcode is not None for w in self.workers if w.process.pid is not None):
+            self._slots = []  # nobody writes them any more
+        self._lifeline_writer.close()
+        self._lifeline.close()
+        for descriptor in (self._wake, self._wake_reader):
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
+        _live_pools.discard(self)
+
+
+def _fail(running: dict[int, tuple[Future, Any]], queued: collections.deque, error: BaseException) -> None:
+    """Fail the futures of tasks sent to a worker (running) and of tasks not sent yet (queued)."""
+    for future, _key in running.values():
+        if not future.done():
+            future.set_exception(error)
+    running.clear()
+    for *_task, future in queued:
+        if future.set_running_or_notify_cancel():
+            future.set_exception(error)
+    queued.clear()
+
+
+def _pickled(batches: Any, start_method: str) -> bytes:
+    try:
+        return pickle.dumps(batches)
+    except Exception as error:
+        raise TypeError(
+            f"the dataset cannot be sent to {start_method} worker processes: {type(error).__name__}: {error}. "
+            "Define load functions and transforms at module level (not lambdas or local functions), "
+            "or use threads (use_multiprocessing=False) or multiprocessing_context='fork'."
+        ) from error
+
+
+def _death_message(worker: _Worker, start_method: str, key: tuple[int, int] | None) -> str:
+    code = worker.process.exitcode
+    name = f"xloader worker process {worker.index} (pid {worker.process.pid}, {start_method})"
+    if code is not None and code < 0:
+        try:
+            signal_name = signal.Signals(-code).name
+        except ValueError:
+            signal_name = f"signal {-code}"
+        what = f"was killed by signal {-code} ({signal_name})"
+        cause = {
+            "SIGKILL": "the out-of-memory killer (see `dmesg`) or a kill command",
+            "SIGSEGV": "a crash in native code (a decoder, or a library the load function calls)",
+            "SIGBUS": "shared memory ran out (/dev/shm full) or a crash in native code",
+        }.get(signal_name, "a signal sent by another process")
+    else:
+        what, cause = f"exited with code {code}", ""
+    if not worker.ready:
+        return _startup_message(name, what, cause, worker.startup_traceback, start_method)
+    doing = f"while computing batch {key[1]} of epoch {key[0]}" if key is not None else "while idle"
+    cause = cause or "the load function or transform ended the process (sys.exit, os._exit)"
+    return (
+        f"{name} {what} {doing}. Likely cause: {cause}. Reduce workers or max_queue_size, or use "
+        "threads (use_multiprocessing=False). The next request starts new workers."
+    )
+
+
+def _startup_message(name: str, what: str, cause: str, worker_traceback: str | None, start_method: str) -> str:
+    message = f"{name} {what} while starting, before it computed any batch."
+    if worker_traceback is not None:
+        return (
+            f"{message} The dataset could not be loaded in the worker; its traceback:\n{worker_traceback}"
+            "Define load functions and transforms in an importable module (not in __main__ of an "
+            "interactive session), or use threads (use_multiprocessing=False)."
+        )
+    causes = [cause] if cause else []
+    main = sys.modules.get("__main__")
+    if start_method != "fork" and getattr(main, "__file__", None):
+        causes.append(
+            f'the main script {main.__file__} has no `if __name__ == "__main__":` guard: {start_method} '  # type: ignore[union-attr]
+            "workers import it again, and a script that trains at import starts workers from a worker. "
+            "Put the training code under the guard, or use threads (use_multiprocessing=False)"
+        )
+    causes += [
+        "an import error in the worker (a module the dataset needs cannot be imported there)",
+        "the dataset cannot be unpickled in the worker",
+    ]
+    listed = "; ".join(f"({number}) {text}" for number, text in enumerate(causes, 1))
+    return f"{message} Its own traceback, if it printed one, is above on stderr. Likely causes: {listed}."
