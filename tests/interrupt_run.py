@@ -1,14 +1,17 @@
 """Run as a script by test_reliability.py: trains forever with worker processes until interrupted.
 
-Usage: python interrupt_run.py {keras,torch} START_METHOD {wait,raise}
+Usage: python interrupt_run.py {keras,torch,core} START_METHOD {wait,raise,orphan}
 Prints "READY <pid> <pid> ..." (every descendant process) once batches flow, then loops until
-interrupted ("wait") or raises an exception in the training loop ("raise").
+interrupted ("wait"), raises an exception in the training loop ("raise"), or sleeps until it is
+killed ("orphan"). "core" is the worker pool behind `xloader.keras.PyDataset` (`Prefetcher`)
+without Keras, whose import would cost each forkserver worker seconds.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -21,7 +24,15 @@ from xloader.cli._proc import process_tree  # noqa: E402
 
 def batches(framework: str, start_method: str):
     data = xl.FileList([f"s{i}" for i in range(400)], np.arange(400), load=load_slowly)
-    if framework == "keras":
+    if framework == "core":
+        from xloader._prefetch import Prefetcher
+
+        plan = xl.Batches(data, batch_size=8)
+        prefetcher = Prefetcher(plan, workers=2, use_processes=True, queue_size=4, start_method=start_method)
+        for epoch in range(1000):
+            for b in range(len(plan)):
+                yield prefetcher.get((epoch, b), [(epoch, k) for k in range(b + 1, len(plan))])
+    elif framework == "keras":
         from xloader.keras import PyDataset
 
         ds = PyDataset(
@@ -51,3 +62,5 @@ if __name__ == "__main__":
             print("READY", *process_tree()[1:], flush=True)
         if step == 6 and mode == "raise":
             raise RuntimeError("a bug in the training loop")
+        while step == 3 and mode == "orphan":
+            time.sleep(1)

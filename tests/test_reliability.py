@@ -15,7 +15,7 @@ import xloader as xl
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, HERE)
-from worker_faults import load_and_report_memory, load_or_die  # noqa: E402
+from worker_faults import load_and_report_memory, load_or_die, load_stalling  # noqa: E402
 
 
 def dying_dataset() -> xl.FileList:
@@ -26,9 +26,17 @@ def dying_dataset() -> xl.FileList:
 def test_keras_process_worker_killed_by_a_signal_raises_within_seconds():
     from xloader.keras import PyDataset
 
-    with PyDataset(dying_dataset(), batch_size=4, workers=2, use_multiprocessing=True) as ds:
+    with PyDataset(
+        dying_dataset(), batch_size=4, workers=2, use_multiprocessing=True, multiprocessing_context="fork"
+    ) as ds:
         start = time.monotonic()
-        with pytest.raises(xl.WorkerDiedError, match="an xloader worker process died while computing batch"):
+        with pytest.raises(
+            xl.WorkerDiedError,
+            match=r"^xloader worker process [01] \(pid \d+, fork\) was killed by signal 9 \(SIGKILL\) while "
+            r"computing batch 3 of epoch 0\. Likely cause: the out-of-memory killer \(see `dmesg`\) or a kill "
+            r"command\. Reduce workers or max_queue_size, or use threads \(use_multiprocessing=False\)\. The next "
+            r"request starts new workers\.$",
+        ):
             for b in range(len(ds)):
                 ds[b]
         assert time.monotonic() - start < 30
@@ -144,3 +152,144 @@ def test_worker_memory_does_not_grow_with_the_samples_read(adapter):
     for values in workers:
         growth_kib = values[-1] - values[2]  # after warm-up, to the end of the epoch
         assert growth_kib < 1024, f"worker private memory grew by {growth_kib} KiB over the epoch: {values}"
+
+
+# --- Keras process workers under real signals (issue 19) ------------------------------------------
+
+
+def _lines(process: subprocess.Popen, deadline: float):
+    """(seconds since the call, line) for each line `process` prints, until `deadline`."""
+    start = time.monotonic()
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            return
+        yield time.monotonic() - start, line.split()
+
+
+def test_keras_fit_a_killed_worker_and_three_ctrl_c_leave_nothing_behind():
+    # One interpreter (Keras imports slowly): a worker SIGKILLed mid-fit, then three SIGINTs to
+    # the whole process group while fit waits for 3 s batches. See keras_fault_run.py.
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "keras_fault_run.py"), "fork"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+    events, interrupted_after = [], []
+    try:
+        sent = 0.0
+        for _seconds, words in _lines(process, time.monotonic() + 240):
+            events.append(words)
+            if words[0] == "READY":
+                sent = time.monotonic()
+                os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the main process and its workers
+            elif words[0] == "INTERRUPTED":
+                interrupted_after.append(time.monotonic() - sent)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, process.stderr.read()[-3000:]
+    died = " ".join(events[0])
+    assert events[0][0] == "DIED" and "was killed by signal 9 (SIGKILL) while computing batch" in died, events
+    assert events[1] == ["REFIT", "8"]  # the next fit trains every batch, checked against Batches
+    assert events[2:] == [
+        ["READY", "0"],
+        ["INTERRUPTED", "0", "-", "-"],  # no worker process left, no named /dev/shm entry in use
+        ["READY", "1"],
+        ["INTERRUPTED", "1", "-", "-"],
+        ["READY", "2"],
+        ["INTERRUPTED", "2", "-", "-"],
+        ["FIT", "4"],  # and a fit after three interrupts trains all 4 batches
+    ]
+    assert max(interrupted_after) < 2.0, interrupted_after
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_workers_exit_by_themselves_when_the_main_process_is_killed(start_method):
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "interrupt_run.py"), "core", start_method, "orphan"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        words = next(words for _seconds, words in _lines(process, time.monotonic() + 120))
+        assert words[0] == "READY", process.stderr.read()[-3000:]
+        descendants = [int(pid) for pid in words[1:]]  # workers (and forkserver, resource tracker)
+        assert len(descendants) >= 2
+    finally:
+        process.kill()  # SIGKILL: no exit handler runs
+        process.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in descendants) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in descendants if _alive(pid)] == []
+
+
+def test_a_flat_script_with_forkserver_workers_names_the_main_guard(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import numpy as np\n"
+        "import xloader as xl\n"
+        "from xloader.keras import PyDataset\n"
+        "data = xl.ArrayDataset(np.zeros((8, 4, 4, 3), np.uint8), np.arange(8))\n"
+        "ds = PyDataset(data, batch_size=2, workers=1, use_multiprocessing=True, multiprocessing_context='forkserver')\n"
+        "for b in range(len(ds)):\n"
+        "    ds[b]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=os.environ
+    )
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"xloader.errors.WorkerDiedError: xloader worker process 0 (pid {last.split('pid ')[1].split(',')[0]}, "
+        "forkserver) exited with code 1 while starting, before it computed any batch. Its own traceback, if it "
+        f"printed one, is above on stderr. Likely causes: (1) the main script {script} has no "
+        '`if __name__ == "__main__":` guard: forkserver workers import it again, and a script that trains at '
+        "import starts workers from a worker. Put the training code under the guard, or use threads "
+        "(use_multiprocessing=False); (2) an import error in the worker (a module the dataset needs cannot be "
+        "imported there); (3) the dataset cannot be unpickled in the worker."
+    )
+    assert "out-of-memory" not in result.stderr
+    assert "leaked semaphore" not in result.stderr
+    assert "An attempt has been made to start a new process" in result.stderr  # the worker's own traceback
+
+
+def test_keras_timeout_names_the_batch_and_its_files_and_the_next_request_starts_new_workers():
+    from xloader.keras import PyDataset
+
+    ids = [f"s{i}" for i in range(4)] + ["stall"] + [f"t{i}" for i in range(3)]
+    data = xl.FileList(ids, np.arange(8), load=load_stalling)
+    with PyDataset(
+        data, batch_size=4, workers=2, use_multiprocessing=True, multiprocessing_context="fork", timeout=1
+    ) as ds:
+        np.testing.assert_array_equal(ds[0][1], [0, 1, 2, 3])  # computed in this process
+        start = time.monotonic()
+        with pytest.raises(TimeoutError) as raised:
+            ds[1]
+        assert time.monotonic() - start < 5
+        assert str(raised.value) == (
+            "batch 1 of epoch 0 was not ready within timeout=1.0 seconds; its files: stall, t0, t1, t2. "
+            "A read may be stalled (a network file system, a dead mount): check those files, or raise timeout. "
+            "The next request starts new workers."
+        )
+        np.testing.assert_array_equal(ds[0][1], [0, 1, 2, 3])
+
+
+def test_a_dataset_that_cannot_be_pickled_for_forkserver_workers_says_how_to_fix_it():
+    from xloader.keras import PyDataset
+
+    data = xl.FileList(["a", "b"], [0, 1], load=lambda path: np.zeros((4, 4, 3), np.uint8))
+    with PyDataset(data, batch_size=1, workers=2, use_multiprocessing=True, multiprocessing_context="forkserver") as ds:
+        with pytest.raises(TypeError, match=r"^the dataset cannot be sent to forkserver worker processes: ") as raised:
+            ds[0]  # the workers start with the first request
+    assert str(raised.value).endswith(
+        "Define load functions and transforms at module level (not lambdas or local functions), "
+        "or use threads (use_multiprocessing=False) or multiprocessing_context='fork'."
+    )

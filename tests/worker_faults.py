@@ -36,3 +36,16 @@ def load_and_report_memory(path: str) -> np.ndarray:
     if path.endswith("000"):
         return np.array([os.getpid(), private_dirty_kib()], dtype=np.int64)
     return np.zeros(2, dtype=np.int64)
+
+
+def load_sleeping(path: str, seconds: float = 1.5) -> np.ndarray:
+    """Takes `seconds` per sample (a slow network read), then a 4x4x3 image of its id's length."""
+    time.sleep(seconds)
+    return np.full((4, 4, 3), len(path) % 251, dtype=np.uint8)
+
+
+def load_stalling(path: str) -> np.ndarray:
+    """Stalls for 60 s on ids named 'stall' (a dead mount), in a worker."""
+    if os.path.basename(path) == "stall" and multiprocessing.parent_process() is not None:
+        time.sleep(60)
+    return np.full((4, 4, 3), len(path) % 251, dtype=np.uint8)

@@ -113,6 +113,8 @@ class Prefetcher:
         if self.synchronous:
             return self.batches.get_batch(*key)
         first_batch = None
+        if isinstance(self._pool, WorkerPool) and self._pool.interrupted:
+            self._discard(self._pool, kill=True)  # Ctrl-C killed its workers: start new ones
         if self.use_processes and self._pool is None:
             first_batch = self.batches.get_batch(*key)  # serve it while the workers start
             if self._size.nbytes is None:

@@ -10,8 +10,11 @@ is killed. These workers keep the promises torch's DataLoader workers keep:
 - A worker that dies (SIGKILL from the out-of-memory killer, a crash in native code) fails the
   tasks it held with `WorkerDiedError`, naming the exit code or signal and the likely cause;
   one that dies while starting says so, with its own traceback when it got that far.
-- The owner stops workers with SIGKILL after a short grace (`stop`), at once on Ctrl-C
-  (`kill`), and at interpreter exit: none outlives the interrupt.
+- The owner stops workers with SIGKILL after a short grace (`stop`), and at interpreter exit.
+  Ctrl-C kills them at once wherever it lands (in `fit`'s training step as well as while a batch
+  is awaited): while workers run, the main thread's SIGINT handler is wrapped by one that
+  SIGKILLs them (no lock taken: it may run inside any code) before it calls the handler it
+  wraps; the next request starts new workers. Nothing of the pool outlives the interrupt.
 - Each worker watches its parent (a lifeline pipe whose only writer is the main process, and
   its parent pid for fork) and exits within a second of the main process's death, whatever
   killed it, forkserver included.
@@ -127,6 +130,7 @@ class _Worker:
 
 
 _live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+_wrapped_sigint: Any = None  # the SIGINT handler `_on_sigint` wraps, while it is installed
 
 
 @atexit.register
@@ -135,6 +139,38 @@ def _kill_at_exit() -> None:
     # would SIGTERM and wait: a worker that handles SIGTERM (JAX does) would hang the exit.
     for pool in list(_live_pools):
         pool.kill()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    for pool in list(_live_pools):
+        pool.interrupt()
+    wrapped = _wrapped_sigint
+    _restore_sigint()
+    if callable(wrapped):
+        wrapped(signum, frame)
+
+
+def _install_sigint() -> None:
+    """Wrap the main thread's SIGINT handler (NOTE [ Worker processes that fail safely ]) when it
+    is Python's or another callable; SIG_IGN and SIG_DFL are left alone (the watchdog covers a
+    main process that SIG_DFL ends)."""
+    global _wrapped_sigint
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGINT)
+    if current is _on_sigint or not callable(current):
+        return
+    _wrapped_sigint = current
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _restore_sigint() -> None:
+    global _wrapped_sigint
+    if _wrapped_sigint is None or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is _on_sigint:
+        signal.signal(signal.SIGINT, _wrapped_sigint)
+    _wrapped_sigint = None
 
 
 class WorkerPool:
@@ -164,6 +200,7 @@ class WorkerPool:
         self._queue: collections.deque[tuple[int, int, int, int | None, Future]] = collections.deque()
         self._task_ids = itertools.count()
         self.broken: WorkerDiedError | None = None
+        self.interrupted = False  # Ctrl-C killed the workers: the pool is done, not broken
         self._closing = False
         self.workers: list[_Worker] = []
         self._slots = slots  # kept until the workers are gone: they may still write them
@@ -201,6 +238,7 @@ class WorkerPool:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         _live_pools.add(self)
+        _install_sigint()
         self._reader = threading.Thread(target=self._read_replies, name="xloader-replies", daemon=True)
         self._reader.start()
 
@@ -279,8 +317,22 @@ class WorkerPool:
             pass
         worker.dead = True
         key = next(iter(worker.tasks.values()))[1] if worker.tasks else None
-        self.broken = WorkerDiedError(_death_message(worker, self.start_method, key))
+        if self.interrupted:
+            self.broken = WorkerDiedError("the xloader worker processes were stopped by Ctrl-C.")
+        else:
+            self.broken = WorkerDiedError(_death_message(worker, self.start_method, key))
         _fail(worker.tasks, self._queue, self.broken)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: SIGKILL every worker now, taking no lock (this runs in a signal handler, maybe
+        inside this pool's own code). The owner must discard the pool (`interrupted` is True)."""
+        self.interrupted = True
+        for worker in self.workers:
+            if worker.process.pid is not None:
+                try:
+                    os.kill(worker.process.pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def kill(self) -> None:
         """Stop every worker now (SIGKILL) and wait for them (idempotent); fails pending tasks."""
@@ -328,6 +380,8 @@ class WorkerPool:
             except OSError:
                 pass
         _live_pools.discard(self)
+        if not _live_pools:
+            _restore_sigint()
 
 
 def _fail(running: dict[int, tuple[Future, Any]], queued: collections.deque, error: BaseException) -> None:
