@@ -293,3 +293,55 @@ def test_a_dataset_that_cannot_be_pickled_for_forkserver_workers_says_how_to_fix
         "Define load functions and transforms at module level (not lambdas or local functions), "
         "or use threads (use_multiprocessing=False) or multiprocessing_context='fork'."
     )
+
+
+def test_torch_iterator_collected_in_its_own_pin_memory_thread_shuts_down_without_error(monkeypatch):
+    # torch's __del__ would join the pin-memory thread from itself: "cannot join current thread".
+    import gc
+    import threading
+    import weakref
+
+    import torch
+
+    from xloader import torch as xtorch
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)  # as in test_adapters.py
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *args, **kwargs: torch.device("cpu"))
+    monkeypatch.setattr(torch.accelerator, "current_device_index", lambda: 0)
+    monkeypatch.setattr(torch.accelerator, "set_device_index", lambda index: None)
+    collect_now, collected_in = threading.Event(), []
+
+    def pinned(tensor):  # runs in the pin-memory thread
+        if collect_now.is_set():
+            collect_now.clear()
+            collected_in.append(threading.current_thread().name)
+            gc.collect()
+        return tensor.clone()
+
+    monkeypatch.setattr(xtorch, "_pinned", pinned)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    data = xl.ArrayDataset(np.zeros((64, 4, 4, 3), np.uint8), np.arange(64))
+    loader = xtorch.DataLoader(data, batch_size=2, num_workers=2, pin_memory=True)
+    iterator = iter(loader)
+    next(iterator)
+    inner = weakref.ref(iterator.iterator)
+    workers = [w.pid for w in iterator.iterator._workers]
+    cycle = [iterator]
+    cycle.append(cycle)  # reachable only through a cycle, as from a kept traceback
+    del iterator, cycle
+    gc.disable()  # the collection must happen in the pin-memory thread
+    try:
+        collect_now.set()
+        deadline = time.monotonic() + 20
+        while inner() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        gc.enable()
+    assert inner() is None
+    assert len(collected_in) == 1 and collected_in[0].endswith("(_pin_memory_loop)"), collected_in
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in workers if _alive(pid)] == []
+    assert [str(u.exc_value) for u in unraisable] == []

@@ -12,6 +12,7 @@ torch's `default_collate` (tuple -> list, float64 promotion) never touches them.
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple
@@ -233,6 +234,22 @@ class _PassIterator:
         return item
 
 
+class _WorkersIterator(torch.utils.data.dataloader._MultiProcessingDataLoaderIter):
+    """torch's multi-process iterator, finalized safely from any thread.
+
+    An iterator abandoned mid-pass (e.g. held by an exception's traceback) can be garbage
+    collected by a collection pass that runs in its own pin-memory thread; torch's `__del__`
+    then joins that thread from itself ("cannot join current thread"), and its workers are
+    not shut down. Here the shutdown moves to a new thread, which joins the pin-memory thread
+    once it has seen the done event."""
+
+    def __del__(self) -> None:
+        if getattr(self, "_pin_memory_thread", None) is threading.current_thread():
+            threading.Thread(target=self._shutdown_workers, name="xloader-shutdown", daemon=True).start()
+            return
+        super().__del__()
+
+
 class DataLoader(torch.utils.data.DataLoader):
     """A real `torch.utils.data.DataLoader` over an xloader source.
 
@@ -391,6 +408,12 @@ class DataLoader(torch.utils.data.DataLoader):
         options or on other data (the message shows both sides)."""
         self._next_epoch, self._start_batch = self.batches.read_state(state)
         self._position = None
+
+    def _get_iterator(self) -> Any:
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        self.check_worker_number_rationality()
+        return _WorkersIterator(self)
 
     def _uses_slots(self) -> bool:
         return self.num_workers > 0
