@@ -99,6 +99,7 @@ def _worker_main(
         if task is None:
             return
         task_id, epoch, batch, slot = task
+        reply: tuple[Any, Any]
         try:
             if slot is None:
                 reply = (None, batches.get_batch(epoch, batch))
@@ -192,7 +193,7 @@ class WorkerPool:
         channels_first: tuple[str, ...] = (),
     ):
         self.start_method = start_method
-        context = multiprocessing.get_context(start_method)
+        context: Any = multiprocessing.get_context(start_method)
         payload = batches if start_method == "fork" else _pickled(batches, start_method)
         self._lifeline, lifeline_writer = context.Pipe(duplex=False)
         self._lifeline_writer = lifeline_writer
@@ -232,15 +233,16 @@ class WorkerPool:
                     self.workers.append(_Worker(index, process, ours))
                     process.start()
                     theirs.close()
+            # Before SIGINT is unblocked: a Ctrl-C that came while starting kills these workers.
+            _live_pools.add(self)
+            _install_sigint()
+            self._reader = threading.Thread(target=self._read_replies, name="xloader-replies", daemon=True)
+            self._reader.start()
         except BaseException:
             self.kill()
             raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        _live_pools.add(self)
-        _install_sigint()
-        self._reader = threading.Thread(target=self._read_replies, name="xloader-replies", daemon=True)
-        self._reader.start()
 
     def submit(self, epoch: int, batch: int, slot: int | None) -> Future:
         future: Future = Future()
