@@ -175,8 +175,9 @@ def _restore_sigint() -> None:
 
 
 class WorkerPool:
-    """`workers` processes computing `batches.get_batch(epoch, b)`, into slots of `slot_pool`
-    when a task names one: NOTE [ Worker processes that fail safely ].
+    """`workers` processes computing `batches.get_batch(epoch, b)`, built in place in
+    `slots[slot]` when a task names a slot (`_slots.compute_in_slot`; fields in
+    `channels_first` stored NCHW): NOTE [ Worker processes that fail safely ].
 
     `submit` returns a `concurrent.futures.Future` of `(layout, batch)` (see
     `_slots.compute_in_slot`): it raises the worker's exception, or `WorkerDiedError` when the
