@@ -1,7 +1,8 @@
 """Run as a script by test_reliability.py: trains forever with worker processes until interrupted.
 
 Usage: python interrupt_run.py {keras,torch,core} START_METHOD {wait,raise,orphan}
-Prints "READY <pid> <pid> ..." (every descendant process) once batches flow, then loops until
+Prints "READY <pid> <pid> ..." (every descendant process) and "SHM <name> ..." (the named
+/dev/shm entries they use) once batches flow, then loops until
 interrupted ("wait"), raises an exception in the training loop ("raise"), or sleeps until it is
 killed ("orphan"). "core" is the worker pool behind `xloader.keras.PyDataset` (`Prefetcher`)
 without Keras, whose import would cost each forkserver worker seconds.
@@ -16,7 +17,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from worker_faults import load_slowly  # noqa: E402
+from worker_faults import load_slowly, shm_names_in_use  # noqa: E402
 
 import xloader as xl  # noqa: E402
 from xloader.cli._proc import process_tree  # noqa: E402
@@ -60,6 +61,7 @@ if __name__ == "__main__":
     for step, _ in enumerate(batches(framework, start_method)):
         if step == 3:
             print("READY", *process_tree()[1:], flush=True)
+            print("SHM", *shm_names_in_use(), flush=True)
         if step == 6 and mode == "raise":
             raise RuntimeError("a bug in the training loop")
         while step == 3 and mode == "orphan":

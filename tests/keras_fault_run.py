@@ -23,10 +23,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from worker_faults import load_sleeping  # noqa: E402
+from worker_faults import load_sleeping, shm_names_in_use  # noqa: E402
 
 import xloader as xl  # noqa: E402
-from xloader._proc import process_tree  # noqa: E402
+from xloader.cli._proc import process_tree  # noqa: E402
 from xloader.keras import PyDataset  # noqa: E402
 
 
@@ -46,22 +46,6 @@ def multiprocessing_helpers() -> set[int]:
         if "multiprocessing.forkserver" in command or "multiprocessing.resource_tracker" in command:
             found.add(pid)
     return found
-
-
-def shm_names_in_use() -> list[str]:
-    """Named /dev/shm entries (semaphores, segments) that this process tree maps or holds open."""
-    names = set()
-    for pid in process_tree():
-        try:
-            with open(f"/proc/{pid}/maps") as file:
-                mapped = [line.split(maxsplit=5)[-1].strip() for line in file if "/dev/shm/" in line]
-            opened = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue
-        for path in mapped + opened:
-            if path.startswith("/dev/shm/") and not path.endswith("(deleted)"):
-                names.add(path)
-    return sorted(names)
 
 
 class Recorder(keras.callbacks.Callback):

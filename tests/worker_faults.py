@@ -49,3 +49,22 @@ def load_stalling(path: str) -> np.ndarray:
     if os.path.basename(path) == "stall" and multiprocessing.parent_process() is not None:
         time.sleep(60)
     return np.full((4, 4, 3), len(path) % 251, dtype=np.uint8)
+
+
+def shm_names_in_use() -> list[str]:
+    """Named /dev/shm entries (semaphores, segments) that this process and its descendants map or
+    hold open: the ones a leak would leave behind (a slot's file is deleted at creation)."""
+    from xloader.cli._proc import process_tree
+
+    names = set()
+    for pid in process_tree():
+        try:
+            with open(f"/proc/{pid}/maps") as file:
+                mapped = [line.split(maxsplit=5)[-1].strip() for line in file if "/dev/shm/" in line]
+            opened = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        for path in mapped + opened:
+            if path.startswith("/dev/shm/") and not path.endswith("(deleted)"):
+                names.add(path)
+    return sorted(names)

@@ -9,7 +9,8 @@ is killed. These workers keep the promises torch's DataLoader workers keep:
   SIGINT is blocked around the start, so it cannot land before the worker ignores it.
 - A worker that dies (SIGKILL from the out-of-memory killer, a crash in native code) fails the
   tasks it held with `WorkerDiedError`, naming the exit code or signal and the likely cause;
-  one that dies while starting says so, with its own traceback when it got that far.
+  one that dies while starting says so, with its own traceback when it got that far
+  (wording: _worker_errors.py).
 - The owner stops workers with SIGKILL after a short grace (`stop`), and at interpreter exit.
   Ctrl-C kills them at once wherever it lands (in `fit`'s training step as well as while a batch
   is awaited): while workers run, the main thread's SIGINT handler is wrapped by one that
@@ -40,6 +41,7 @@ from multiprocessing import connection
 from typing import Any
 
 from xloader import _opencv, _slots
+from xloader._worker_errors import death_message
 from xloader.errors import WorkerDiedError
 
 _QUEUED_PER_WORKER = 2  # one computing, one waiting in its pipe; the rest wait in the main process
@@ -323,7 +325,11 @@ class WorkerPool:
         if self.interrupted:
             self.broken = WorkerDiedError("the xloader worker processes were stopped by Ctrl-C.")
         else:
-            self.broken = WorkerDiedError(_death_message(worker, self.start_method, key))
+            self.broken = WorkerDiedError(
+                death_message(
+                    worker.index, worker.process, self.start_method, worker.ready, key, worker.startup_traceback
+                )
+            )
         _fail(worker.tasks, self._queue, self.broken)
 
     def interrupt(self) -> None:
@@ -408,53 +414,3 @@ def _pickled(batches: Any, start_method: str) -> bytes:
             "Define load functions and transforms at module level (not lambdas or local functions), "
             "or use threads (use_multiprocessing=False) or multiprocessing_context='fork'."
         ) from error
-
-
-def _death_message(worker: _Worker, start_method: str, key: tuple[int, int] | None) -> str:
-    code = worker.process.exitcode
-    name = f"xloader worker process {worker.index} (pid {worker.process.pid}, {start_method})"
-    if code is not None and code < 0:
-        try:
-            signal_name = signal.Signals(-code).name
-        except ValueError:
-            signal_name = f"signal {-code}"
-        what = f"was killed by signal {-code} ({signal_name})"
-        cause = {
-            "SIGKILL": "the out-of-memory killer (see `dmesg`) or a kill command",
-            "SIGSEGV": "a crash in native code (a decoder, or a library the load function calls)",
-            "SIGBUS": "shared memory ran out (/dev/shm full) or a crash in native code",
-        }.get(signal_name, "a signal sent by another process")
-    else:
-        what, cause = f"exited with code {code}", ""
-    if not worker.ready:
-        return _startup_message(name, what, cause, worker.startup_traceback, start_method)
-    doing = f"while computing batch {key[1]} of epoch {key[0]}" if key is not None else "while idle"
-    cause = cause or "the load function or transform ended the process (sys.exit, os._exit)"
-    return (
-        f"{name} {what} {doing}. Likely cause: {cause}. Reduce workers or max_queue_size, or use "
-        "threads (use_multiprocessing=False). The next request starts new workers."
-    )
-
-
-def _startup_message(name: str, what: str, cause: str, worker_traceback: str | None, start_method: str) -> str:
-    message = f"{name} {what} while starting, before it computed any batch."
-    if worker_traceback is not None:
-        return (
-            f"{message} The dataset could not be loaded in the worker; its traceback:\n{worker_traceback}"
-            "Define load functions and transforms in an importable module (not in __main__ of an "
-            "interactive session), or use threads (use_multiprocessing=False)."
-        )
-    causes = [cause] if cause else []
-    main = sys.modules.get("__main__")
-    if start_method != "fork" and getattr(main, "__file__", None):
-        causes.append(
-            f'the main script {main.__file__} has no `if __name__ == "__main__":` guard: {start_method} '  # type: ignore[union-attr]
-            "workers import it again, and a script that trains at import starts workers from a worker. "
-            "Put the training code under the guard, or use threads (use_multiprocessing=False)"
-        )
-    causes += [
-        "an import error in the worker (a module the dataset needs cannot be imported there)",
-        "the dataset cannot be unpickled in the worker",
-    ]
-    listed = "; ".join(f"({number}) {text}" for number, text in enumerate(causes, 1))
-    return f"{message} Its own traceback, if it printed one, is above on stderr. Likely causes: {listed}."

@@ -235,13 +235,10 @@ class _PassIterator:
 
 
 class _WorkersIterator(torch.utils.data.dataloader._MultiProcessingDataLoaderIter):
-    """torch's multi-process iterator, finalized safely from any thread.
-
-    An iterator abandoned mid-pass (e.g. held by an exception's traceback) can be garbage
-    collected by a collection pass that runs in its own pin-memory thread; torch's `__del__`
-    then joins that thread from itself ("cannot join current thread"), and its workers are
-    not shut down. Here the shutdown moves to a new thread, which joins the pin-memory thread
-    once it has seen the done event."""
+    """torch's multi-process iterator, finalized safely from any thread: one abandoned mid-pass
+    (e.g. kept by a traceback) may be garbage collected in its own pin-memory thread, where
+    torch's `__del__` would join that thread from itself ("cannot join current thread") and
+    leave its workers running. The shutdown moves to a new thread instead."""
 
     def __del__(self) -> None:
         if getattr(self, "_pin_memory_thread", None) is threading.current_thread():
