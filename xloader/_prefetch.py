@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from itertools import islice
 
 from xloader import _slots
-from xloader._workers import WorkerPool
+from xloader._workers import WorkerPool, install_sigint_handler
 from xloader.batching import Batch, Batches
 from xloader.errors import WorkerDiedError
 
@@ -70,6 +70,8 @@ class Prefetcher:
         self._size = _slots.SlotSize(batches.options.batch_size)
         self._pending: dict[Key, tuple[Future, int | None]] = {}
         self._lock = threading.RLock()  # RLock: a done-callback may run while we hold it
+        if use_processes:
+            install_sigint_handler()
 
     @property
     def synchronous(self) -> bool:

@@ -13,7 +13,7 @@ is killed. These workers keep the promises torch's DataLoader workers keep:
   (wording: _worker_errors.py).
 - The owner stops workers with SIGKILL after a short grace (`stop`), and at interpreter exit.
   Ctrl-C kills them at once wherever it lands (in `fit`'s training step as well as while a batch
-  is awaited): while workers run, the main thread's SIGINT handler is wrapped by one that
+  is awaited): the main thread's SIGINT handler is wrapped by one that
   SIGKILLs them (no lock taken: it may run inside any code) before it calls the handler it
   wraps; the next request starts new workers. Nothing of the pool outlives the interrupt.
 - Each worker watches its parent (a lifeline pipe whose only writer is the main process, and
@@ -147,16 +147,17 @@ def _kill_at_exit() -> None:
 def _on_sigint(signum: int, frame: Any) -> None:
     for pool in list(_live_pools):
         pool.interrupt()
-    wrapped = _wrapped_sigint
-    _restore_sigint()
-    if callable(wrapped):
-        wrapped(signum, frame)
+    if callable(_wrapped_sigint):
+        _wrapped_sigint(signum, frame)
 
 
-def _install_sigint() -> None:
+def install_sigint_handler() -> None:
     """Wrap the main thread's SIGINT handler (NOTE [ Worker processes that fail safely ]) when it
     is Python's or another callable; SIG_IGN and SIG_DFL are left alone (the watchdog covers a
-    main process that SIG_DFL ends)."""
+    main process that SIG_DFL ends). Called from the main thread when a dataset with process
+    workers is made (Keras's TensorFlow backend requests batches from another thread, where no
+    handler can be set), and again when a pool starts. It stays: with no pool it only calls the
+    handler it wraps."""
     global _wrapped_sigint
     if threading.current_thread() is not threading.main_thread():
         return
@@ -165,15 +166,6 @@ def _install_sigint() -> None:
         return
     _wrapped_sigint = current
     signal.signal(signal.SIGINT, _on_sigint)
-
-
-def _restore_sigint() -> None:
-    global _wrapped_sigint
-    if _wrapped_sigint is None or threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGINT) is _on_sigint:
-        signal.signal(signal.SIGINT, _wrapped_sigint)
-    _wrapped_sigint = None
 
 
 class WorkerPool:
@@ -238,7 +230,7 @@ class WorkerPool:
                     theirs.close()
             # Before SIGINT is unblocked: a Ctrl-C that came while starting kills these workers.
             _live_pools.add(self)
-            _install_sigint()
+            install_sigint_handler()
             self._reader = threading.Thread(target=self._read_replies, name="xloader-replies", daemon=True)
             self._reader.start()
         except BaseException:
@@ -389,8 +381,6 @@ class WorkerPool:
             except OSError:
                 pass
         _live_pools.discard(self)
-        if not _live_pools:
-            _restore_sigint()
 
 
 def _fail(running: dict[int, tuple[Future, Any]], queued: collections.deque, error: BaseException) -> None:
