@@ -70,9 +70,12 @@ def kill_worker(start_method: str) -> None:
     ds = PyDataset(data, batch_size=4, workers=2, use_multiprocessing=True, multiprocessing_context=start_method)
     net = model()
 
+    killed = []
+
     def kill_one(batch: int) -> None:
-        if batch == 2:
-            os.kill(ds._prefetcher._pool.workers[0].process.pid, signal.SIGKILL)
+        if batch == 2 and not killed:  # once: the error may come in the next epoch
+            killed.append(ds._prefetcher._pool.workers[0].process.pid)
+            os.kill(killed[0], signal.SIGKILL)
 
     try:
         net.fit(ds, epochs=2, shuffle=False, verbose=0, callbacks=[Recorder(kill_one)])
