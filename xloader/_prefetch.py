@@ -41,8 +41,7 @@ class Prefetcher:
     `get(key, upcoming)` returns the batch of `key` and keeps up to `queue_size` of the
     `upcoming` keys in flight. Thread-safe. Process workers return batches through shared
     memory (NOTE [ Shared-memory slots ]); the first batch requested from a new pool is
-    computed in the calling process while the workers start (and sizes the slots, once:
-    NOTE [ Slot sizing ]).
+    computed in the calling process while the workers start.
 
     `get` raises what `get_batch` raises; `WorkerDiedError` if a worker process died (the next
     `get` starts new ones); `TimeoutError` if `timeout` > 0 seconds passed without the batch.
@@ -85,8 +84,8 @@ class Prefetcher:
         self.start_method = (choice() if callable(choice) else choice) or default_start_method()
         # The batches in flight, plus two lent out: the one the consumer holds while it asks
         # for the next, and that next one.
-        assert self._size.nbytes is not None, "the slots are sized by the first batch"
-        self._slot_pool = _slots.SlotPool(self.queue_size + max(self.workers, 1) + 2, self._size.nbytes)
+        # Sized once per dataset: NOTE [ Slot sizing ].
+        self._slot_pool = _slots.SlotPool(self.queue_size + max(self.workers, 1) + 2, self._size.of(self.batches))
         return WorkerPool(
             self.batches, self._slot_pool.slots, workers=max(self.workers, 1), start_method=self.start_method
         )
@@ -119,8 +118,6 @@ class Prefetcher:
             self._discard(self._pool, kill=True)  # Ctrl-C killed its workers: start new ones
         if self.use_processes and self._pool is None:
             first_batch = self.batches.get_batch(*key)  # serve it while the workers start
-            if self._size.nbytes is None:
-                self._size.measure(first_batch)
         with self._lock:
             if self._pool is None:
                 self._pool = self._start()
