@@ -15,7 +15,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -421,8 +421,8 @@ class DataLoader(torch.utils.data.DataLoader):
         # slots than that keep such a loop off torch's slower transfer.
         count = self.num_workers * (self.prefetch_factor or 2) + 2
         pool = _SlotPool(count, self._slot_size.of(self.batches))  # NOTE [ Slot sizing ]
-        self.dataset.slots = pool.slots
-        self.dataset.pool_key = pool.key
+        dataset = cast(_BatchDataset, self.dataset)  # torch types it as any Dataset
+        dataset.slots, dataset.pool_key = pool.slots, pool.key
         self._epoch_sampler.pool = pool
 
     def __iter__(self) -> Any:
