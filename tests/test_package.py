@@ -21,6 +21,7 @@ ADAPTERS = {
     "torch.py": {"torch"},
     "cli/_demo_torch.py": {"torch"},
     "torch_options.py": {"torch"},
+    "torch_workers.py": {"torch"},
 }
 
 

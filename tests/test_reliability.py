@@ -263,6 +263,31 @@ def test_a_flat_script_with_forkserver_workers_names_the_main_guard(tmp_path):
     assert "An attempt has been made to start a new process" in result.stderr  # the worker's own traceback
 
 
+def test_a_flat_script_with_forkserver_torch_workers_names_the_main_guard(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import numpy as np\n"
+        "import xloader as xl\n"
+        "from xloader.torch import DataLoader\n"
+        "data = xl.ArrayDataset(np.zeros((8, 4, 4, 3), np.uint8), np.arange(8))\n"
+        "for x, y in DataLoader(data, batch_size=2, num_workers=1, multiprocessing_context='forkserver'):\n"
+        "    pass\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=os.environ
+    )
+    assert re.fullmatch(
+        r"RuntimeError: DataLoader worker \(pid\(s\) \d+\) exited unexpectedly", result.stderr.splitlines()[-2]
+    )
+    assert result.stderr.splitlines()[-1] == (
+        "No batch had come from the workers: a worker failed while starting. Likely causes: (1) the main script "
+        f'{script} has no `if __name__ == "__main__":` guard: forkserver workers import it again, and a script '
+        "that trains at import starts workers from a worker. Put the training code under the guard, or use "
+        "num_workers=0; (2) an import error in the worker (a module the dataset needs cannot be imported there); "
+        "(3) the dataset cannot be unpickled in the worker."
+    )
+
+
 def test_keras_timeout_names_the_batch_and_its_files_and_the_next_request_starts_new_workers():
     from xloader.keras import PyDataset
 

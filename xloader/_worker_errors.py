@@ -47,17 +47,26 @@ def _startup_message(name: str, what: str, cause: str, worker_traceback: str | N
             "Define load functions and transforms in an importable module (not in __main__ of an "
             "interactive session), or use threads (use_multiprocessing=False)."
         )
+    causes = startup_causes(start_method, cause)
+    return f"{message} Its own traceback, if it printed one, is above on stderr. Likely causes: {causes}."
+
+
+def startup_causes(
+    start_method: str, cause: str = "", fallback: str = "use threads (use_multiprocessing=False)"
+) -> str:
+    """The likely causes of a worker that died while starting, numbered, most likely first:
+    `cause` (e.g. the signal's), the missing `__main__` guard when it applies, an import error,
+    a dataset that cannot be unpickled. `fallback` is the way around process workers."""
     causes = [cause] if cause else []
     main = sys.modules.get("__main__")
     if start_method != "fork" and getattr(main, "__file__", None):
         causes.append(
             f'the main script {main.__file__} has no `if __name__ == "__main__":` guard: {start_method} '  # type: ignore[union-attr]
             "workers import it again, and a script that trains at import starts workers from a worker. "
-            "Put the training code under the guard, or use threads (use_multiprocessing=False)"
+            f"Put the training code under the guard, or {fallback}"
         )
     causes += [
         "an import error in the worker (a module the dataset needs cannot be imported there)",
         "the dataset cannot be unpickled in the worker",
     ]
-    listed = "; ".join(f"({number}) {text}" for number, text in enumerate(causes, 1))
-    return f"{message} Its own traceback, if it printed one, is above on stderr. Likely causes: {listed}."
+    return "; ".join(f"({number}) {text}" for number, text in enumerate(causes, 1))

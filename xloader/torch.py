@@ -12,7 +12,6 @@ torch's `default_collate` (tuple -> list, float64 promotion) never touches them.
 from __future__ import annotations
 
 import itertools
-import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any, Literal, NamedTuple, cast
@@ -36,6 +35,7 @@ from xloader.torch_options import (
     refuse_keras_iteration,
     start_method,
 )
+from xloader.torch_workers import WorkersIterator
 
 __all__ = ["DataLoader"]
 
@@ -234,19 +234,6 @@ class _PassIterator:
         return item
 
 
-class _WorkersIterator(torch.utils.data.dataloader._MultiProcessingDataLoaderIter):
-    """torch's multi-process iterator, finalized safely from any thread: one abandoned mid-pass
-    (e.g. kept by a traceback) may be garbage collected in its own pin-memory thread, where
-    torch's `__del__` would join that thread from itself ("cannot join current thread") and
-    leave its workers running. The shutdown moves to a new thread instead."""
-
-    def __del__(self) -> None:
-        if getattr(self, "_pin_memory_thread", None) is threading.current_thread():
-            threading.Thread(target=self._shutdown_workers, name="xloader-shutdown", daemon=True).start()
-            return
-        super().__del__()
-
-
 class DataLoader(torch.utils.data.DataLoader):
     """A real `torch.utils.data.DataLoader` over an xloader source.
 
@@ -410,7 +397,7 @@ class DataLoader(torch.utils.data.DataLoader):
         if self.num_workers == 0:
             return super()._get_iterator()
         self.check_worker_number_rationality()
-        return _WorkersIterator(self)
+        return WorkersIterator(self)
 
     def _uses_slots(self) -> bool:
         return self.num_workers > 0
