@@ -96,7 +96,7 @@ def _worker_main(
     while True:
         try:
             task = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the main process closed our pipe: nothing more will come
             return
         if task is None:
             return
