@@ -200,7 +200,7 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 class _PassIterator:
     """Wraps torch's iterator for one pass: counts the batches handed out (the resume position)
-    and lends batches from their shared-memory slot (`_SlotPool.received`)."""
+    and lends batches from their shared-memory slot (`_SlotPool.received_reply`)."""
 
     def __init__(
         self,
@@ -337,7 +337,7 @@ class DataLoader(torch.utils.data.DataLoader):
         self._next_epoch = 0
         self._start_batch = 0
         self._position: list[int] | None = None  # [epoch, next batch] of the pass in progress
-        self._slot_size = _slots.SlotSize(batch_size)
+        self._slot_size = _slots.SlotSize(batches.options.batch_size)
         super().__init__(
             _BatchDataset(batches, layout),
             batch_size=None,
