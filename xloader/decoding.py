@@ -329,7 +329,7 @@ def check_interpolation(interpolation: object) -> str:
     """Return `interpolation` if it is a key of `INTERPOLATIONS`, else raise `ValueError`
     naming the supported filters (and, for Keras's Pillow-only "box" and "hamming", the nearest one)."""
     if interpolation in INTERPOLATIONS:
-        return interpolation  # type: ignore[return-value]
+        return str(interpolation)
     supported = ", ".join(repr(name) for name in INTERPOLATIONS)
     hint = _PILLOW_ONLY_FILTERS.get(interpolation) if isinstance(interpolation, str) else None
     if hint is not None:

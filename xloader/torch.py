@@ -355,8 +355,8 @@ class DataLoader(torch.utils.data.DataLoader):
 
     # The options as given (torch itself sees batch_size=None: batches come whole); `seed` is
     # the one in use, given or drawn.
-    batch_size = OptionView("batch_size")  # type: ignore[assignment]
-    drop_last = OptionView("drop_last")  # type: ignore[assignment]
+    batch_size = OptionView("batch_size")
+    drop_last = OptionView("drop_last")
     seed = OptionView("seed")
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 try:
-    from xloader.sources import _fastlist  # built from _fastlist.c where a C compiler was found
+    from xloader.sources import _fastlist  # type: ignore[attr-defined]  # a C extension, built from _fastlist.c where a compiler was found
 except ImportError:
     _fastlist = None
 
