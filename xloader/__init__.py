@@ -25,6 +25,7 @@ from xloader.sources import (
     rle_encode,
     split,
 )
+from xloader.storage import StorageError
 from xloader.transforms import Transform
 
 __version__ = "0.1.0"
@@ -50,6 +51,7 @@ __all__ = [
     "RandomChoice",
     "SampleError",
     "Source",
+    "StorageError",
     "Subset",
     "SupportsFusedNormalize",
     "SupportsImageTargets",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from xloader import storage
 from xloader.errors import DatasetError
 
 __all__ = [
@@ -98,9 +99,9 @@ def check_class_names(class_names: object) -> list[str] | None:
 def check_directory(path: str | os.PathLike[str], what: str) -> str:
     """`path` as a string if it is an existing directory, else raise with the path named."""
     text = os.fspath(path)
-    if not os.path.exists(text):
+    if not storage.exists(text):
         raise FileNotFoundError(f"{what} {text!r} does not exist.")
-    if not os.path.isdir(text):
+    if not storage.isdir(text):
         raise DatasetError(f"{what} {text!r} is not a directory.")
     return text
 

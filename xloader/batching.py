@@ -16,12 +16,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from xloader import storage
 from xloader._collate import Allocate, BatchWriter
 from xloader._random import batch_generator, check_seed, resolve_seed
 from xloader._state import check_state, make_state
 from xloader.errors import DatasetError, SampleError, XLoaderError
 from xloader.sampling import SHARD_MODES, EpochPlan, check_weights
-from xloader.source import Source, fuses_normalize, source_fingerprint
+from xloader.source import Source, SupportsPaths, fuses_normalize, source_fingerprint
 
 __all__ = ["Batch", "BatchTransform", "Batches", "LoaderOptions"]
 
@@ -357,6 +358,8 @@ class Batches:
     def _stack(self, epoch: int, batch: int, allocate: Allocate | None) -> Batch:
         """The samples of (epoch, batch), loaded and stacked: the batch before its `batch_transform`."""
         indices = self.plan.batch_indices(epoch, batch)
+        if storage.active() and isinstance(self.dataset, SupportsPaths):  # NOTE [ Remote storage ]
+            storage.prefetch(self.dataset.paths_of(indices.tolist()))
         xs = BatchWriter(len(indices), "x", allocate)
         ys = BatchWriter(len(indices), "y", allocate) if self.with_targets else None
         # NOTE [ Normalize fused into the batch write ] (xloader/_fused_normalize.py)

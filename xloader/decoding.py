@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from xloader import storage
 from xloader._image_header import Header, HeaderError, check_pixel_limit, jpeg_scan_offset
 from xloader._reduced_decode import DownscaleTarget, reduced_flags
 from xloader.errors import BadImageError
@@ -112,7 +113,10 @@ def read_bytes(path: str) -> bytes:
     """The file's bytes. Raises `BadImageError` if it is missing, unreadable, empty, or not a
     regular file (a directory, named pipe, device or socket, directly or through a symbolic
     link): its type is checked with `stat` before it is opened, so a FIFO never blocks a read
-    and `/dev/zero` is never read."""
+    and `/dev/zero` is never read.
+    An fsspec URL is read through `xloader.storage` (NOTE [ Remote storage ])."""
+    if storage.is_url(path):
+        return storage.read_url(path)
     try:
         check_regular_file(path)
         with open(path, "rb", opener=_open_nonblocking) as file:

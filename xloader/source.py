@@ -13,7 +13,9 @@ probing attributes:
 - `SupportsImageTargets`: `y` is an (H, W, C) image like `x` (an autoencoder's target), so the
   torch adapter lays `y` out like `x`;
 - `SupportsSampleKeys`: a stable key per sample (a relative path, a content digest) that the
-  resume fingerprint is made of, so two sources with other samples never share a fingerprint.
+  resume fingerprint is made of, so two sources with other samples never share a fingerprint;
+- `SupportsPaths`: the files a batch's samples read, so `Batches` starts fetching remote
+  objects together before decoding them (NOTE [ Remote storage ] in xloader/storage/__init__.py).
 
 A user's own class needs none of them.
 """
@@ -21,6 +23,7 @@ A user's own class needs none of them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +32,7 @@ __all__ = [
     "Source",
     "SupportsFusedNormalize",
     "SupportsImageTargets",
+    "SupportsPaths",
     "SupportsSampleKeys",
     "fuses_normalize",
     "source_fingerprint",
@@ -98,6 +102,15 @@ class SupportsSampleKeys(Protocol):
 
     def sample_key(self, index: int) -> str:
         """Sample `index`'s identity in this source: the same sample, the same key, in any process."""
+        ...
+
+
+@runtime_checkable
+class SupportsPaths(Protocol):
+    """A source that can name the files its samples read."""
+
+    def paths_of(self, indices: Sequence[int]) -> list[str]:
+        """Every file (image, mask) the samples at `indices` read, in any order."""
         ...
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -157,6 +158,11 @@ class ImageSource(TransformedSource):
 
     def describe(self, index: int) -> str:
         return os.path.join(self._root, self._index.files[index])
+
+    def paths_of(self, indices: Sequence[int]) -> list[str]:
+        """The files the samples at `indices` read (`SupportsPaths`), so a batch's remote
+        objects are fetched together (NOTE [ Remote storage ])."""
+        return [self.describe(index) for index in indices]
 
     def sample_key(self, index: int) -> str:
         """The file's path relative to the source's folder, with "/" separators."""

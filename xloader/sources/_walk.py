@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from xloader import storage
+
 try:
     from xloader.sources import _fastlist  # type: ignore[attr-defined]  # a C extension, built from _fastlist.c where a compiler was found
 except ImportError:
@@ -34,6 +36,8 @@ def list_image_files(
     Raises OSError (naming the path) for a directory that cannot be read.
     """
     top = os.fspath(top)
+    if storage.is_url(top):  # NOTE [ Remote storage ]
+        return storage.list_image_files(top, extensions=extensions, prefix=prefix)
     scan = _directory_scanner(extensions)
     files: list[str] = []
     seen: set[tuple[int, int]] = set()

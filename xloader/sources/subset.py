@@ -28,7 +28,7 @@ import numpy as np
 
 from xloader._checks import check_fraction
 from xloader._random import SPLIT_TAG
-from xloader.source import Source, SupportsSampleKeys, fuses_normalize, y_is_image
+from xloader.source import Source, SupportsPaths, SupportsSampleKeys, fuses_normalize, y_is_image
 from xloader.sources._base import refuse_indexing
 from xloader.sources._index import positions
 
@@ -119,6 +119,12 @@ class Subset:
 
     def describe(self, index: int) -> str:
         return self.source.describe(int(self.indices[index]))
+
+    def paths_of(self, indices: Sequence[int]) -> list[str]:
+        """The parent's `paths_of` for these samples (`SupportsPaths`), or none if it has no such ability."""
+        if not isinstance(self.source, SupportsPaths):
+            return []
+        return self.source.paths_of([int(self.indices[index]) for index in indices])
 
     def sample_key(self, index: int) -> str:
         parent = int(self.indices[index])

@@ -1,0 +1,239 @@
+"""Data that is not on the local disk: fsspec URLs (`s3://`, `gs://`, `http(s)://`, `memory://`,
+`file://`) behind the one read path (`decoding.read_bytes`) and the one listing path
+(`sources._walk.list_image_files`). Local paths never reach this module's fsspec code.
+
+# NOTE [ Remote storage ]
+- A source given a URL calls `mount(root, storage_options=...)` once: the root is listed there,
+  in the parent (one recursive listing: keys, sizes, ETags or mtimes), and the `Mount` (root,
+  options, listing) is registered in this process and kept on the source. Every later check
+  (`exists`, `isdir`, `scandir`, `list_image_files`) answers from that listing.
+- The `Mount` travels with the source to workers: unpickling it (forkserver, spawn) registers it
+  in the worker; a forked worker inherits the registry. The fsspec client is created lazily per
+  process (keyed by pid, `skip_instance_cache=True`) and never used across a fork: object-store
+  clients used before a fork hang after it (s3fs#914).
+- Reads are bounded: a fetch retries transient errors (throttling, 5xx, resets, refused
+  connections) with exponential backoff until `retry_seconds` have passed, and the reader waits
+  at most that long (plus a second), whatever the client's own retries do. Then a
+  `StorageError` (a `BadImageError`) names the URL and the last cause. A missing object or a
+  refused permission is not retried.
+- `prefetch(urls)` (called by `Batches.get_batch` for sources that are `SupportsPaths`) starts every
+  fetch of a batch at once on a bounded thread pool; `read_url` then takes each result as the
+  batch is decoded in order, so decoding overlaps the fetches. Pending fetches belong to the
+  calling thread (a thread worker's batch never takes another's bytes) and are dropped when that
+  thread prefetches its next batch.
+- The bytes are the object's bytes: what is decoded is identical to the same file on disk, so
+  batches are bit-identical across storage (NOTE [ The one function ] in batching.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from xloader.storage._mount import (
+    RETRY_SECONDS_ENV,
+    THREADS_ENV,
+    Mount,
+    StorageError,
+    _error,
+    _listed_mount,
+    _mounts,
+    is_url,
+    mount,
+    mount_for,
+)
+
+__all__ = [
+    "RETRY_SECONDS_ENV",
+    "THREADS_ENV",
+    "Mount",
+    "StorageError",
+    "is_url",
+    "mount",
+    "prefetch",
+    "read_url",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A directory entry of a listing, shaped like `os.DirEntry` for the code that scans roots."""
+
+    name: str
+    path: str
+    directory: bool
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self.directory
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return not self.directory
+
+    def is_symlink(self) -> bool:
+        return False
+
+
+# --- reads ----------------------------------------------------------------------------------------
+
+_pending = threading.local()
+
+
+def prefetch(paths: Iterable[str]) -> None:
+    """Start fetching every URL among `paths` (local paths are ignored) for this thread's next
+    reads; fetches this thread started before and has not read are dropped."""
+    previous: dict[str, Future[bytes]] = getattr(_pending, "futures", {})
+    futures: dict[str, Future[bytes]] = {}
+    for path in paths:
+        if path not in futures and is_url(path):
+            futures[path] = previous.pop(path) if path in previous else mount_for(path).submit(path)
+    for future in previous.values():
+        future.cancel()
+    _pending.futures = futures
+
+
+def read_url(url: str) -> bytes:
+    """The object's bytes, from this thread's prefetch if it has them; raises `StorageError`
+    naming the URL (after retries bounded by the mount's `retry_seconds`)."""
+    futures: dict[str, Future[bytes]] = getattr(_pending, "futures", {})
+    holder = mount_for(url)
+    future = futures.pop(url, None) or holder.submit(url)
+    try:
+        return future.result(timeout=holder.retry_seconds + 1.0)
+    except FutureTimeout:
+        raise _error(url, f"no answer within {holder.retry_seconds:g} s ({RETRY_SECONDS_ENV})") from None
+
+
+def active() -> bool:
+    """True once this process has mounted a URL: the batch builder prefetches only then."""
+    return bool(_mounts)
+
+
+# --- listing, as os and _walk do for local paths -------------------------------------------------
+
+
+def _probe(path: str) -> dict[str, Any] | None:
+    """An unlisted object's fsspec info (retried as reads are), None if it does not exist."""
+    holder = mount_for(path)
+    fs = holder.fs
+
+    def info() -> dict[str, Any] | None:
+        try:
+            return fs.info(path)
+        except FileNotFoundError:
+            return None
+
+    return holder._call(info, path)
+
+
+def exists(path: str) -> bool:
+    """`os.path.exists` for local paths; for a URL, a listed object or folder (over http, a URL that answers)."""
+    if not is_url(path):
+        return os.path.exists(path)
+    found = _listed_mount(path)
+    if found is None:
+        return _probe(path) is not None
+    holder, relative = found
+    return holder.stat(relative) is not None or bool(holder.under(relative))
+
+
+def isdir(path: str) -> bool:
+    """`os.path.isdir` for local paths; for a URL, a prefix with listed objects below it (over
+    http, which has no folders, a URL ending with "/" that answers, e.g. a manifest's `base_dir`)."""
+    if not is_url(path):
+        return os.path.isdir(path)
+    found = _listed_mount(path)
+    if found is None:
+        info = _probe(path)
+        return info is not None and (path.endswith("/") or info.get("type") == "directory")
+    holder, relative = found
+    return bool(holder.under(relative))
+
+
+def isfile(path: str) -> bool:
+    """`os.path.isfile` for local paths; for a URL, a listed object (over http, a URL that answers)."""
+    if not is_url(path):
+        return os.path.isfile(path)
+    found = _listed_mount(path)
+    if found is None:
+        return _probe(path) is not None
+    return found[0].stat(found[1]) is not None
+
+
+def scandir(path: str) -> contextlib.AbstractContextManager[Iterator[Any]]:
+    """`os.scandir(path)` for local paths; for a URL, the listing's entries directly under it
+    (entries with `name`, `path`, `is_dir()`, `is_file()`, `is_symlink()`), as a context manager."""
+    if not is_url(path):
+        return os.scandir(path)
+    found = _listed_mount(path)
+    if found is None:
+        raise NotADirectoryError(f"{path} cannot be listed (http has no listing); use a manifest of its files.")
+    holder, relative = found
+    entries: dict[str, bool] = {}
+    for key in holder.under(relative):
+        name, slash, _ = key.partition("/")
+        entries[name] = entries.get(name, False) or bool(slash)
+    base = path.rstrip("/")
+    return contextlib.nullcontext(iter([_Entry(name, f"{base}/{name}", d) for name, d in entries.items()]))
+
+
+def list_image_files(top: str, *, extensions: frozenset[str], prefix: str = "") -> list[str]:
+    """`_walk.list_image_files` for a URL, from the listing: the same files in the same order
+    (folders sorted by path, files by name within each; hidden names skipped)."""
+    found = _listed_mount(top)
+    if found is None:
+        raise NotADirectoryError(f"{top} cannot be listed (http has no listing); use a manifest of its files.")
+    holder, relative = found
+    folders: dict[str, list[str]] = {}
+    for key in holder.under(relative):
+        parts = key.split("/")
+        name = parts[-1]
+        dot = name.rfind(".")
+        if any(part.startswith(".") or not part for part in parts) or dot <= 0:
+            continue
+        if name[dot + 1 :].lower() in extensions:
+            folders.setdefault(posixpath.dirname(key), []).append(key)
+    # A folder's path sorts before its sub-folders' and local listing visits folders in path
+    # order (a heap of paths), so sorting the folder paths gives the same order.
+    return [prefix + key for folder in sorted(folders) for key in sorted(folders[folder])]
+
+
+def locate(url: str) -> tuple[str, str] | None:
+    """For the manifest's file check: None if the object exists, else ("missing", why)."""
+    try:
+        return None if isfile(url) else ("missing", "not found")
+    except StorageError as error:
+        return "missing", error.reason or str(error)
+
+
+def open_text(path: str, **options: Any) -> Any:
+    """`open(path, "r", **options)` for local paths, fsspec's for a URL (through its mount's options)."""
+    if not is_url(path):
+        return open(path, **options)  # noqa: SIM115 - the caller closes it
+    import fsspec  # type: ignore[import-untyped]
+
+    return fsspec.open(path, "rt", **mount_for(path).storage_options, **options).open()
+
+
+def normpath(path: str) -> str:
+    """`os.path.normpath`, keeping a URL's `scheme://`."""
+    if not is_url(path):
+        return os.path.normpath(path)
+    scheme, _, rest = path.partition("://")
+    return f"{scheme}://{posixpath.normpath(rest)}"
+
+
+def abspath(path: str) -> str:
+    """`os.path.abspath` for local paths; a URL is absolute already."""
+    return path if is_url(path) else os.path.abspath(path)
+
+
+def parent(location: object) -> str | None:
+    """The folder of a URL (None for anything else): the default root of a manifest's files."""
+    return posixpath.dirname(location.rstrip("/")) if isinstance(location, str) and is_url(location) else None
