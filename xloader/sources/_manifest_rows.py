@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from xloader import storage
 from xloader._checks import list_preview
 from xloader.errors import DatasetError
 from xloader.sources._table import Table
@@ -101,7 +102,7 @@ class ManifestRows:
             if isinstance(value, os.PathLike):
                 value = os.fspath(value)
             if isinstance(value, str) and value:
-                full = os.path.normpath(os.path.join(self.base_dir, value))
+                full = storage.normpath(os.path.join(self.base_dir, value))
                 if full.startswith(prefix):
                     path = full[len(prefix) :]
                 elif full == self.base_dir:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from xloader import storage
 from xloader._checks import list_preview
 from xloader.errors import DatasetError
 
@@ -103,13 +104,13 @@ def _check_columns(name: str, columns: list[Any], wanted: Mapping[str, str]) -> 
 
 
 def _read_csv(path: str, wanted: Mapping[str, str]) -> Table:
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise FileNotFoundError(f"manifest {path!r} does not exist.")
-    if os.path.isdir(path):
+    if storage.isdir(path):
         raise DatasetError(f"manifest {path!r} is a directory; pass the CSV file, or use ImageFolder for folders.")
     lines: list[int] = []
     values: dict[str, list[Any]] = {column: [] for column in wanted}
-    with open(path, newline="", encoding="utf-8-sig") as file:
+    with storage.open_text(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file)
         try:
             header = next(reader, None)

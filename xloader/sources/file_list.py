@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from xloader import storage
 from xloader._strings import StringTable
-from xloader.decoding import check_regular_file, read_image
+from xloader.decoding import check_regular_file, read_bytes, read_image
 from xloader.errors import BadImageError, DatasetError, SampleError
 from xloader.sources._base import TransformedSource, class_target
 from xloader.sources._index import SampleIndex
@@ -22,6 +23,10 @@ def load_file(path: str) -> np.ndarray:
     """The default loader: `.npy` files with `numpy.load`, anything else decoded as an RGB image."""
     if path.lower().endswith(".npy"):
         try:
+            if storage.is_url(path):  # NOTE [ Remote storage ]
+                import io
+
+                return np.load(io.BytesIO(read_bytes(path)), allow_pickle=False)
             check_regular_file(path)  # a FIFO would block np.load, /dev/zero never end
             return np.load(path, allow_pickle=False)
         except BadImageError:
@@ -92,7 +97,9 @@ class FileList(TransformedSource):
         suffix: text appended to every id, e.g. ".npy".
         load: `load(path) -> numpy.ndarray`; default `load_file` (`.npy` via `numpy.load`,
             anything else decoded as an RGB uint8 image). With process workers it must be
-            picklable: a module-level function, not a lambda.
+            picklable: a module-level function, not a lambda. Over a URL `root`, `path` is a
+            URL: read it with `xloader.decoding.read_bytes(path)` (its bytes were fetched with
+            the rest of the batch).
         transform: an albumentations `Compose` (or any `xloader.transforms.Transform`) applied as
             `transform(image=x)`.
         num_classes: if given, integer labels become one-hot float32 of this length.
@@ -101,6 +108,7 @@ class FileList(TransformedSource):
         on_bad_file: "raise" (default): a file that `load` cannot read (`BadImageError`) raises
             when its sample is loaded; "skip": every file is read once now and bad ones are left
             out, listed with reasons in `.skipped` (NOTE [ Bad-file policy ]).
+        storage_options: fsspec options when `root` is a URL (docs/remote.md).
 
     Raises:
         DatasetError: empty or duplicated ids, missing labels, ids leading outside `root`.
@@ -123,8 +131,10 @@ class FileList(TransformedSource):
         num_classes: int | None = None,
         x_is_image: bool | None = None,
         on_bad_file: str = "raise",
+        storage_options: dict | None = None,
     ):
         super().__init__(transform)
+        self._mounts = storage.mount(root, storage_options=storage_options)  # NOTE [ Remote storage ]
         if isinstance(ids, (str, bytes)):
             raise TypeError("ids must be a sequence of ids, not a single string.")
         id_list = [str(i) for i in ids]
@@ -172,6 +182,10 @@ class FileList(TransformedSource):
     def sample_key(self, index: int) -> str:
         """The sample's id."""
         return str(self._index.ids[index])
+
+    def paths_of(self, indices: Sequence[int]) -> list[str]:
+        """The files of the samples at `indices` (`storage.SupportsPaths`)."""
+        return [self.describe(index) for index in indices]
 
     def _target(self, index: int) -> np.ndarray:
         label = self._index.labels[index]

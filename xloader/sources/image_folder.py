@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from xloader import storage
 from xloader._checks import check_bool, check_choice, check_class_names, check_directory, check_fraction, list_preview
 from xloader._strings import StringTable
 from xloader.cache import DecodedCache
@@ -145,6 +146,8 @@ class ImageFolder(ImageSource):
         downscale_on_decode: decode JPEGs at 1/2, 1/4 or 1/8 size when that still covers
             `image_size` (faster for large photos; close to, not equal to, a full decode:
             NOTE [ Reduced-size decode ]). Needs an `image_size`.
+        storage_options: fsspec options when `root` is a URL (`s3://`, `gs://`, `memory://`,
+            `file://`), e.g. `{"endpoint_url": ...}`; see docs/remote.md.
 
     Raises:
         FileNotFoundError: `root` does not exist.
@@ -183,8 +186,10 @@ class ImageFolder(ImageSource):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         cache: str | os.PathLike[str] | DecodedCache | None = None,
         downscale_on_decode: bool = False,
+        storage_options: dict | None = None,
     ):
         super().__init__(transform)
+        self._mounts = storage.mount(root, storage_options=storage_options)  # NOTE [ Remote storage ]
         self.root = check_directory(root, "ImageFolder root")
         self._configure_images(
             self.root,
@@ -285,7 +290,7 @@ class ImageFolder(ImageSource):
         self._index = self._index.take(keep)
 
     def _find_classes(self, class_names: Sequence[str] | None) -> list[str]:
-        with os.scandir(self.root) as entries:
+        with storage.scandir(self.root) as entries:
             folders = sorted(
                 entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=True)
             )
@@ -298,7 +303,7 @@ class ImageFolder(ImageSource):
             return folders
         names = check_class_names(class_names)
         assert names is not None
-        missing = [name for name in names if not os.path.isdir(os.path.join(self.root, name))]
+        missing = [name for name in names if not storage.isdir(os.path.join(self.root, name))]
         if missing:
             raise DatasetError(
                 f"class_names {missing} have no folder in {self.root!r} (found: {folders}). "
@@ -307,7 +312,7 @@ class ImageFolder(ImageSource):
         return names
 
     def _list_files(self, allow_empty_classes: bool) -> tuple[list[str], np.ndarray]:
-        with os.scandir(self.root) as entries:
+        with storage.scandir(self.root) as entries:
             loose = [
                 entry.name
                 for entry in entries

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 
+from xloader import storage
 from xloader._checks import check_choice, check_directory
 from xloader._strings import StringTable
 from xloader.cache import CachedSample, DecodedCache, image_and_mask_sample
@@ -75,6 +76,7 @@ class ImageMaskFolder(MaskSource):
             bombs; NOTE [ Pixel limit ]); None: no limit.
         cache: keep decoded, resized images and masks: None (default), "memory", a directory
             or a `DecodedCache` (NOTE [ Decoded cache ]).
+        storage_options: fsspec options when the folders are URLs (docs/remote.md).
 
     Raises:
         FileNotFoundError: a folder does not exist.
@@ -107,9 +109,11 @@ class ImageMaskFolder(MaskSource):
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         cache: str | os.PathLike[str] | DecodedCache | None = None,
+        storage_options: dict | None = None,
     ):
         super().__init__(transform)
         check_mask_interpolation(self.transform)
+        self._mounts = storage.mount(images_dir, masks_dir, storage_options=storage_options)  # NOTE [ Remote storage ]
         self._configure_images(
             check_directory(images_dir, "images_dir"),
             image_size=image_size,
@@ -172,6 +176,11 @@ class ImageMaskFolder(MaskSource):
             fmt.work_dtype,
             lambda shape: resize_nearest(self._mask(index, shape), self.image_size),
         )
+
+    def paths_of(self, indices: Sequence[int]) -> list[str]:
+        """The image and mask files of the samples at `indices` (`SupportsPaths`)."""
+        masks = [self._index.masks[i] for i in indices]
+        return super().paths_of(indices) + [os.path.join(self.masks_dir, name) for name in masks if name]
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         """The mask file as an index map in `mask_format.work_dtype`, checked against its image."""

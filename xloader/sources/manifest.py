@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from xloader import storage
 from xloader._checks import check_bool, check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
 from xloader.cache import DecodedCache
@@ -112,6 +113,8 @@ class ImageManifest(ManifestRows, ImageSource):
         downscale_on_decode: decode JPEGs at 1/2, 1/4 or 1/8 size when that still covers
             `image_size` (faster for large photos; close to, not equal to, a full decode:
             NOTE [ Reduced-size decode ]). Needs an `image_size`.
+        storage_options: fsspec options when the CSV or `base_dir` is a URL (`s3://`,
+            `http(s)://`, ...; docs/remote.md).
 
     Raises:
         TypeError: `manifest` is neither a path nor a DataFrame, a DataFrame without
@@ -155,8 +158,12 @@ class ImageManifest(ManifestRows, ImageSource):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         cache: str | os.PathLike[str] | DecodedCache | None = None,
         downscale_on_decode: bool = False,
+        storage_options: dict | None = None,
     ):
         super().__init__(transform)
+        # NOTE [ Remote storage ]: the files' folder is listed once, here.
+        files_root = storage.parent(manifest) if base_dir is None else base_dir
+        self._mounts = storage.mount(files_root, storage_options=storage_options)
         # base_dir is known only after the table is read; the image options are checked first.
         self._configure_images(
             "",
@@ -258,13 +265,13 @@ class ImageManifest(ManifestRows, ImageSource):
     @staticmethod
     def _find_base_dir(table: Table, base_dir: str | os.PathLike[str] | None) -> str:
         if base_dir is not None:
-            return os.path.abspath(check_directory(base_dir, "base_dir"))
+            return storage.abspath(check_directory(base_dir, "base_dir"))
         if table.path is None:
             raise TypeError(
                 "base_dir is required with a DataFrame: pass the folder its paths are relative to "
                 "(base_dir='.' for the current directory)."
             )
-        return os.path.dirname(os.path.abspath(table.path))
+        return os.path.dirname(storage.abspath(table.path))
 
     # --- files ----------------------------------------------------------------------------------
 
@@ -272,6 +279,8 @@ class ImageManifest(ManifestRows, ImageSource):
         """None if `path` (relative to base_dir) is a regular file that stays inside base_dir,
         else ("escape", where it leads) or ("missing", why)."""
         full = os.path.join(self.base_dir, path)
+        if storage.is_url(full):
+            return storage.locate(full)
         try:
             if self.follow_links:
                 info = os.stat(full)
