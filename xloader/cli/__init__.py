@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 
@@ -55,6 +56,15 @@ def _loader_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _storage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-options",
+        type=json.loads,
+        metavar="JSON",
+        help='fsspec options for a URL PATH (s3://, gs://, http(s)://), e.g. \'{"endpoint_url": "http://host:9000"}\'',
+    )
+
+
 def _quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
@@ -95,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="decoding threads (default: XLOADER_VALIDATION_WORKERS or one per core)",
     )
+    _storage_arguments(inspect)
     _quiet(inspect)
 
     preview = commands.add_parser(
@@ -143,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=2, help="torch num_workers or Keras workers")
     bench.add_argument("--processes", action="store_true", help="Keras workers as processes, not threads")
     bench.add_argument("--epochs", type=int, default=2, help="epochs timed (the first starts the workers)")
+    _storage_arguments(bench)
     _quiet(bench)
     return parser
 

@@ -8,6 +8,7 @@ import warnings
 from collections import Counter
 from typing import Any
 
+from xloader import storage
 from xloader.source import Source
 from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
 from xloader.sources._walk import IMAGE_EXTENSIONS
@@ -25,7 +26,7 @@ SPLIT_NAMES = ("train", "val", "validation", "test")
 def find_splits(path: str) -> list[str]:
     """The split folders of `path` (in SPLIT_NAMES order) if it holds `train/` and at least one
     of `val/`, `validation/`, `test/`; else []."""
-    found = [name for name in SPLIT_NAMES if os.path.isdir(os.path.join(path, name))]
+    found = [name for name in SPLIT_NAMES if storage.isdir(os.path.join(path, name))]
     return found if "train" in found and len(found) >= 2 else []
 
 
@@ -69,33 +70,37 @@ def ignored_files(*folders: str) -> dict[str, int]:
     return dict(counts)
 
 
-def find_layout(path: str, masks: str | None = None) -> str:
+def find_layout(path: str, masks: str | None = None, storage_options: dict | None = None) -> str:
     """ "manifest" for a .csv file; "image_mask_pairs" with `masks` (then `path` is the images
     folder) or if `path` holds images/ and masks/ folders; "split_root" if it holds train/ and
-    val/, validation/ or test/ (`find_splits`); else "class_folders".
+    val/, validation/ or test/ (`find_splits`); else "class_folders". A URL is listed with
+    `storage_options` (NOTE [ Remote storage ]).
 
     Raises:
         FileNotFoundError: `path` does not exist.
         ValueError: `path` is not a folder.
     """
-    if not os.path.exists(path):
+    storage.mount(
+        storage.parent(path) if path.lower().endswith(".csv") else path, masks, storage_options=storage_options
+    )
+    if not storage.exists(path):
         raise FileNotFoundError(f"{path!r} does not exist.")
-    if os.path.isfile(path) and path.lower().endswith(".csv"):
+    if storage.isfile(path) and path.lower().endswith(".csv"):
         return "manifest"
-    if not os.path.isdir(path):
+    if not storage.isdir(path):
         raise ValueError(
             f"{path!r} is neither a folder nor a .csv file: give a folder of class folders, one holding "
             "images/ and masks/, or a CSV manifest."
         )
     if masks is not None:
-        if not os.path.isdir(masks):
+        if not storage.isdir(masks):
             raise FileNotFoundError(f"--masks {masks!r} is not a folder.")
         return "image_mask_pairs"
-    if os.path.isdir(os.path.join(path, "images")) and os.path.isdir(os.path.join(path, "masks")):
+    if storage.isdir(os.path.join(path, "images")) and storage.isdir(os.path.join(path, "masks")):
         return "image_mask_pairs"
     if find_splits(path):
         return "split_root"
-    if os.path.isdir(os.path.join(path, "images")):
+    if storage.isdir(os.path.join(path, "images")):
         images = os.path.join(path, "images")
         warnings.warn(
             f"{path} holds images/ but no masks/, so its sub-folders are read as classes. For segmentation, "
@@ -127,15 +132,21 @@ def load_transform(spec: str | None) -> Any:
 
 
 def open_dataset(
-    path: str, *, image_size: tuple[int, int] | None, transform: Any, unpaired: str = "skip", masks: str | None = None
+    path: str,
+    *,
+    image_size: tuple[int, int] | None,
+    transform: Any,
+    unpaired: str = "skip",
+    masks: str | None = None,
+    storage_options: dict | None = None,
 ) -> tuple[str, Source]:
-    """(layout, source) for `path` (with `masks`: the images folder paired with that masks
-    folder); image/mask folders skip (and report) unpaired files.
+    """(layout, source) for `path`, a local path or a URL (with `masks`: the images folder paired
+    with that masks folder); image/mask folders skip (and report) unpaired files.
 
     Raises:
         ValueError: `path` is a split root: open each split (`find_splits`) instead.
     """
-    layout = find_layout(path, masks)
+    layout = find_layout(path, masks, storage_options)
     size = tuple(image_size) if image_size else None
     if layout == "split_root":
         splits = find_splits(path)
@@ -153,9 +164,10 @@ def open_dataset(
             image_size=size,
             transform=transform,
             unpaired=unpaired,
+            storage_options=storage_options,
         )
     elif layout == "manifest":
-        source = ImageManifest(path, image_size=size, transform=transform)
+        source = ImageManifest(path, image_size=size, transform=transform, storage_options=storage_options)
     else:
-        source = ImageFolder(path, image_size=size, transform=transform)
+        source = ImageFolder(path, image_size=size, transform=transform, storage_options=storage_options)
     return layout, source

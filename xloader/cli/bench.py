@@ -32,7 +32,11 @@ def _batches(args: argparse.Namespace, source):
 
 def run(args: argparse.Namespace) -> int:
     _, source = open_dataset(
-        args.path, image_size=args.image_size, transform=load_transform(args.transform), masks=args.masks
+        args.path,
+        image_size=args.image_size,
+        transform=load_transform(args.transform),
+        masks=args.masks,
+        storage_options=args.storage_options,
     )
     loader, epoch_iterable = _batches(args, source)
     me = os.getpid()

@@ -59,7 +59,9 @@ def inspect_one(path: str, args: argparse.Namespace, masks: str | None) -> tuple
     """(JSON report, text lines, ok) for one dataset (not a split root)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        layout, source = open_dataset(path, image_size=args.image_size, transform=None, masks=masks)
+        layout, source = open_dataset(
+            path, image_size=args.image_size, transform=None, masks=masks, storage_options=args.storage_options
+        )
     report = validate(source, workers=args.workers, progress=not args.quiet and not args.json)
     notes = [str(w.message) for w in caught]
     description = LAYOUTS[layout] + (f" ({path} with {masks})" if masks is not None else "")
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     masks = getattr(args, "masks", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # open_dataset warns again, and the report shows it
-        layout = find_layout(args.path, masks)
+        layout = find_layout(args.path, masks, args.storage_options)
     if layout != "split_root":
         out, lines, ok = inspect_one(args.path, args, masks)
     else:
