@@ -176,6 +176,8 @@ def test_image_folder_over_s3_indexes_and_batches_as_the_local_copy(s3, class_ro
     assert remote.class_names == local.class_names == ["astronaut", "cat", "coffee", "rocket"]
     assert remote.describe(0) == "s3://bucket/train/" + local.filenames[0]
     assert [m.root for m in remote._mounts] == ["s3://bucket/train"]
+    size, etag = storage.identity(remote.describe(0))
+    assert size == os.path.getsize(os.path.join(class_root, local.filenames[0])) and etag.startswith('"')
     reference = xl.Batches(local, batch_size=5, shuffle=True, seed=3)
     batches = xl.Batches(remote, batch_size=5, shuffle=True, seed=3)
     _assert_same_batches([batches.get_batch(1, b) for b in range(len(batches))], reference, 1)
@@ -289,6 +291,18 @@ def test_an_object_deleted_after_indexing_is_a_storage_error_naming_it(s3):
     ):
         source.load(0, seed=0, epoch=0, with_targets=False)
     assert time.monotonic() - start < 5  # not retried
+
+
+def test_on_bad_file_skip_leaves_out_an_unreadable_object_by_url(s3):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["options"])
+    fs.copy("bucket/train/cat/cat.0.jpg", "bucket/bad/cat/cat.0.jpg")
+    fs.pipe("bucket/bad/cat/broken.jpg", b"not a jpeg")
+    with pytest.warns(UserWarning, match=r"1 of 2 files cannot be read"):
+        source = xl.ImageFolder("s3://bucket/bad", image_size=None, on_bad_file="skip", storage_options=s3["options"])
+    assert source.filenames == ["cat/cat.0.jpg"]
+    assert [path for path, _ in source.skipped] == ["s3://bucket/bad/cat/broken.jpg"]
 
 
 def test_one_500_and_one_dropped_connection_are_retried_with_the_same_batches(s3):

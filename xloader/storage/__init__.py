@@ -56,6 +56,7 @@ __all__ = [
     "Mount",
     "StorageError",
     "is_url",
+    "identity",
     "mount",
     "prefetch",
     "read_url",
@@ -204,6 +205,13 @@ def list_image_files(top: str, *, extensions: frozenset[str], prefix: str = "") 
     return [prefix + key for folder in sorted(folders) for key in sorted(folders[folder])]
 
 
+def identity(url: str) -> tuple[int, str] | None:
+    """(size, ETag or modification time) of `url` as listed when its source was built (None if
+    it was not listed, e.g. over http): what a cache of decoded images can key a remote file by."""
+    found = _listed_mount(url)
+    return found[0].stat(found[1]) if found is not None else None
+
+
 def locate(url: str) -> tuple[str, str] | None:
     """For the manifest's file check: None if the object exists, else ("missing", why)."""
     try:
@@ -216,7 +224,7 @@ def open_text(path: str, **options: Any) -> Any:
     """`open(path, "r", **options)` for local paths, fsspec's for a URL (through its mount's options)."""
     if not is_url(path):
         return open(path, **options)  # noqa: SIM115 - the caller closes it
-    import fsspec  # type: ignore[import-untyped]
+    import fsspec
 
     return fsspec.open(path, "rt", **mount_for(path).storage_options, **options).open()
 

@@ -10,6 +10,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
+from xloader._strings import StringTable
 from xloader.errors import BadImageError
 
 __all__ = ["RETRY_SECONDS_ENV", "THREADS_ENV", "Mount", "StorageError", "is_url", "mount", "mount_for"]
@@ -84,8 +87,11 @@ class Mount:
         self.retry_seconds = _env_float(RETRY_SECONDS_ENV, _DEFAULT_RETRY_SECONDS)
         self.threads = int(_env_float(THREADS_ENV, _DEFAULT_THREADS))
         self.scheme = _split(root)[0]
-        self._keys: list[str] | None = None  # sorted, relative to root
-        self._info: dict[str, tuple[int, str]] = {}  # relative key -> (size, ETag or mtime)
+        # The listing, sorted by key (relative to root), in compact columns: a worker holding a
+        # million keys holds three buffers, not a million Python objects (xloader/_strings.py).
+        self._keys: StringTable | None = None
+        self._sizes = np.zeros(0, dtype=np.int64)
+        self._stamps = StringTable([])  # ETag or modification time
         self._fs: Any = None
         self._pid = -1
         self._executor: ThreadPoolExecutor | None = None
@@ -104,7 +110,8 @@ class Mount:
             "threads": self.threads,
             "scheme": self.scheme,
             "_keys": self._keys,
-            "_info": self._info,
+            "_sizes": self._sizes,
+            "_stamps": self._stamps,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -125,7 +132,7 @@ class Mount:
 
     def _new_client(self) -> None:
         try:
-            import fsspec  # type: ignore[import-untyped]
+            import fsspec
         except ImportError:
             raise ImportError(
                 f"reading {self.root} needs fsspec (and s3fs for s3://, gcsfs for gs://): pip install 'xloader[remote]'."
@@ -158,8 +165,10 @@ class Mount:
                 continue
             stamp = detail.get("ETag") or detail.get("etag") or detail.get("mtime") or detail.get("LastModified")
             info[relative] = (int(detail.get("size") or 0), str(stamp or ""))
-        self._info = info
-        self._keys = sorted(info)
+        keys = sorted(info)
+        self._keys = StringTable(keys)
+        self._sizes = np.array([info[key][0] for key in keys], dtype=np.int64)
+        self._stamps = StringTable(info[key][1] for key in keys)
 
     def relative(self, url: str) -> str | None:
         """`url` relative to the root ("" for the root itself), or None if it is not under it."""
@@ -170,13 +179,14 @@ class Mount:
 
     def under(self, relative: str) -> list[str]:
         """Listed keys below the folder `relative` (every key for ""), relative to that folder."""
-        assert self._keys is not None
+        keys = self._keys
+        assert keys is not None
         if not relative:
-            return list(self._keys)
+            return keys.tolist()
         prefix = relative + "/"
-        start = bisect.bisect_left(self._keys, prefix)
-        stop = bisect.bisect_left(self._keys, relative + "0")  # "0" follows "/"
-        return [key[len(prefix) :] for key in self._keys[start:stop]]
+        start = bisect.bisect_left(keys, prefix)
+        stop = bisect.bisect_left(keys, relative + "0", start)  # "0" follows "/"
+        return [keys[i][len(prefix) :] for i in range(start, stop)]
 
     @property
     def listed(self) -> bool:
@@ -184,7 +194,13 @@ class Mount:
 
     def stat(self, relative: str) -> tuple[int, str] | None:
         """(size, ETag or mtime) of a listed object, None if not listed."""
-        return self._info.get(relative)
+        keys = self._keys
+        if keys is None:
+            return None
+        i = bisect.bisect_left(keys, relative)
+        if i == len(keys) or keys[i] != relative:
+            return None
+        return int(self._sizes[i]), self._stamps[i]
 
     # --- reads -------------------------------------------------------------------------------
 
