@@ -462,3 +462,27 @@ def test_file_list_over_a_url_root_reads_npy_and_images(class_root):
     np.testing.assert_array_equal(y, np.arange(5))
     with pytest.raises(storage.StorageError, match=r"^cannot read memory://filelist/9\.npy: object not found"):
         xl.FileList(["9"], root="memory://filelist", suffix=".npy").load(0, seed=0, epoch=0, with_targets=False)
+
+
+def test_fetches_left_pending_before_a_fork_are_not_waited_for_in_the_child(class_root, monkeypatch):
+    from concurrent.futures import Future
+
+    import fsspec
+
+    monkeypatch.setenv(storage.RETRY_SECONDS_ENV, "1")  # a wait for the parent's fetch fails in 2 s
+    memory = fsspec.filesystem("memory")
+    memory.put(class_root + "/", "/forked/train/", recursive=True)
+    source = xl.ImageFolder("memory://forked/train", image_size=(8, 8))
+    paths = source.paths_of([0, 1])
+    storage.prefetch([])  # this thread's pending fetches are then the parent's, which never finish:
+    storage._pending.futures.update({path: Future() for path in paths})
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            code = 0 if [storage.read_url(p) for p in paths] == [memory.cat_file(p) for p in paths] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    storage.prefetch([])
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -86,10 +86,18 @@ class _Entry:
 _pending = threading.local()
 
 
+def _pending_fetches() -> dict[str, Future[bytes]]:
+    """This thread's prefetched, unread fetches. A forked child's main thread inherits the
+    parent's, whose pool does not exist in the child: they are dropped, never waited for."""
+    if getattr(_pending, "pid", None) != os.getpid():
+        _pending.pid, _pending.futures = os.getpid(), {}
+    return _pending.futures
+
+
 def prefetch(paths: Iterable[str]) -> None:
     """Start fetching every URL among `paths` (local paths are ignored) for this thread's next
     reads; fetches this thread started before and has not read are dropped."""
-    previous: dict[str, Future[bytes]] = getattr(_pending, "futures", {})
+    previous = _pending_fetches()
     futures: dict[str, Future[bytes]] = {}
     for path in paths:
         if path not in futures and is_url(path):
@@ -102,9 +110,8 @@ def prefetch(paths: Iterable[str]) -> None:
 def read_url(url: str) -> bytes:
     """The object's bytes, from this thread's prefetch if it has them; raises `StorageError`
     naming the URL (after retries bounded by the mount's `retry_seconds`)."""
-    futures: dict[str, Future[bytes]] = getattr(_pending, "futures", {})
     holder = mount_for(url)
-    future = futures.pop(url, None) or holder.submit(url)
+    future = _pending_fetches().pop(url, None) or holder.submit(url)
     try:
         return future.result(timeout=holder.retry_seconds + 1.0)
     except FutureTimeout:
