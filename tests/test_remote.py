@@ -86,10 +86,13 @@ def http_server(handler: type[http.server.BaseHTTPRequestHandler]):
         server.server_close()
 
 
-def fault_proxy(target: str, faults: dict[str, list[str]], seen: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
-    """A handler forwarding every request to `target` (host:port), except that the first GETs of
-    a path ending with a key of `faults` get, in turn, its faults: "500" (an error response) or
-    "drop" (the connection closed without an answer). Each fault applied is appended to `seen`."""
+def fault_proxy(
+    target: str, faults: dict[str, list[str]], seen: list[str], methods: tuple[str, ...] = ("GET",)
+) -> type[http.server.BaseHTTPRequestHandler]:
+    """A handler forwarding every request to `target` (host:port), except that the first
+    requests (of `methods`) of a path ending with a key of `faults` get, in turn, its faults:
+    "500" (an error response) or "drop" (the connection closed without an answer). Each fault
+    applied is appended to `seen`."""
 
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -98,7 +101,7 @@ def fault_proxy(target: str, faults: dict[str, list[str]], seen: list[str]) -> t
             pass
 
         def _forward(self) -> None:
-            if self.command == "GET":
+            if self.command in methods:
                 for suffix, pending in faults.items():
                     if self.path.split("?")[0].endswith(suffix) and pending:
                         fault = pending.pop(0)
@@ -318,6 +321,21 @@ def test_one_500_and_one_dropped_connection_are_retried_with_the_same_batches(s3
             batches = xl.Batches(remote, batch_size=4)
             _assert_same_batches([batches.get_batch(0, b) for b in range(len(batches))], reference, 0)
     assert seen == [f"500 {first}", f"drop {second}"]
+
+
+def test_an_http_store_that_keeps_failing_at_index_time_raises_naming_the_url(s3, monkeypatch):
+    monkeypatch.setenv(storage.RETRY_SECONDS_ENV, "2")
+    seen: list[str] = []
+    origin = functools.partial(_Quiet, directory=s3["manifest_dir"])
+    name = xl.ImageManifest(os.path.join(s3["manifest_dir"], "train.csv"), image_size=None).filenames[3]
+    with http_server(origin) as origin_url:
+        proxy = fault_proxy(origin_url.removeprefix("http://"), {name: ["500"] * 100}, seen, ("GET", "HEAD"))
+        with http_server(proxy) as url:
+            start = time.monotonic()
+            with pytest.raises(storage.StorageError, match=rf"^cannot read {url}/{name}: ConnectionError: .*500"):
+                xl.ImageManifest(f"{url}/train.csv", image_size=None)
+    assert time.monotonic() - start < 10
+    assert len(seen) > 2  # retried
 
 
 def test_s3_through_a_faulty_proxy_gives_the_same_batches(s3, class_root):

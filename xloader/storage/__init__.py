@@ -45,6 +45,7 @@ from xloader.storage._mount import (
     _error,
     _listed_mount,
     _mounts,
+    _transient,
     is_url,
     mount,
     mount_for,
@@ -134,7 +135,12 @@ def _probe(path: str) -> dict[str, Any] | None:
     def info() -> dict[str, Any] | None:
         try:
             return fs.info(path)
-        except FileNotFoundError:
+        except FileNotFoundError as error:
+            # fsspec's http reports any failed probe as not found; a 5xx or a refused
+            # connection under it is an outage, to retry, not a missing file.
+            cause = error.__cause__
+            if cause is not None and not isinstance(cause, FileNotFoundError) and _transient(cause):
+                raise ConnectionError(f"{type(cause).__name__}: {cause}") from error
             return None
 
     return holder._call(info, path)
@@ -220,11 +226,9 @@ def identity(url: str) -> tuple[int, str] | None:
 
 
 def locate(url: str) -> tuple[str, str] | None:
-    """For the manifest's file check: None if the object exists, else ("missing", why)."""
-    try:
-        return None if isfile(url) else ("missing", "not found")
-    except StorageError as error:
-        return "missing", error.reason or str(error)
+    """For the manifest's file check: None if the object exists, else ("missing", "not found").
+    A store that does not answer raises `StorageError` (an outage is not a missing file)."""
+    return None if isfile(url) else ("missing", "not found")
 
 
 def open_text(path: str, **options: Any) -> Any:
