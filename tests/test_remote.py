@@ -385,32 +385,43 @@ def test_torch_loader_over_s3_with_2_workers_listed_in_the_parent(s3, class_root
         _assert_same_batches(list(loader), reference, epoch, nchw=True)
 
 
-def test_torch_loader_over_s3_image_mask_pairs(s3, seg_dirs):
-    from xloader.torch import DataLoader
-
-    remote = xl.ImageMaskFolder(
-        "s3://bucket/seg/images", "s3://bucket/seg/masks", image_size=(20, 20), storage_options=s3["options"]
-    )
-    reference = xl.Batches(xl.ImageMaskFolder(*seg_dirs, image_size=(20, 20)), batch_size=6, shuffle=True)
-    loader = DataLoader(remote, batch_size=6, shuffle=True, num_workers=2, multiprocessing_context="forkserver")
-    _assert_same_batches(list(loader), reference, 0, nchw=True)
-
-
-@pytest.mark.parametrize("use_multiprocessing", [True, False], ids=["processes", "threads"])
-def test_keras_pydataset_over_s3_with_2_workers(s3, class_root, use_multiprocessing):
-    from xloader.keras import PyDataset
-
-    pairs = [
+def _remote_and_local_pairs(s3, class_root, seg_dirs) -> list[tuple[xl.Source, xl.Source]]:
+    """(over S3, on local disk) for ImageMaskFolder and ImageManifest."""
+    options = s3["options"]
+    return [
         (
-            xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=s3["options"]),
-            xl.ImageFolder(class_root, image_size=(16, 16)),
+            xl.ImageMaskFolder(
+                "s3://bucket/seg/images", "s3://bucket/seg/masks", image_size=(20, 20), storage_options=options
+            ),
+            xl.ImageMaskFolder(*seg_dirs, image_size=(20, 20)),
         ),
         (
-            xl.ImageManifest("s3://bucket/manifest/train.csv", image_size=(16, 16), storage_options=s3["options"]),
+            xl.ImageManifest("s3://bucket/manifest/train.csv", image_size=(16, 16), storage_options=options),
             xl.ImageManifest(os.path.join(s3["manifest_dir"], "train.csv"), image_size=(16, 16)),
         ),
     ]
-    for remote, local in pairs:
+
+
+def test_torch_loader_over_s3_image_mask_pairs_and_manifest(s3, class_root, seg_dirs):
+    from xloader.torch import DataLoader
+
+    for remote, local in _remote_and_local_pairs(s3, class_root, seg_dirs):
+        reference = xl.Batches(local, batch_size=6, shuffle=True)
+        loader = DataLoader(
+            remote, batch_size=6, shuffle=True, num_workers=2, multiprocessing_context="forkserver", timeout=60
+        )
+        _assert_same_batches(list(loader), reference, 0, nchw=True)
+
+
+@pytest.mark.parametrize("use_multiprocessing", [True, False], ids=["processes", "threads"])
+def test_keras_pydataset_over_s3_with_2_workers(s3, class_root, seg_dirs, use_multiprocessing):
+    from xloader.keras import PyDataset
+
+    folder = (
+        xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=s3["options"]),
+        xl.ImageFolder(class_root, image_size=(16, 16)),
+    )
+    for remote, local in [folder, *_remote_and_local_pairs(s3, class_root, seg_dirs)]:
         reference = xl.Batches(local, batch_size=4, shuffle=True, seed=2)
         options = {"multiprocessing_context": "forkserver"} if use_multiprocessing else {}
         with PyDataset(
