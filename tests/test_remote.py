@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -195,8 +196,19 @@ def test_image_folder_subset_and_class_names_over_s3(s3, class_root):
 
 
 def test_a_missing_root_is_named(s3):
-    with pytest.raises(FileNotFoundError, match=r"^ImageFolder root 's3://bucket/nothing' does not exist\.$"):
-        xl.ImageFolder("s3://bucket/nothing", image_size=None, storage_options=s3["options"])
+    for root in ("s3://bucket/nothing", "s3://no-such-bucket/train"):
+        with pytest.raises(FileNotFoundError, match=rf"^ImageFolder root '{root}' does not exist\.$"):
+            xl.ImageFolder(root, image_size=None, storage_options=s3["options"])
+
+
+def test_an_unreachable_endpoint_fails_the_listing_with_the_url_and_cause(monkeypatch):
+    monkeypatch.setenv(storage.RETRY_SECONDS_ENV, "1")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        options = s3_options(f"http://127.0.0.1:{probe.getsockname()[1]}")
+    pattern = r"^cannot list s3://bucket/train: EndpointConnectionError: .* \(after \d+ attempts over [\d.]+ s\)\.$"
+    with pytest.raises(storage.StorageError, match=pattern):
+        xl.ImageFolder("s3://bucket/train", image_size=None, storage_options=options)
 
 
 def test_storage_options_with_a_local_path_are_refused(class_root):

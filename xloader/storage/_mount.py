@@ -156,7 +156,14 @@ class Mount:
     def _list(self) -> None:
         fs = self.fs
         base = fs._strip_protocol(self.root).rstrip("/")
-        found = self._call(lambda: fs.find(base, detail=True), self.root)
+
+        def find() -> dict[str, dict[str, Any]]:
+            try:
+                return fs.find(base, detail=True)
+            except FileNotFoundError:  # no such bucket: nothing listed, so the root "does not exist"
+                return {}
+
+        found = self._call(find, self.root, action="list")
         info: dict[str, tuple[int, str]] = {}
         for key, detail in found.items():
             key = key.rstrip("/")
@@ -204,7 +211,7 @@ class Mount:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def _call(self, fetch: Any, url: str, *, expected_size: int | None = None) -> Any:
+    def _call(self, fetch: Any, url: str, *, expected_size: int | None = None, action: str = "read") -> Any:
         """`fetch()`, retrying transient errors with backoff until `retry_seconds` have passed."""
         start = time.monotonic()
         delay, attempts = _FIRST_DELAY, 0
@@ -216,16 +223,16 @@ class Mount:
                     raise ConnectionError(f"got {len(result):,} bytes of the {expected_size:,} listed")
                 return result
             except FileNotFoundError:
-                raise _error(url, "object not found (was it deleted after the dataset was indexed?)") from None
+                raise _error(url, "object not found (was it deleted after the dataset was indexed?)", action) from None
             except PermissionError as error:
-                raise _error(url, f"permission denied ({error}); check the credentials in storage_options") from None
+                reason = f"permission denied ({error}); check the credentials in storage_options"
+                raise _error(url, reason, action) from None
             except Exception as error:  # noqa: BLE001 - clients raise many types; see _transient
                 elapsed = time.monotonic() - start
                 if not _transient(error) or elapsed + delay > self.retry_seconds:
                     why = f"{type(error).__name__}: {error}".strip().rstrip(":")
-                    raise _error(
-                        url, f"{why} (after {attempts} attempt{'s' if attempts > 1 else ''} over {elapsed:.1f} s)"
-                    ) from error
+                    tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+                    raise _error(url, f"{why} (after {tries} over {elapsed:.1f} s)", action) from error
                 time.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
 
@@ -257,8 +264,8 @@ def _transient(error: BaseException) -> bool:
     return not isinstance(error, (TypeError, ValueError, NotImplementedError)) or isinstance(error, OSError)
 
 
-def _error(url: str, reason: str) -> StorageError:
-    return StorageError(f"cannot read {url}: {reason}.", path=url, reason=reason)
+def _error(url: str, reason: str, action: str = "read") -> StorageError:
+    return StorageError(f"cannot {action} {url}: {reason}.", path=url, reason=reason)
 
 
 # --- the registry (per process) -----------------------------------------------------------------
