@@ -206,7 +206,10 @@ def test_an_unreachable_endpoint_fails_the_listing_with_the_url_and_cause(monkey
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         options = s3_options(f"http://127.0.0.1:{probe.getsockname()[1]}")
-    pattern = r"^cannot list s3://bucket/train: EndpointConnectionError: .* \(after \d+ attempts over [\d.]+ s\)\.$"
+    pattern = (
+        r"^cannot list s3://bucket/train: EndpointConnectionError: .* \(after \d+ attempts over [\d.]+ s\); "
+        r"check the endpoint and network, or wait longer \(XLOADER_STORAGE_RETRY_SECONDS\)\.$"
+    )
     with pytest.raises(storage.StorageError, match=pattern):
         xl.ImageFolder("s3://bucket/train", image_size=None, storage_options=options)
 

@@ -232,7 +232,12 @@ class Mount:
                 if not _transient(error) or elapsed + delay > self.retry_seconds:
                     why = f"{type(error).__name__}: {error}".strip().rstrip(":")
                     tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-                    raise _error(url, f"{why} (after {tries} over {elapsed:.1f} s)", action) from error
+                    hint = (
+                        ""
+                        if not _transient(error)
+                        else f"; check the endpoint and network, or wait longer ({RETRY_SECONDS_ENV})"
+                    )
+                    raise _error(url, f"{why} (after {tries} over {elapsed:.1f} s){hint}", action) from error
                 time.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
 
