@@ -9,7 +9,7 @@ from xloader.batching import Batch, Batches, BatchTransform, LoaderOptions
 from xloader.cache import DecodedCache
 from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
 from xloader.sampling import EpochPlan, class_balanced_weights
-from xloader.source import SupportsFusedNormalize, SupportsImageTargets, SupportsSampleKeys
+from xloader.source import SupportsFusedNormalize, SupportsImageTargets, SupportsPaths, SupportsSampleKeys
 from xloader.sources import (
     ArrayDataset,
     FileList,
@@ -55,6 +55,7 @@ __all__ = [
     "Subset",
     "SupportsFusedNormalize",
     "SupportsImageTargets",
+    "SupportsPaths",
     "SupportsSampleKeys",
     "Transform",
     "WorkerDiedError",
