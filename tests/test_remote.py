@@ -419,12 +419,13 @@ def _remote_and_local_pairs(s3, class_root, seg_dirs) -> list[tuple[xl.Source, x
 
 
 def test_torch_loader_over_s3_image_mask_pairs_and_manifest(s3, class_root, seg_dirs):
+    """Spawned workers here (the other torch test covers fork and forkserver)."""
     from xloader.torch import DataLoader
 
     for remote, local in _remote_and_local_pairs(s3, class_root, seg_dirs):
         reference = xl.Batches(local, batch_size=6, shuffle=True)
         loader = DataLoader(
-            remote, batch_size=6, shuffle=True, num_workers=2, multiprocessing_context="forkserver", timeout=60
+            remote, batch_size=6, shuffle=True, num_workers=2, multiprocessing_context="spawn", timeout=60
         )
         _assert_same_batches(list(loader), reference, 0, nchw=True)
 
