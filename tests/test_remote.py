@@ -88,12 +88,16 @@ def http_server(handler: type[http.server.BaseHTTPRequestHandler]):
 
 
 def fault_proxy(
-    target: str, faults: dict[str, list[str]], seen: list[str], methods: tuple[str, ...] = ("GET",)
+    target: str,
+    faults: dict[str, list[str]],
+    seen: list[str],
+    methods: tuple[str, ...] = ("GET",),
+    gets: list[str] | None = None,
 ) -> type[http.server.BaseHTTPRequestHandler]:
     """A handler forwarding every request to `target` (host:port), except that the first
     requests (of `methods`) of a path ending with a key of `faults` get, in turn, its faults:
     "500" (an error response) or "drop" (the connection closed without an answer). Each fault
-    applied is appended to `seen`."""
+    applied is appended to `seen`; with `gets`, the path of every GET forwarded to `gets`."""
 
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -115,6 +119,8 @@ def fault_proxy(
                         self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
+            if gets is not None and self.command == "GET":
+                gets.append(self.path)
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             upstream = http.client.HTTPConnection(target, timeout=30)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
@@ -364,6 +370,25 @@ def test_s3_through_a_faulty_proxy_gives_the_same_batches(s3, class_root):
         reference = xl.Batches(xl.ImageFolder(class_root, image_size=(16, 16)), batch_size=8, shuffle=True)
         _assert_same_batches([batches.get_batch(0, b) for b in range(len(batches))], reference, 0)
     assert sorted(seen) == ["500 cat/cat.3.jpg", "drop rocket/rocket.1.jpg"]
+
+
+def test_a_decoded_cache_spares_the_gets_of_the_samples_it_holds(s3, seg_dirs):
+    gets: list[str] = []
+    with http_server(fault_proxy(s3["endpoint"].removeprefix("http://"), {}, [], gets=gets)) as url:
+        options = s3_options(url)
+        remote = xl.ImageMaskFolder(
+            "s3://bucket/seg/images",
+            "s3://bucket/seg/masks",
+            image_size=(20, 20),
+            cache="memory",
+            storage_options=options,
+        )
+        reference = xl.Batches(xl.ImageMaskFolder(*seg_dirs, image_size=(20, 20)), batch_size=6, shuffle=True)
+        batches = xl.Batches(remote, batch_size=6, shuffle=True)
+        for epoch, expected_gets in [(0, 2 * len(remote)), (1, 0)]:
+            gets.clear()
+            _assert_same_batches([batches.get_batch(epoch, b) for b in range(len(batches))], reference, epoch)
+            assert len([path for path in gets if "?" not in path]) == expected_gets
 
 
 def test_transient_errors_are_told_from_permanent_ones():

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from xloader import storage
 from xloader._cache_file import CacheFile, Entry, aligned, layout
 from xloader.errors import DatasetError
 
@@ -115,10 +116,16 @@ def _unlink_matching(pattern: str, owner: int) -> None:
 
 
 def files_key(paths: tuple[str, ...]) -> bytes | None:
-    """16 bytes naming this version of these files (path, size, mtime, inode of each); None if
-    one cannot be stat'ed."""
+    """16 bytes naming this version of these files (path, size, mtime, inode of each; for a URL,
+    size and ETag as listed: `storage.identity`); None if one cannot be stat'ed."""
     digest = hashlib.blake2b(digest_size=16)
     for path in paths:
+        if storage.is_url(path):  # NOTE [ Remote storage ]
+            listed = storage.identity(path)
+            if listed is None:
+                return None
+            digest.update(os.fsencode(f"{path}\0{listed[0]}\0{listed[1]}\0"))
+            continue
         try:
             stat = os.stat(path)
         except OSError:
@@ -200,6 +207,12 @@ class SourceCache:
                 "or cache=None."
             )
         return need + 16 * sample_bytes  # room for the few entries a killed writer can leak
+
+    def holds(self, source: Any, index: int, sample: CachedSample) -> bool:
+        """Whether `load` would find sample `index` here (this version of its files): then it
+        reads no file, and a remote source does not fetch it (NOTE [ Remote storage ])."""
+        key = files_key(sample.paths)
+        return key is not None and self._file(source, sample.options, sample.nbytes).get(index, key) is not None
 
     def load(self, source: Any, index: int, sample: CachedSample) -> Entry:
         """`sample.decode()` of sample `index`, from the cache if it holds this version of its files."""

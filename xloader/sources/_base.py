@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from xloader._checks import check_choice, list_preview
-from xloader.cache import SourceCache, bind_cache, decode_sample
+from xloader.cache import CachedSample, SourceCache, bind_cache, decode_sample, image_sample
 from xloader.errors import DatasetError
 from xloader.source import Source
 from xloader.sources._decode import ImageDecoder
@@ -161,8 +161,14 @@ class ImageSource(TransformedSource):
 
     def paths_of(self, indices: Sequence[int]) -> list[str]:
         """The files the samples at `indices` read (`SupportsPaths`), so a batch's remote
-        objects are fetched together (NOTE [ Remote storage ])."""
-        return [self.describe(index) for index in indices]
+        objects are fetched together (NOTE [ Remote storage ]); a sample the decoded cache
+        holds reads none."""
+        cache, views = self.decoded_cache, [(index, self._cache_view(index)) for index in indices]
+        return [path for index, view in views if not (cache and cache.holds(self, index, view)) for path in view.paths]
+
+    def _cache_view(self, index: int) -> CachedSample:
+        """Sample `index` as the decoded cache sees it: its files, options and decode."""
+        return image_sample(self.decoder, self.describe(index))
 
     def sample_key(self, index: int) -> str:
         """The file's path relative to the source's folder, with "/" separators."""

@@ -332,6 +332,9 @@ class MaskSource(ImageSource):
         image only (the mask is then made at each load)."""
         return None
 
+    def _cache_view(self, index: int) -> CachedSample:
+        return self._cached_sample(index) or super()._cache_view(index)
+
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
     ) -> tuple[Any, np.ndarray | None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -176,11 +176,6 @@ class ImageMaskFolder(MaskSource):
             fmt.work_dtype,
             lambda shape: resize_nearest(self._mask(index, shape), self.image_size),
         )
-
-    def paths_of(self, indices: Sequence[int]) -> list[str]:
-        """The image and mask files of the samples at `indices` (`SupportsPaths`)."""
-        masks = [self._index.masks[i] for i in indices]
-        return super().paths_of(indices) + [os.path.join(self.masks_dir, name) for name in masks if name]
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         """The mask file as an index map in `mask_format.work_dtype`, checked against its image."""
