@@ -10,6 +10,9 @@ num_workers=2)`, uint8 batches, no augmentation (so the read path weighs most). 
 its loader afresh and reads `--epochs` epochs; the reported speed is the last epoch's (the first
 includes starting the workers), and "ratio" is remote / local images/s.
 
+The server's ceiling is measured first: every object read once with plain s3fs `cat_file`, 16
+at a time, in this process, no decoding (GET/s).
+
 GETs per epoch are counted by the server (its request log: `GET /bucket/...` lines without a
 query string, i.e. object reads, not listings); bytes read are the sizes (from the listing) of
 the objects those GETs named. The listing is one paginated LIST per 1,000 objects, at index time.
@@ -79,6 +82,17 @@ class MotoServer:
         self.process.wait(10)
 
 
+def server_ceiling(fs, keys: list[str]) -> float:
+    """GET/s of plain s3fs reads of every key, 16 at a time, no decode: what the server serves."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        for _ in pool.map(fs.cat_file, keys):
+            pass
+    return len(keys) / (time.perf_counter() - start)
+
+
 def epoch_speeds(source, workers: int, epochs: int, after_epoch=lambda: None) -> list[float]:
     """images/s of each epoch of `source` through the torch adapter; `after_epoch()` after each."""
     from xloader.torch import DataLoader
@@ -118,6 +132,8 @@ def main() -> None:
             fs.mkdir("bucket")
             fs.put(root + "/", "bucket/train/", recursive=True)
             server.take_gets()
+            ceiling = server_ceiling(fs, sorted(fs.find("bucket/train")))
+            server.take_gets()
             local = xl.ImageFolder(root, image_size=(224, 224))
             local_speeds = epoch_speeds(local, args.workers, args.epochs)
             start = time.perf_counter()
@@ -144,6 +160,7 @@ def main() -> None:
         "local_images_per_s": [round(s, 1) for s in local_speeds],
         "remote_images_per_s": [round(s, 1) for s in remote_speeds],
         "ratio_last_epoch": round(remote_speeds[-1] / local_speeds[-1], 3),
+        "server_ceiling_gets_per_s": round(ceiling, 1),
         "gets_per_epoch": gets,
         "bytes_read_per_epoch": read,
         "dataset_bytes": sum(sizes.values()),
