@@ -366,8 +366,8 @@ def test_s3_through_a_faulty_proxy_gives_the_same_batches(s3, class_root):
     proxy = fault_proxy(s3["endpoint"].removeprefix("http://"), faults, seen)
     with http_server(proxy) as url:
         remote = xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=s3_options(url))
-        batches = xl.Batches(remote, batch_size=8, shuffle=True)
-        reference = xl.Batches(xl.ImageFolder(class_root, image_size=(16, 16)), batch_size=8, shuffle=True)
+        batches = xl.Batches(remote, batch_size=8, shuffle=True, seed=0)
+        reference = xl.Batches(xl.ImageFolder(class_root, image_size=(16, 16)), batch_size=8, shuffle=True, seed=0)
         _assert_same_batches([batches.get_batch(0, b) for b in range(len(batches))], reference, 0)
     assert sorted(seen) == ["500 cat/cat.3.jpg", "drop rocket/rocket.1.jpg"]
 
@@ -383,8 +383,8 @@ def test_a_decoded_cache_spares_the_gets_of_the_samples_it_holds(s3, seg_dirs):
             cache="memory",
             storage_options=options,
         )
-        reference = xl.Batches(xl.ImageMaskFolder(*seg_dirs, image_size=(20, 20)), batch_size=6, shuffle=True)
-        batches = xl.Batches(remote, batch_size=6, shuffle=True)
+        reference = xl.Batches(xl.ImageMaskFolder(*seg_dirs, image_size=(20, 20)), batch_size=6, shuffle=True, seed=0)
+        batches = xl.Batches(remote, batch_size=6, shuffle=True, seed=0)
         for epoch, expected_gets in [(0, 2 * len(remote)), (1, 0)]:
             gets.clear()
             _assert_same_batches([batches.get_batch(epoch, b) for b in range(len(batches))], reference, epoch)
@@ -449,9 +449,9 @@ def test_torch_loader_over_s3_image_mask_pairs_and_manifest(s3, class_root, seg_
     from xloader.torch import DataLoader
 
     for remote, local in _remote_and_local_pairs(s3, class_root, seg_dirs):
-        reference = xl.Batches(local, batch_size=6, shuffle=True)
+        reference = xl.Batches(local, batch_size=6, shuffle=True, seed=0)
         loader = DataLoader(
-            remote, batch_size=6, shuffle=True, num_workers=2, multiprocessing_context="spawn", timeout=60
+            remote, batch_size=6, shuffle=True, seed=0, num_workers=2, multiprocessing_context="spawn", timeout=60
         )
         _assert_same_batches(list(loader), reference, 0, nchw=True)
 
