@@ -60,8 +60,11 @@ class Source(Protocol):
         True
     """
 
-    has_targets: bool
-    x_is_image: bool | None
+    @property
+    def has_targets(self) -> bool: ...
+
+    @property
+    def x_is_image(self) -> bool | None: ...
 
     def __len__(self) -> int: ...
 
@@ -93,7 +96,8 @@ class SupportsFusedNormalize(Protocol):
 class SupportsImageTargets(Protocol):
     """A source whose `y` may be an (H, W, C) image laid out like `x` (`y_is_image`)."""
 
-    y_is_image: bool
+    @property
+    def y_is_image(self) -> bool: ...
 
 
 @runtime_checkable

@@ -6,12 +6,11 @@ import os
 import runpy
 import warnings
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 from xloader import storage
 from xloader.source import Source
-from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
-from xloader.sources._walk import IMAGE_EXTENSIONS
+from xloader.sources import IMAGE_EXTENSIONS, ImageFolder, ImageManifest, ImageMaskFolder
 
 LAYOUTS = {
     "class_folders": "class folders (root/<class>/<image>)",
@@ -136,7 +135,7 @@ def open_dataset(
     *,
     image_size: tuple[int, int] | None,
     transform: Any,
-    unpaired: str = "skip",
+    unpaired: Literal["raise", "skip", "background"] = "skip",
     masks: str | None = None,
     storage_options: dict | None = None,
 ) -> tuple[str, Source]:
@@ -147,7 +146,8 @@ def open_dataset(
         ValueError: `path` is a split root: open each split (`find_splits`) instead.
     """
     layout = find_layout(path, masks, storage_options)
-    size = tuple(image_size) if image_size else None
+    size = (int(image_size[0]), int(image_size[1])) if image_size else None
+    source: Source
     if layout == "split_root":
         splits = find_splits(path)
         raise ValueError(

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     results: dict[str, list[str]] = {}
     w = args.workers
-    steps = [
+    steps: list[tuple[str, str, tuple[int, bool] | None]] = [
         ("torch", "torch num_workers=0", (0, False)),
         ("torch", f"torch num_workers={w}", (w, False)),
         ("torch", f"torch num_workers={w} persistent", (w, True)),

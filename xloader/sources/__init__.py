@@ -1,6 +1,7 @@
 """Sources: what samples exist and how sample `i` becomes arrays."""
 
 from xloader.source import Source
+from xloader.sources._walk import IMAGE_EXTENSIONS
 from xloader.sources.arrays import ArrayDataset
 from xloader.sources.file_list import FileList, load_file
 from xloader.sources.image_folder import ImageFolder
@@ -11,6 +12,7 @@ from xloader.sources.rle import RLEMasks, rle_decode, rle_encode
 from xloader.sources.subset import Subset, split
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "ArrayDataset",
     "FileList",
     "ImageFolder",
