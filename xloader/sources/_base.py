@@ -175,6 +175,12 @@ class ImageSource(TransformedSource):
         return str(self._index.files[index]).replace(os.sep, "/")
 
     @property
+    def filenames(self) -> list[str]:
+        """Image paths relative to the source's folder (`root`, `base_dir`, `images_dir`), in index
+        order: Keras's `DirectoryIterator.filenames`."""
+        return self._index.files.tolist()
+
+    @property
     def filepaths(self) -> list[str]:
         """Paths joined with the source's folder, in index order."""
         return [os.path.join(self._root, name) for name in self._index.files]

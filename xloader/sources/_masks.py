@@ -321,8 +321,8 @@ class MaskSource(ImageSource):
 
     @property
     def image_files(self) -> list[str]:
-        """Image paths relative to `images_dir`, in index order."""
-        return self._index.files.tolist()
+        """Image paths relative to `images_dir`, in index order (the same as `filenames`)."""
+        return self.filenames
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError

@@ -358,11 +358,6 @@ class ImageFolder(ImageSource):
         )
 
     @property
-    def filenames(self) -> list[str]:
-        """Paths relative to `root`, in index order (as Keras's `DirectoryIterator.filenames`)."""
-        return self._index.files.tolist()
-
-    @property
     def labels(self) -> np.ndarray:
         """Class index of every sample, int64, in index order (Keras's `DirectoryIterator.classes`)."""
         return self._index.labels.copy()

@@ -387,11 +387,6 @@ class ImageManifest(ManifestRows, ImageSource):
         )
 
     @property
-    def filenames(self) -> list[str]:
-        """Paths relative to `base_dir`, normalised, in index order."""
-        return self._index.files.tolist()
-
-    @property
     def labels(self) -> np.ndarray | list[list[int]] | None:
         """Every sample's labels, in index order (Keras's `DataFrameIterator.labels`).
 
