@@ -9,7 +9,14 @@ from xloader.batching import Batch, Batches, BatchTransform, LoaderOptions
 from xloader.cache import DecodedCache
 from xloader.errors import BadImageError, DatasetError, SampleError, WorkerDiedError, XLoaderError
 from xloader.sampling import EpochPlan, class_balanced_weights
-from xloader.source import SupportsFusedNormalize, SupportsImageTargets, SupportsPaths, SupportsSampleKeys
+from xloader.shards import PackResult, TarShards, pack
+from xloader.source import (
+    SupportsEpochOrder,
+    SupportsFusedNormalize,
+    SupportsImageTargets,
+    SupportsPaths,
+    SupportsSampleKeys,
+)
 from xloader.sources import (
     ArrayDataset,
     FileList,
@@ -47,21 +54,25 @@ __all__ = [
     "LoaderOptions",
     "MixUp",
     "MultiMaskFolder",
+    "PackResult",
     "RLEMasks",
     "RandomChoice",
     "SampleError",
     "Source",
     "StorageError",
     "Subset",
+    "SupportsEpochOrder",
     "SupportsFusedNormalize",
     "SupportsImageTargets",
     "SupportsPaths",
     "SupportsSampleKeys",
+    "TarShards",
     "Transform",
     "WorkerDiedError",
     "XLoaderError",
     "class_balanced_weights",
     "load_file",
+    "pack",
     "rle_decode",
     "rle_encode",
     "split",

@@ -56,3 +56,14 @@ class StringTable:
         pieces = [self._data[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)]
         table._data = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
         return table
+
+    @classmethod
+    def from_arrays(cls, data: np.ndarray, offsets: np.ndarray) -> StringTable:
+        """The table `arrays()` returned, rebuilt without per-string work (a saved index)."""
+        table = cls.__new__(cls)
+        table._data, table._offsets = np.asarray(data, dtype=np.uint8), np.asarray(offsets, dtype=np.int64)
+        return table
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(data, offsets): the two buffers, for saving; `from_arrays` reads them back."""
+        return self._data, self._offsets

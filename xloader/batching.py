@@ -22,7 +22,7 @@ from xloader._random import batch_generator, check_seed, resolve_seed
 from xloader._state import check_state, make_state
 from xloader.errors import DatasetError, SampleError, XLoaderError
 from xloader.sampling import SHARD_MODES, EpochPlan, check_weights
-from xloader.source import Source, SupportsPaths, fuses_normalize, source_fingerprint
+from xloader.source import Source, SupportsEpochOrder, SupportsPaths, fuses_normalize, source_fingerprint
 
 __all__ = ["Batch", "BatchTransform", "Batches", "LoaderOptions"]
 
@@ -224,6 +224,7 @@ class Batches:
             shard_mode=o.shard_mode,
             weights=o.weights,
             replacement=o.replacement,
+            source_order=self.dataset if isinstance(self.dataset, SupportsEpochOrder) else None,
         )
         # An evaluation shard may legitimately be empty; a training loader with no batch is a mistake.
         if len(plan) == 0 and o.shard_mode != "exact":

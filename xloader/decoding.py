@@ -32,6 +32,8 @@ __all__ = [
     "INTERPOLATIONS",
     "aspect_crop_box",
     "check_interpolation",
+    "decode_image",
+    "decode_mask",
     "read_image",
     "read_mask",
     "resize_image",
@@ -303,7 +305,11 @@ def read_mask(path: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.n
     integer images give int64. An RGB mask is accepted only if its three channels are equal
     (a grey image saved as RGB); colour-coded masks raise `BadImageError`.
     """
-    data = read_bytes(path)
+    return decode_mask(read_bytes(path), path, max_pixels=max_pixels)
+
+
+def decode_mask(data: bytes, path: str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """`read_mask` of a file's bytes already in memory; `path` names it in errors."""
     _check_pixel_limit(path, data, max_pixels)
     _check_not_truncated(path, data)
     try:

@@ -36,8 +36,10 @@ from __future__ import annotations
 import numpy as np
 
 from xloader._random import epoch_permutation, repeat_seed, weighted_draws
+from xloader.source import SupportsEpochOrder
 
 __all__ = ["SHARD_MODES", "EpochPlan", "PartialEpoch", "class_balanced_weights"]
+
 
 SHARD_MODES = ("pad", "drop", "exact")
 
@@ -92,6 +94,7 @@ class EpochPlan:
         weights: None, or a read-only float64 array of `num_samples` non-negative weights with a
             positive sum: each epoch's order is then `num_samples` draws (`shuffle` must be False).
         replacement: with `weights`, draw with replacement (else a weighted permutation).
+        source_order: the source, if it chooses its shuffled order (`SupportsEpochOrder`).
 
     Example:
         >>> plan = EpochPlan(10, batch_size=4, shuffle=False, seed=0, drop_last=False)
@@ -115,6 +118,7 @@ class EpochPlan:
         shard_mode: str = "pad",
         weights: np.ndarray | None = None,
         replacement: bool = True,
+        source_order: SupportsEpochOrder | None = None,
     ):
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -126,6 +130,7 @@ class EpochPlan:
         self.shard_mode = shard_mode
         self.weights = weights
         self.replacement = replacement
+        self.source_order = source_order
         self.num_batches = self.batch_count(0)
         # (epoch, order) as one tuple, so threads never see an order paired with another epoch.
         self._cache: tuple[int, np.ndarray] | None = None
@@ -159,7 +164,14 @@ class EpochPlan:
         if self.weights is not None:
             order = weighted_draws(self.seed, epoch, self.weights, self.replacement)
         else:
-            order = epoch_permutation(self.seed, epoch, self.num_samples)
+            order = self.source_order.epoch_order(self.seed, epoch) if self.source_order is not None else None
+            if order is None:
+                order = epoch_permutation(self.seed, epoch, self.num_samples)
+            elif len(order) != self.num_samples:
+                raise ValueError(
+                    f"{type(self.source_order).__name__}.epoch_order gave {len(order)} samples for a loader of "
+                    f"{self.num_samples}: a Subset of a source that orders itself cannot use that order."
+                )
         order.flags.writeable = False  # shared by every caller of this epoch
         self._cache = (epoch, order)
         return order

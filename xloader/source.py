@@ -16,6 +16,8 @@ probing attributes:
   resume fingerprint is made of, so two sources with other samples never share a fingerprint;
 - `SupportsPaths`: the files a batch's samples read, so `Batches` starts fetching remote
   objects together before decoding them (NOTE [ Remote storage ] in xloader/storage/__init__.py).
+- `SupportsEpochOrder`: the source chooses its own shuffled order (packed shards' block order,
+  NOTE [ Block order ] in xloader/shards/_block_order.py), still a pure function of (seed, epoch).
 
 A user's own class needs none of them.
 """
@@ -30,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "Source",
+    "SupportsEpochOrder",
     "SupportsFusedNormalize",
     "SupportsImageTargets",
     "SupportsPaths",
@@ -115,6 +118,16 @@ class SupportsPaths(Protocol):
 
     def paths_of(self, indices: Sequence[int]) -> list[str]:
         """Every file (image, mask) the samples at `indices` read, in any order."""
+        ...
+
+
+@runtime_checkable
+class SupportsEpochOrder(Protocol):
+    """A source that chooses its own order for `shuffle=True` (`EpochPlan` asks it each epoch)."""
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray | None:
+        """A permutation of the source's indices (int64), a pure function of (seed, epoch); None
+        for the usual random permutation."""
         ...
 
 

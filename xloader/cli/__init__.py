@@ -1,6 +1,6 @@
 """The `xloader` command (also `python -m xloader`): look at a dataset before training on it.
 
-Subcommands: demo, inspect, preview, parity, bench; `xloader SUBCOMMAND --help` for each.
+Subcommands: demo, inspect, preview, parity, bench, pack; `xloader SUBCOMMAND --help` for each.
 Each subcommand's implementation is imported only when it runs, so `xloader inspect` never
 imports Keras or torch.
 """
@@ -156,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, default=2, help="epochs timed (the first starts the workers)")
     _storage_arguments(bench)
     _quiet(bench)
+
+    pack = commands.add_parser(
+        "pack",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="copy a dataset into WebDataset tar shards with an offset index (xloader.TarShards reads them)",
+        description="Writes the samples of SOURCE (class folders, images/ + masks/, or a CSV manifest) into "
+        "OUT as WebDataset tar shards (original file bytes, <key>.cls labels, <key>.mask.png masks) and one "
+        "index file; xloader.TarShards(OUT, ...) then gives the same batches as the source.",
+    )
+    pack.add_argument("source", help="the dataset to pack, as for inspect")
+    pack.add_argument("out", help="the folder to write (created; must not hold a packed dataset)")
+    pack.add_argument("--shard-size", default="256MB", help="bytes per shard: 256MB (10**6 bytes per MB), 1GiB...")
+    _quiet(pack)
     return parser
 
 

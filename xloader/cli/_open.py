@@ -9,6 +9,8 @@ from collections import Counter
 from typing import Any, Literal
 
 from xloader import storage
+from xloader.shards import TarShards
+from xloader.shards._index import is_packed
 from xloader.source import Source
 from xloader.sources import IMAGE_EXTENSIONS, ImageFolder, ImageManifest, ImageMaskFolder
 
@@ -17,6 +19,7 @@ LAYOUTS = {
     "image_mask_pairs": "images and masks paired by file stem",
     "manifest": "a CSV manifest (filename and class columns, paths relative to the CSV's folder)",
     "split_root": "a split root",
+    "shards": "tar shards written by xloader pack (xloader-index.npz)",
 }
 # Sub-folders that make a folder a split root (torchvision's --data-path, Keras's train/validation).
 SPLIT_NAMES = ("train", "val", "validation", "test")
@@ -71,9 +74,10 @@ def ignored_files(*folders: str) -> dict[str, int]:
 
 def find_layout(path: str, masks: str | None = None, storage_options: dict | None = None) -> str:
     """ "manifest" for a .csv file; "image_mask_pairs" with `masks` (then `path` is the images
-    folder) or if `path` holds images/ and masks/ folders; "split_root" if it holds train/ and
-    val/, validation/ or test/ (`find_splits`); else "class_folders". A URL is listed with
-    `storage_options` (NOTE [ Remote storage ]).
+    folder) or if `path` holds images/ and masks/ folders; "shards" for a folder written by
+    `xloader pack`; "split_root" if it holds train/ and val/, validation/ or test/
+    (`find_splits`); else "class_folders". A URL is listed with `storage_options` (NOTE [ Remote
+    storage ]).
 
     Raises:
         FileNotFoundError: `path` does not exist.
@@ -95,6 +99,8 @@ def find_layout(path: str, masks: str | None = None, storage_options: dict | Non
         if not storage.isdir(masks):
             raise FileNotFoundError(f"--masks {masks!r} is not a folder.")
         return "image_mask_pairs"
+    if is_packed(path):
+        return "shards"
     if storage.isdir(os.path.join(path, "images")) and storage.isdir(os.path.join(path, "masks")):
         return "image_mask_pairs"
     if find_splits(path):
@@ -166,6 +172,8 @@ def open_dataset(
             unpaired=unpaired,
             storage_options=storage_options,
         )
+    elif layout == "shards":
+        source = TarShards(path, image_size=size, transform=transform)
     elif layout == "manifest":
         source = ImageManifest(path, image_size=size, transform=transform, storage_options=storage_options)
     else:

@@ -168,6 +168,26 @@ def read_binary_mask(path: str, image_path: str, image_shape: tuple[int, ...]) -
     return mask != 0
 
 
+def checked_index_map(
+    mask: np.ndarray,
+    path: str,
+    image_path: str,
+    image_shape: tuple[int, ...],
+    fmt: MaskFormat,
+    mask_values: Any = None,
+) -> np.ndarray:
+    """A decoded mask file (at `path`) as the index map the transform gets: its size checked
+    against its image's, stored values remapped by `mask_values` (a `MaskValues` or None),
+    class values checked against `fmt`, in `fmt.work_dtype`."""
+    size_mismatch(path, mask.shape, image_path, image_shape)
+    if mask_values is not None:
+        mask = mask_values.apply(mask, path)
+    limit = fmt.dtype if fmt.mode == "index" else fmt.work_dtype
+    check_class_values(mask, fmt.num_classes, path, limit)
+    # int64 never reaches the transform: NOTE [ Masks through albumentations ].
+    return mask.astype(fmt.work_dtype, copy=False)
+
+
 def check_class_values(mask: np.ndarray, num_classes: int | None, path: str, limit_dtype: np.dtype) -> None:
     """Raise `BadImageError` naming `path` if a class index is >= `num_classes` or does not fit `limit_dtype`."""
     if not mask.size:

@@ -19,13 +19,12 @@ from xloader.sources._mask_values import MaskValues
 from xloader.sources._masks import (
     MaskSource,
     Unpaired,
-    check_class_values,
     check_mask_interpolation,
+    checked_index_map,
     files_by_stem,
     mask_format,
     resize_nearest,
     settle_unpaired,
-    size_mismatch,
 )
 from xloader.sources._walk import list_image_files
 
@@ -185,10 +184,4 @@ class ImageMaskFolder(MaskSource):
             return np.zeros(image_shape[:2], fmt.work_dtype)
         path = os.path.join(self.masks_dir, name)
         mask = read_mask(path, max_pixels=self.max_pixels)
-        size_mismatch(path, mask.shape, self.describe(index), image_shape)
-        if self.mask_values is not None:
-            mask = self.mask_values.apply(mask, path)
-        limit = fmt.dtype if fmt.mode == "index" else fmt.work_dtype
-        check_class_values(mask, fmt.num_classes, path, limit)
-        # int64 never reaches the transform: NOTE [ Masks through albumentations ].
-        return mask.astype(fmt.work_dtype, copy=False)
+        return checked_index_map(mask, path, self.describe(index), image_shape, fmt, self.mask_values)

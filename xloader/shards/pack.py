@@ -1,0 +1,267 @@
+"""`xloader.pack`: a file-backed source's samples as WebDataset tar shards plus one index file."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xloader._strings import StringTable
+from xloader.decoding import read_bytes
+from xloader.shards._index import (
+    FORMAT,
+    INDEX_NAME,
+    VERSION,
+    Columns,
+    key_width,
+    member_extension,
+    shard_name,
+    write_index,
+)
+
+__all__ = ["PackResult", "pack"]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_SINGLE_LABEL_MODES = ("int", "categorical", "binary")
+
+
+def parse_size(size: object) -> int:
+    """Bytes from an int or a string such as "256MB" (10**6 bytes per MB) or "1GiB" (2**30)."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        number = int(size)
+    elif isinstance(size, str) and (match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", size)):
+        unit = match.group(2).upper()
+        if unit not in _UNITS:
+            raise ValueError(
+                f"shard_size {size!r} has an unknown unit {match.group(2)!r}; use B, KB, MB, GB, KiB, MiB or GiB."
+            )
+        number = int(float(match.group(1)) * _UNITS[unit])
+    else:
+        raise TypeError(f"shard_size must be a number of bytes or a string such as '256MB', got {size!r}.")
+    if number <= 0:
+        raise ValueError(f"shard_size must be positive, got {size!r}.")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class PackResult:
+    """What `pack` wrote: the folder, its sample and shard counts, and the shards' total bytes."""
+
+    out: str
+    samples: int
+    shards: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to pack, read from the source's public attributes."""
+
+    meta: dict[str, Any]
+    images: list[str]  # paths to read
+    files: list[str]  # the same, relative to the source's folder
+    labels: np.ndarray | None
+    masks: list[str] | None  # relative to `masks_dir`, "" for none
+    masks_dir: str = ""
+
+
+def _image_options(source: Any) -> dict[str, Any]:
+    decoder = source.decoder
+    return {
+        "image_size": list(decoder.image_size) if decoder.image_size else None,
+        "color_mode": decoder.color_mode,
+        "interpolation": decoder.interpolation,
+        "keep_aspect_ratio": decoder.keep_aspect_ratio,
+        "max_pixels": decoder.max_pixels,
+        "downscale_on_decode": decoder.downscale_on_decode,
+    }
+
+
+def _plan(source: Any) -> _Plan:
+    """The files, labels and options of `source` (ImageFolder, ImageManifest or ImageMaskFolder)."""
+    from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
+
+    if isinstance(source, ImageMaskFolder):
+        fmt = source.mask_format
+        options = {
+            **_image_options(source),
+            "mask_dtype": fmt.dtype.name,
+            "mask_mode": fmt.mode,
+            "num_classes": fmt.num_classes,
+            "mask_values": None if source.mask_values is None else sorted(source.mask_values.mapping.items()),
+        }
+        return _Plan(
+            meta={"kind": "masks", "source": "ImageMaskFolder", "options": options, "class_names": None},
+            images=source.filepaths,
+            files=source.image_files,
+            labels=None,
+            masks=source.mask_files,
+            masks_dir=source.masks_dir,
+        )
+    if isinstance(source, (ImageFolder, ImageManifest)):
+        mode = source.label_mode
+        if mode not in (*_SINGLE_LABEL_MODES, "input", None):
+            raise ValueError(
+                f"pack does not store label_mode={mode!r} labels yet (only one class per image). "
+                "Pack with label_mode='int' and one class per row, or keep the manifest."
+            )
+        labels = source.labels if isinstance(source, ImageFolder) or mode in _SINGLE_LABEL_MODES else None
+        return _Plan(
+            meta={
+                "kind": "classes",
+                "source": type(source).__name__,
+                "options": {**_image_options(source), "label_mode": mode},
+                "class_names": list(source.class_names),
+            },
+            images=source.filepaths,
+            files=source.filenames,
+            labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+            masks=None,
+        )
+    raise TypeError(
+        f"pack takes an ImageFolder, ImageManifest or ImageMaskFolder, got {type(source).__name__}. "
+        "Other sources are not file-backed in a way pack can copy yet."
+    )
+
+
+class _ShardWriter:
+    """Appends members to numbered shards, starting a new shard when the next sample would
+    push the current one past `shard_size` (a sample's members always share a shard)."""
+
+    def __init__(self, out: str, shard_size: int):
+        self.out, self.shard_size = out, shard_size
+        self.number, self.used = -1, 0
+        self.tar: tarfile.TarFile | None = None
+        self.shards: list[dict[str, Any]] = []
+
+    def start_sample(self, size: int) -> int:
+        """Make room for a sample of about `size` bytes; returns its shard's number."""
+        if self.tar is None or (self.used + size > self.shard_size and self.shards[-1]["samples"]):
+            self.close()
+            self.number += 1
+            name = shard_name(self.number)
+            self.tar = tarfile.open(os.path.join(self.out, name), "w", format=tarfile.USTAR_FORMAT)
+            self.shards.append({"name": name, "samples": 0, "bytes": 0})
+            self.used = 0
+        self.shards[-1]["samples"] += 1
+        self.used += size
+        return self.number
+
+    def add(self, name: str, data: bytes) -> tuple[int, int, int]:
+        """Write one member; returns (offset of its data in the shard, size, CRC-32)."""
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o444, 0  # same bytes on every pack of the same files
+        assert self.tar is not None
+        self.tar.addfile(info, io.BytesIO(data))
+        blocks = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE  # the data, padded to whole blocks
+        return self.tar.offset - blocks, len(data), zlib.crc32(data)
+
+    def remove(self) -> None:
+        """Delete the shards written so far."""
+        for shard in self.shards:
+            os.remove(os.path.join(self.out, shard["name"]))
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+            self.shards[-1]["bytes"] = os.path.getsize(os.path.join(self.out, self.shards[-1]["name"]))
+            self.tar = None
+
+
+def _progress(count: int, enabled: bool) -> Iterator[int]:
+    if not enabled:
+        return iter(range(count))
+    from tqdm import tqdm
+
+    return iter(tqdm(range(count), total=count, desc="packing", unit="file"))
+
+
+def _check_out(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"pack output {out!r} is a file; give a folder (it is created if missing).")
+    if os.path.exists(os.path.join(out, INDEX_NAME)) or os.path.exists(os.path.join(out, shard_name(0))):
+        raise FileExistsError(
+            f"{out!r} already holds a packed dataset. Pack into a new folder, or delete this one first."
+        )
+    os.makedirs(out, exist_ok=True)
+
+
+def pack(
+    source: object, out: str | os.PathLike[str], *, shard_size: int | str = "256MB", progress: bool = True
+) -> PackResult:
+    """Copy the samples of `source` into WebDataset tar shards in folder `out`, with one index.
+
+    Each sample `i` becomes members `<key>.<ext>` (the image file's bytes, never re-encoded),
+    `<key>.cls` (its class index in decimal, for class sources with labels) and
+    `<key>.mask.<ext>` (its mask file, for image+mask sources), where the key is `i`
+    zero-padded (NOTE [ Shard index format ] in xloader/shards/_index.py). Samples keep the
+    source's order, so `xloader.TarShards(out, ...)` with the source's options and the same
+    seed gives the same batches, bit for bit.
+
+    Args:
+        source: an `ImageFolder`, `ImageManifest` (one class per row, or no labels) or
+            `ImageMaskFolder`. Its options (image size, colour mode, label and mask modes...)
+            are saved as the defaults of `TarShards`; its `transform` is not saved.
+        out: a folder, created if missing; it must not already hold a packed dataset.
+        shard_size: the size a shard grows to before the next one starts, in bytes or as
+            "256MB" (MB = 10**6 bytes) or "1GiB" (2**30).
+        progress: show a progress bar (tqdm).
+
+    Returns:
+        A `PackResult` (folder, sample count, shard count, bytes written in shards).
+
+    Raises:
+        TypeError: `source` is not one of the sources above.
+        FileExistsError: `out` is a file or already holds a packed dataset.
+        BadImageError: a file of the source cannot be read (missing, unreadable or empty).
+    """
+    out = os.fspath(out)
+    limit = parse_size(shard_size)
+    plan = _plan(source)
+    _check_out(out)
+    count = len(plan.images)
+    width = key_width(count)
+    shard = np.zeros(count, np.int32)
+    place = np.zeros((3, count), np.int64)  # offset, size, crc32 of the image member
+    mask_place = np.full((3, count), -1, np.int64)  # the same for the mask member; -1: none
+    writer = _ShardWriter(out, limit)
+    try:
+        for i in _progress(count, progress):
+            key = f"{i:0{width}d}"
+            image = read_bytes(plan.images[i])
+            mask_name = plan.masks[i] if plan.masks is not None else ""
+            mask = read_bytes(os.path.join(plan.masks_dir, mask_name)) if mask_name else None
+            shard[i] = writer.start_sample(len(image) + (len(mask) if mask is not None else 0))
+            place[:, i] = writer.add(f"{key}.{member_extension(plan.files[i])}", image)
+            if plan.labels is not None:
+                writer.add(f"{key}.cls", str(int(plan.labels[i])).encode())
+            if mask is not None:
+                mask_place[:, i] = writer.add(f"{key}.mask.{member_extension(mask_name)}", mask)
+    except BaseException:  # a bad file or Ctrl-C: leave no shards without an index, so a retry can start
+        writer.close()
+        writer.remove()
+        raise
+    writer.close()
+    meta = {**plan.meta, "format": FORMAT, "version": VERSION, "key_width": width, "shards": writer.shards}
+    columns: Columns = {
+        "files": StringTable(plan.files),
+        "shard": shard,
+        "offset": place[0],
+        "size": place[1],
+        "crc32": place[2].astype(np.uint32),
+    }
+    if plan.labels is not None:
+        columns["labels"] = plan.labels
+    if plan.masks is not None:
+        columns["masks"] = StringTable(plan.masks)
+        columns["mask_offset"], columns["mask_size"] = mask_place[0], mask_place[1]
+        columns["mask_crc32"] = np.maximum(mask_place[2], 0).astype(np.uint32)
+    write_index(out, meta, columns)
+    return PackResult(out=out, samples=count, shards=len(writer.shards), bytes=sum(s["bytes"] for s in writer.shards))
