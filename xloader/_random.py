@@ -26,6 +26,7 @@ SPLIT_TAG = 0x5A4D_0003  # xl.split and ImageFolder's split_seed (xloader/source
 _WEIGHTED_TAG = 0x5A4D_0004
 _REPEAT_TAG = 0x5A4D_0005
 _BATCH_TAG = 0x5A4D_0006
+BLOCK_TAG = 0x5A4D_0007  # TarShards(order="block") (xloader/shards/_block_order.py)
 
 
 def check_seed(seed: object) -> int:

@@ -40,7 +40,6 @@ from xloader.source import SupportsEpochOrder
 
 __all__ = ["SHARD_MODES", "EpochPlan", "PartialEpoch", "class_balanced_weights"]
 
-
 SHARD_MODES = ("pad", "drop", "exact")
 
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Stream tag of the block order (xloader/_random.py holds the shuffle and sample tags).
-_BLOCK_TAG = 0x5A4D_0005
+from xloader._random import BLOCK_TAG
 
 
 def block_order(seed: int, epoch: int, n: int, *, block_size: int, window: int) -> np.ndarray:
@@ -28,7 +27,7 @@ def block_order(seed: int, epoch: int, n: int, *, block_size: int, window: int) 
     ones are shuffled and a last, shorter one stays last. Windows are `window` consecutive
     blocks of that list.
     """
-    generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence([_BLOCK_TAG, seed, epoch])))
+    generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence([BLOCK_TAG, seed, epoch])))
     full, rest = divmod(n, block_size)
     starts = generator.permutation(full).astype(np.int64) * block_size
     if rest:  # the short block goes last, so windows stay aligned with batches of window * block_size
