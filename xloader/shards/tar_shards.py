@@ -128,8 +128,8 @@ class TarShards(ImageSource):
         meta, columns = read_index(self.root)
         packed = meta["options"]
 
-        def option(name: str, value: Any) -> Any:
-            return packed.get(name) if value is AS_PACKED else value
+        def option(name: str, value: Any, default: Any = None) -> Any:
+            return packed.get(name, default) if value is AS_PACKED else value
 
         self.kind: str = meta["kind"]
         self.packed_from: str = meta["source"]
@@ -142,7 +142,7 @@ class TarShards(ImageSource):
             interpolation=option("interpolation", interpolation),
             keep_aspect_ratio=option("keep_aspect_ratio", keep_aspect_ratio),
             max_pixels=option("max_pixels", max_pixels),
-            downscale_on_decode=option("downscale_on_decode", downscale_on_decode),
+            downscale_on_decode=option("downscale_on_decode", downscale_on_decode, False),  # not in older indexes
         )
         if self.kind == "masks":
             self._configure_masks(
