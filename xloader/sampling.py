@@ -163,14 +163,13 @@ class EpochPlan:
         if self.weights is not None:
             order = weighted_draws(self.seed, epoch, self.weights, self.replacement)
         else:
-            order = self.source_order.epoch_order(self.seed, epoch) if self.source_order is not None else None
-            if order is None:
-                order = epoch_permutation(self.seed, epoch, self.num_samples)
-            elif len(order) != self.num_samples:
+            chosen = self.source_order.epoch_order(self.seed, epoch) if self.source_order is not None else None
+            if chosen is not None and len(chosen) != self.num_samples:
                 raise ValueError(
-                    f"{type(self.source_order).__name__}.epoch_order gave {len(order)} samples for a loader of "
+                    f"{type(self.source_order).__name__}.epoch_order gave {len(chosen)} samples for a loader of "
                     f"{self.num_samples}: a Subset of a source that orders itself cannot use that order."
                 )
+            order = chosen if chosen is not None else epoch_permutation(self.seed, epoch, self.num_samples)
         order.flags.writeable = False  # shared by every caller of this epoch
         self._cache = (epoch, order)
         return order
