@@ -467,7 +467,7 @@ def test_missing_index_and_missing_shard(packed_classes, tmp_path):
         xl.TarShards(tmp_path)
     out = _copy(packed_classes, tmp_path)
     os.remove(_shard_files(out)[0])
-    with pytest.raises(FileNotFoundError, match=re.escape(f"shard {out}/shard-000000.tar of the packed dataset")):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"shard {out}/shard-000000.tar of a packed dataset does not exist.")):
         xl.TarShards(out)
 
 

@@ -173,7 +173,7 @@ def open_dataset(
             storage_options=storage_options,
         )
     elif layout == "shards":
-        source = TarShards(path, image_size=size, transform=transform)
+        source = TarShards(path, image_size=size, transform=transform, storage_options=storage_options)
     elif layout == "manifest":
         source = ImageManifest(path, image_size=size, transform=transform, storage_options=storage_options)
     else:

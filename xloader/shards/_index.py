@@ -22,12 +22,14 @@ Opening reads this one file (no per-sample objects) and stats each shard once.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import Any
 
 import numpy as np
 
+from xloader import storage
 from xloader._strings import StringTable
 from xloader.errors import DatasetError
 
@@ -56,8 +58,8 @@ def index_path(root: str) -> str:
 
 
 def is_packed(path: str) -> bool:
-    """True if `path` is a folder written by `xloader.pack` (it holds the index file)."""
-    return os.path.isfile(index_path(path))
+    """True if `path` (a folder or a URL) is written by `xloader.pack` (it holds the index file)."""
+    return storage.isfile(index_path(path))
 
 
 Columns = dict[str, "np.ndarray | StringTable"]
@@ -88,15 +90,16 @@ def read_index(root: str) -> tuple[dict[str, Any], Columns]:
         DatasetError: the index is not one this version of xloader reads.
     """
     path = index_path(root)
-    if not os.path.isdir(root):
+    if not storage.is_url(root) and not os.path.isdir(root):
         raise FileNotFoundError(f"packed dataset folder {root!r} does not exist.")
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise FileNotFoundError(
             f"{root!r} has no {INDEX_NAME}, so it is not a folder written by xloader pack. "
             f"Pack a dataset with `xloader pack SOURCE {root}` or xloader.pack(source, {root!r})."
         )
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        data = io.BytesIO(storage.read_url(path)) if storage.is_url(path) else path
+        with np.load(data, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         meta = json.loads(arrays.pop("meta").tobytes())
     except (OSError, ValueError, KeyError) as error:

@@ -17,6 +17,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from xloader import storage
+
 __all__ = ["ShardReader"]
 
 
@@ -54,7 +56,14 @@ class ShardReader:
         """Up to `size` bytes of shard `shard` from `offset` (fewer if the file ends first)."""
         with self._lock:
             self.reads += 1
+        path = self.paths[shard]
+        if storage.is_url(path):  # one ranged GET, prefetched with the batch's (`TarShards.paths_of`)
+            return storage.read_url(storage.byte_range(path, offset, size))
         return os.pread(self._fd(shard), size, offset)
+
+    def cached(self, key: int) -> bool:
+        """Whether block `key` is in this thread's cache."""
+        return key in getattr(self._local, "blocks", ())
 
     def block(self, key: int, spans: dict[int, tuple[int, int]]) -> dict[int, tuple[int, bytes]]:
         """Block `key`'s bytes, {shard: (start, data)}, from this thread's cache or read now from

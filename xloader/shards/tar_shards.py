@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from xloader import storage
 from xloader._checks import check_choice, check_int
 from xloader.decoding import decode_image, decode_mask
 from xloader.errors import BadImageError, DatasetError
@@ -65,7 +67,8 @@ class TarShards(ImageSource):
     `order="block"`: NOTE [ Block reads ]), and each member's CRC-32 is checked.
 
     Args:
-        path: the folder `pack` wrote (it holds `xloader-index.npz` and `shard-*.tar`).
+        path: the folder `pack` wrote (it holds `xloader-index.npz` and `shard-*.tar`), local
+            or an fsspec URL of a copy of it (`s3://bucket/packed`; NOTE [ Remote storage ]).
         image_size: (height, width), or None to keep file sizes.
         transform: an albumentations `Compose` (or any `xloader.transforms.Transform`); not
             saved by `pack`, so None unless given.
@@ -88,6 +91,7 @@ class TarShards(ImageSource):
             are pure functions of (seed, epoch), the same for any worker count.
         block_size, window: the block order's run length (samples) and mixing width (blocks);
             each thread caches `2 * window` blocks.
+        storage_options: fsspec options for a URL `path` (e.g. `{"endpoint_url": ...}`).
 
     Raises:
         FileNotFoundError: `path`, its index or one of its shards does not exist.
@@ -122,9 +126,11 @@ class TarShards(ImageSource):
         order: str = "random",
         block_size: int = 16,
         window: int = 16,
+        storage_options: dict[str, Any] | None = None,
     ):
         super().__init__(transform)
         self.root = os.fspath(path)
+        self._mounts = storage.mount(self.root, storage_options=storage_options)  # NOTE [ Remote storage ]
         meta, columns = read_index(self.root)
         packed = meta["options"]
 
@@ -191,13 +197,8 @@ class TarShards(ImageSource):
         index = self._index
         for number, shard in enumerate(self._shards):
             path = self._shard_path(number)
-            try:
-                size = os.stat(path).st_size
-            except FileNotFoundError:
-                raise FileNotFoundError(
-                    f"shard {path} of the packed dataset {self.root!r} does not exist. Copy it back, or pack again."
-                ) from None
-            if size >= shard["bytes"]:
+            size = _size(path)
+            if size is None or size >= shard["bytes"]:
                 continue
             ends = index.offset + index.size
             if "mask_size" in index.columns:
@@ -312,6 +313,27 @@ class TarShards(ImageSource):
         """Class index of every sample, int64, in index order; None if packed without labels."""
         return self._index.labels.copy() if "labels" in self._index.columns else None
 
+    def paths_of(self, indices: Sequence[int]) -> list[str]:
+        """The byte ranges (`storage.byte_range`) the samples at `indices` read from remote
+        shards, so `Batches` fetches a batch's ranges together (`SupportsPaths`); [] locally.
+        With `order="block"`, the spans of their blocks not cached in this thread yet."""
+        if not storage.is_url(self.root):
+            return []
+        rows, ranges = self._index, []
+        if self.order == "block":
+            blocks = sorted({index // self.block_size for index in indices})
+            for block in blocks:
+                if not self._reader.cached(block):
+                    spans = self._block_spans(block * self.block_size)
+                    ranges += [storage.byte_range(self._shard_path(s), a, b - a) for s, (a, b) in spans.items()]
+            return ranges
+        for index in indices:
+            shard = self._shard_path(int(rows.shard[index]))
+            ranges.append(storage.byte_range(shard, int(rows.offset[index]), int(rows.size[index])))
+            if "mask_size" in rows.columns and rows.mask_size[index] >= 0:
+                ranges.append(storage.byte_range(shard, int(rows.mask_offset[index]), int(rows.mask_size[index])))
+        return ranges
+
     def describe(self, index: int) -> str:
         """`<shard>:<key>.<ext>`: the image member of sample `index`."""
         return self._member(index, member_extension(self._index.files[index]))
@@ -363,6 +385,27 @@ class TarShards(ImageSource):
         if self.label_mode == "input":
             return image, image  # batched into separate arrays: y is a copy
         return image, self._target(index)
+
+
+def _size(path: str) -> int | None:
+    """A shard's size in bytes (a URL's as listed; None over http, which has no listing).
+
+    Raises:
+        FileNotFoundError: the shard does not exist.
+    """
+    if storage.is_url(path):
+        listed = storage.identity(path)
+        if listed is not None or not storage.isfile(path):
+            return listed[0] if listed is not None else _missing(path)
+        return None
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return _missing(path)
+
+
+def _missing(path: str) -> int:
+    raise FileNotFoundError(f"shard {path} of a packed dataset does not exist. Copy it back, or pack again.")
 
 
 def _bad(member: str, reason: str) -> BadImageError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -242,7 +243,13 @@ class Mount:
                 delay = min(delay * 2, _MAX_DELAY)
 
     def fetch(self, url: str) -> bytes:
-        """The object's bytes, retried as `_call` says; raises `StorageError`."""
+        """The object's bytes (or those of its byte range, `byte_range`), retried as `_call`
+        says; raises `StorageError`. A range is one ranged GET, shorter where the object ends."""
+        ranged = _RANGE.search(url)
+        if ranged is not None:
+            whole, start, end = url[: ranged.start()], int(ranged.group(1)), int(ranged.group(2))
+            fs = self.fs
+            return bytes(self._call(lambda: fs.cat_file(whole, start=start, end=end), url))
         relative = self.relative(url)
         listed = self.stat(relative) if relative is not None else None
         fs = self.fs
@@ -253,6 +260,15 @@ class Mount:
 
     def submit(self, url: str) -> Future[bytes]:
         return self._pool().submit(self.fetch, url)
+
+
+_RANGE = re.compile(r"#bytes=(\d+)-(\d+)$")
+
+
+def byte_range(url: str, start: int, size: int) -> str:
+    """The name of bytes `start` to `start + size` of the object at `url`, for `prefetch` and
+    `read_url` (a packed shard's member: xloader/shards)."""
+    return f"{url}#bytes={start}-{start + size}"
 
 
 def _transient(error: BaseException) -> bool:

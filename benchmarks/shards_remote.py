@@ -1,0 +1,95 @@
+"""Packed shards on S3 (moto's server on loopback) against the same files one object each.
+
+    python benchmarks/shards_remote.py [--images-per-class 500] [--workers 2] [--epochs 2]
+
+Data and loader as `benchmarks/remote.py` (2,000 JPEG crops, long side 350-500 px, uploaded to a
+moto S3 server in its own process; `xloader.torch.DataLoader(..., image_size=(224, 224),
+batch_size=32, shuffle=True, num_workers=2, persistent_workers=True)`, no augmentation). Three
+sources of the same samples: `ImageFolder("s3://bucket/train")` (one GET per file, a batch's
+GETs concurrent), and the folder packed into shards of `--shard-size` (4 MB: moto's server copies the whole object
+for every ranged GET, a cost S3 does not have, so large shards measure moto) read with `TarShards("s3://bucket/packed")`
+in `order="random"` (one ranged GET per sample) and `order="block"` (one per block of 16).
+Reported: the last epoch's images/s and the GETs of each epoch, counted in the server's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from remote import CREDENTIALS, MotoServer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images-per-class", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--shard-size", default="4MB", help="moto reads a whole object for each ranged GET")
+    args = parser.parse_args()
+    os.environ.update(CREDENTIALS)
+
+    import s3fs
+
+    import xloader as xl
+    from xloader.synthetic import make_image_folder
+    from xloader.torch import DataLoader
+
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        root = make_image_folder(
+            os.path.join(folder, "train"), images_per_class=args.images_per_class, long_side=(350, 500)
+        )
+        packed = xl.pack(
+            xl.ImageFolder(root, image_size=None),
+            os.path.join(folder, "packed"),
+            shard_size=args.shard_size,
+            progress=False,
+        )
+        server = MotoServer()
+        try:
+            options = {"endpoint_url": server.endpoint, "key": "testing", "secret": "testing"}
+            fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+            fs.mkdir("bucket")
+            fs.put(root + "/", "bucket/train/", recursive=True)
+            fs.put(packed.out + "/", "bucket/packed/", recursive=True)
+            server.take_gets()
+            sources = {
+                "files": lambda: xl.ImageFolder("s3://bucket/train", image_size=(224, 224), storage_options=options),
+                "shards random": lambda: xl.TarShards(
+                    "s3://bucket/packed", image_size=(224, 224), storage_options=options
+                ),
+                "shards block": lambda: xl.TarShards(
+                    "s3://bucket/packed", image_size=(224, 224), order="block", storage_options=options
+                ),
+            }
+            for name, make in sources.items():
+                source = make()
+                server.take_gets()  # the index reads
+                loader = DataLoader(
+                    source, batch_size=32, shuffle=True, seed=0, num_workers=args.workers, persistent_workers=True
+                )
+                speeds, gets = [], []
+                for _ in range(args.epochs):
+                    begin, images = time.perf_counter(), 0
+                    for x, _ in loader:
+                        images += len(x)
+                    speeds.append(round(images / (time.perf_counter() - begin), 1))
+                    gets.append(len(server.take_gets()))
+                results[name] = {"images_per_s": speeds, "gets_per_epoch": gets}
+                del loader
+        finally:
+            server.stop()
+    summary = {"images": packed.samples, "shards": packed.shards, "batches": -(-packed.samples // 32), **results}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
