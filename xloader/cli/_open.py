@@ -9,8 +9,7 @@ from collections import Counter
 from typing import Any, Literal
 
 from xloader import storage
-from xloader.shards import TarShards
-from xloader.shards._index import is_packed
+from xloader.shards import TarShards, is_packed
 from xloader.source import Source
 from xloader.sources import IMAGE_EXTENSIONS, ImageFolder, ImageManifest, ImageMaskFolder
 
