@@ -15,7 +15,7 @@ docs/architecture.md draws it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,6 +59,7 @@ class ImageDecoder:
     keep_aspect_ratio: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     downscale_on_decode: bool = False
+    _key: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the given values in place
@@ -72,6 +73,12 @@ class ImageDecoder:
                 "keep_aspect_ratio=True needs an image_size: it crops each image to that size's aspect ratio."
             )
         set_(self, "downscale_on_decode", check_downscale(self.downscale_on_decode, self.image_size))
+        object.__setattr__(  # made once: asked for every sample
+            self,
+            "_key",
+            f"size={self.image_size};color={self.color_mode};interp={self.interpolation};"
+            f"aspect={self.keep_aspect_ratio};max_pixels={self.max_pixels};downscale={self.downscale_on_decode}",
+        )
 
     def decode(self, path: str) -> np.ndarray:
         """The image file at `path` as uint8 (H, W, C), resized; `BadImageError` naming it if it cannot be."""
@@ -95,7 +102,4 @@ class ImageDecoder:
 
     def options_key(self) -> str:
         """Every option that shapes a decoded image, as text: a cache key's second half."""
-        return (
-            f"size={self.image_size};color={self.color_mode};interp={self.interpolation};"
-            f"aspect={self.keep_aspect_ratio};max_pixels={self.max_pixels};downscale={self.downscale_on_decode}"
-        )
+        return self._key
