@@ -20,6 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from xloader._geometry import aspect_crop_box
 from xloader._image_header import declared_size
 
 __all__ = ["DownscaleTarget", "check_downscale", "reduced_flags", "reduction"]
@@ -57,8 +58,6 @@ def reduction(height: int, width: int, target: DownscaleTarget) -> int:
     """The largest factor in (8, 4, 2) at which an image of (`height`, `width`), decoded at
     1/factor (each side rounded up, as libjpeg does), still covers `target.size` (its centred
     aspect crop does, with `target.keep_aspect_ratio`); 1 if none does."""
-    from xloader.decoding import aspect_crop_box  # decoding imports this module
-
     want_height, want_width = target.size
     for factor in _FACTORS:
         reduced_height, reduced_width = -(-height // factor), -(-width // factor)

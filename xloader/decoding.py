@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from xloader import storage
+from xloader._geometry import aspect_crop_box
 from xloader._image_header import Header, HeaderError, check_pixel_limit, jpeg_scan_offset
 from xloader._reduced_decode import DownscaleTarget, reduced_flags
 from xloader.errors import BadImageError
@@ -348,22 +349,6 @@ def check_interpolation(interpolation: object) -> str:
             f"does not have. Use one of {supported}; {hint}."
         )
     raise ValueError(f"interpolation must be one of {supported}; got {interpolation!r}.")
-
-
-def aspect_crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The centred crop of an image of (`height`, `width`) to the aspect ratio of `size` =
-    (target height, target width), as `(top, left, crop height, crop width)`.
-
-    The arithmetic is Keras's `load_img(keep_aspect_ratio=True)`: integer division, the crop
-    never larger than the image, the offset rounded down (a 1-pixel excess is cut at the end).
-    A crop that rounds down to 0 pixels (a 2-pixel-high strip cropped to a tall aspect) keeps
-    the one pixel row or column at Keras's offset, which is the one Keras samples.
-    """
-    target_height, target_width = size
-    crop_height = min(height, (width * target_height) // target_width)
-    crop_width = min(width, (height * target_width) // target_height)
-    top, left = (height - crop_height) // 2, (width - crop_width) // 2
-    return top, left, max(crop_height, 1), max(crop_width, 1)
 
 
 # NOTE [ Nearest neighbour, as Pillow ]
