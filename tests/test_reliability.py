@@ -117,7 +117,13 @@ def test_ctrl_c_or_an_error_stops_every_worker_and_leaves_no_shared_memory(frame
     while [name for name in in_use if os.path.exists(name)] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [name for name in in_use if os.path.exists(name)] == []
-    assert "leaked" not in stderr  # the resource tracker's warning about semaphores or segments
+    # The resource tracker's warning about semaphores or segments left at exit. xloader's own
+    # (Keras) workers use none. torch's queues under spawn sometimes unlink theirs before the
+    # tracker hears of it, and the tracker then counts it and fails to unlink it (ENOENT): gone,
+    # not leaked. Any object the tracker had to remove itself is a leak.
+    counted = sum(int(n) for n in re.findall(r"There appear to be (\d+) leaked", stderr))
+    already_gone = re.findall(r"resource_tracker: '(/[^']+)': \[Errno 2\]", stderr)
+    assert counted == 0 or (framework == "torch" and len(already_gone) == counted), stderr[-3000:]
 
 
 @pytest.mark.parametrize("adapter", ["torch", "keras"])
