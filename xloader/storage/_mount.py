@@ -326,7 +326,10 @@ def mount(*locations: object, storage_options: dict[str, Any] | None = None) -> 
             f"storage_options={storage_options!r} is for fsspec URLs (s3://, gs://, http(s)://, memory://, file://); "
             "the paths given are local. Leave storage_options out."
         )
-    mounts = tuple(Mount(url, storage_options) for url in dict.fromkeys(urls))
+    # A URL below another one given here is answered by that one's listing: list once.
+    roots = [url if url.endswith("://") else url.rstrip("/") for url in dict.fromkeys(urls)]
+    roots = [url for url in roots if not any(other != url and url.startswith(other + "/") for other in roots)]
+    mounts = tuple(Mount(url, storage_options) for url in dict.fromkeys(roots))
     for each in mounts:
         _register(each)
     return mounts
