@@ -1,0 +1,106 @@
+"""The next batch's objects are fetched while a batch decodes (`Batches.fetch_ahead`; NOTE [ Remote
+storage ] in xloader/storage/__init__.py): the same batches, and every object still fetched once."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_remote import CREDENTIALS, fault_proxy, http_server, moto_server, s3_options, upload
+
+import xloader as xl
+from xloader import storage
+
+
+@pytest.fixture(scope="module")
+def endpoint(class_root):
+    with pytest.MonkeyPatch.context() as patch, moto_server() as (_, url):
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        upload(url, [(class_root, "bucket/train")])
+        yield url
+
+
+def _object_gets(gets: list[str]) -> collections.Counter:
+    """GETs of objects (not listings, which carry a query) by key below bucket/train/."""
+    return collections.Counter(path.removeprefix("/bucket/train/") for path in gets if "?" not in path)
+
+
+def test_a_batch_starts_the_fetches_of_the_batch_fetch_ahead_after_it(endpoint, class_root):
+    reference = xl.Batches(xl.ImageFolder(class_root, image_size=(16, 16)), batch_size=4, shuffle=True, seed=7)
+    expected = {b: reference.get_batch(0, b) for b in (0, 2, 4, 6)}  # first: another loader in this thread
+    gets: list[str] = []  # drops this thread's pending fetches
+    with http_server(fault_proxy(endpoint.removeprefix("http://"), {}, [], gets=gets)) as url:
+        remote = xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=s3_options(url))
+        batches = xl.Batches(remote, batch_size=4, shuffle=True, seed=7)
+        batches.fetch_ahead = 2
+        got = {0: batches.get_batch(0, 0)}
+        paths = remote.paths_of(batches.plan.batch_indices(0, 2).tolist())
+        assert sorted(storage._pending_fetches()) == sorted(paths)  # batch 2's, all of them
+        for b in (2, 4, 6):  # this caller's next batches
+            got[b] = batches.get_batch(0, b)
+        storage.prefetch([])
+    for b, batch in got.items():
+        for actual, wanted in zip(batch, expected[b], strict=True):
+            np.testing.assert_array_equal(actual, wanted)
+    assert _object_gets(gets) == collections.Counter(
+        remote.filenames[i] for b in got for i in batches.plan.batch_indices(0, b)
+    )
+
+
+def _holding_proxy(target: str, hold: str, wanted: set[str], waited: list[float]):
+    """A recording proxy whose GET of a key ending with `hold` is answered only once GETs of
+    every key in `wanted` have arrived (or 20 s passed); how long it waited goes to `waited`."""
+    arrived: set[str] = set()
+    ready = threading.Event()
+    gets: list[str] = []
+    base = fault_proxy(target, {}, [], gets=gets)
+
+    class Holding(base):  # type: ignore[valid-type, misc]
+        def do_GET(self) -> None:
+            key = self.path.split("?")[0].removeprefix("/bucket/train/")
+            arrived.add(key)
+            if wanted <= arrived:
+                ready.set()
+            if key.endswith(hold):
+                start = time.monotonic()
+                ready.wait(20)
+                waited.append(time.monotonic() - start)
+            base.do_GET(self)
+
+    return Holding, gets
+
+
+def test_torch_workers_fetch_their_next_batch_while_decoding_and_each_object_once(endpoint, class_root):
+    """Worker 0's batch 0 cannot finish until the GETs of its next batch (2) have arrived: only a
+    worker that fetches ahead finishes it without waiting out the proxy's 20 s."""
+    from xloader.torch import DataLoader
+
+    local = xl.ImageFolder(class_root, image_size=(16, 16))
+    reference = xl.Batches(local, batch_size=4, shuffle=True, seed=3)
+    first = [local.filenames[i] for i in reference.plan.batch_indices(0, 0)]
+    third = {local.filenames[i] for i in reference.plan.batch_indices(0, 2)}
+    waited: list[float] = []
+    handler, gets = _holding_proxy(endpoint.removeprefix("http://"), first[-1], third, waited)
+    with http_server(handler) as url:
+        remote = xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=s3_options(url))
+        loader = DataLoader(remote, batch_size=4, shuffle=True, seed=3, num_workers=2, persistent_workers=True)
+        counts = []
+        for epoch in range(2):
+            gets.clear()
+            got = list(loader)
+            counts.append(_object_gets(gets))
+            assert len(got) == len(reference) == 7
+            for b, (x, y) in enumerate(got):
+                want_x, want_y = reference.get_batch(epoch, b)
+                np.testing.assert_array_equal(x.numpy(), want_x.transpose(0, 3, 1, 2))
+                np.testing.assert_array_equal(y.numpy(), want_y)
+        del loader
+    assert len(waited) >= 1 and max(waited) < 15
+    once = collections.Counter(local.filenames)
+    # Epoch 0 also reads sample 0 in the parent, once, to size the shared-memory slots.
+    assert counts[0] - once == collections.Counter([local.filenames[0]])
+    assert counts[1] == once
