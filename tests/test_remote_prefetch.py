@@ -1,15 +1,19 @@
-"""The next batch's objects are fetched while a batch decodes (`Batches.fetch_ahead`; NOTE [ Remote
-storage ] in xloader/storage/__init__.py): the same batches, and every object still fetched once."""
+"""Fetches that overlap: the next batch's objects while a batch decodes (`Batches.fetch_ahead`), with
+the same batches and every object still fetched once; an http manifest's HEADs all at once
+(NOTE [ Remote storage ] in xloader/storage/__init__.py)."""
 
 from __future__ import annotations
 
 import collections
+import functools
+import os
+import shutil
 import threading
 import time
 
 import numpy as np
 import pytest
-from test_remote import CREDENTIALS, fault_proxy, http_server, moto_server, s3_options, upload
+from test_remote import CREDENTIALS, _Quiet, fault_proxy, http_server, moto_server, s3_options, upload, write_manifest
 
 import xloader as xl
 from xloader import storage
@@ -104,3 +108,39 @@ def test_torch_workers_fetch_their_next_batch_while_decoding_and_each_object_onc
     # Epoch 0 also reads sample 0 in the parent, once, to size the shared-memory slots.
     assert counts[0] - once == collections.Counter([local.filenames[0]])
     assert counts[1] == once
+
+
+def test_an_http_manifest_checks_its_files_with_concurrent_heads(class_root, tmp_path):
+    """Each HEAD of an image is answered only once every image's HEAD has arrived (or 10 s
+    passed): sequential checks would wait 10 s each; concurrent ones all meet at once."""
+    files = xl.ImageFolder(class_root, image_size=None).filenames[::2]
+    folder = str(tmp_path / "data")
+    shutil.copytree(class_root, folder)
+    write_manifest(folder, files)
+    arrived: list[str] = []
+    everyone = threading.Event()
+    waits: list[float] = []
+
+    class Meeting(_Quiet):
+        def do_HEAD(self) -> None:
+            if not self.path.endswith(".csv"):
+                arrived.append(self.path)
+                if len(arrived) == len(files):
+                    everyone.set()
+                start = time.monotonic()
+                everyone.wait(10)
+                waits.append(time.monotonic() - start)
+            super().do_HEAD()
+
+    with http_server(functools.partial(Meeting, directory=folder)) as url:
+        start = time.monotonic()
+        remote = xl.ImageManifest(f"{url}/train.csv", image_size=(16, 16))
+        elapsed = time.monotonic() - start
+        local = xl.ImageManifest(os.path.join(folder, "train.csv"), image_size=(16, 16))
+        assert remote.filenames == local.filenames == files
+        batches, reference = xl.Batches(remote, batch_size=5), xl.Batches(local, batch_size=5)
+        for b in range(len(batches)):
+            for actual, wanted in zip(batches.get_batch(0, b), reference.get_batch(0, b), strict=True):
+                np.testing.assert_array_equal(actual, wanted)
+    assert sorted(arrived) == sorted(f"/{name}" for name in files)  # one HEAD per file
+    assert len(waits) == 14 and max(waits) < 9 and elapsed < 9

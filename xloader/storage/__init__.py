@@ -239,6 +239,31 @@ def locate(url: str) -> tuple[str, str] | None:
     return None if isfile(url) else ("missing", "not found")
 
 
+def locate_all(base: str, paths: Iterable[str | None]) -> dict[str, tuple[str, str] | None]:
+    """`locate` of each `path` joined to a URL `base` ({} for a local `base`), keyed by `path`.
+    Listed objects answer from the listing; the others (over http, no listing) are asked with
+    one HEAD each, all at once on the mount's pool (`XLOADER_STORAGE_THREADS` in flight).
+    Raises `StorageError` for the first (in `paths` order) that keeps failing."""
+    if not is_url(base):
+        return {}
+    found: dict[str, tuple[str, str] | None] = {}
+    probes: dict[str, Future[dict[str, Any] | None]] = {}
+    for path in paths:
+        if path is None or path in found or path in probes or not is_url(url := posixpath.join(base, path)):
+            continue
+        if _listed_mount(url) is not None:
+            found[path] = locate(url)
+        else:
+            probes[path] = mount_for(url)._pool().submit(_probe, url)
+    try:
+        for path, probe in probes.items():
+            found[path] = None if probe.result() is not None else ("missing", "not found")
+    finally:
+        for probe in probes.values():
+            probe.cancel()
+    return found
+
+
 def open_text(path: str, **options: Any) -> Any:
     """`open(path, "r", **options)` for local paths, fsspec's for a URL (through its mount's options)."""
     if not is_url(path):
