@@ -55,9 +55,11 @@ from xloader.storage._mount import (
     mount,
     mount_for,
 )
+from xloader.storage._s3 import S3_CLIENT_ENV
 
 __all__ = [
     "RETRY_SECONDS_ENV",
+    "S3_CLIENT_ENV",
     "THREADS_ENV",
     "Mount",
     "StorageError",

@@ -1,6 +1,6 @@
-"""Fetches that overlap: the next batch's objects while a batch decodes (`Batches.fetch_ahead`), with
-the same batches and every object still fetched once; an http manifest's HEADs all at once
-(NOTE [ Remote storage ] in xloader/storage/__init__.py)."""
+"""How objects are read (NOTE [ Remote storage ] in xloader/storage/__init__.py): the next batch's
+objects while a batch decodes (`Batches.fetch_ahead`), with the same batches and every object
+still fetched once; an http manifest's HEADs all at once; `s3://` through botocore or s3fs."""
 
 from __future__ import annotations
 
@@ -144,3 +144,35 @@ def test_an_http_manifest_checks_its_files_with_concurrent_heads(class_root, tmp
                 np.testing.assert_array_equal(actual, wanted)
     assert sorted(arrived) == sorted(f"/{name}" for name in files)  # one HEAD per file
     assert len(waits) == 14 and max(waits) < 9 and elapsed < 9
+
+
+@pytest.mark.parametrize("client", ["botocore", "s3fs"])
+def test_both_s3_read_clients_give_the_local_batches(endpoint, class_root, monkeypatch, client):
+    """NOTE [ The S3 read path ]: botocore unless XLOADER_S3_CLIENT=s3fs or an option botocore has
+    no word for (here `requester_pays`); the choice travels with the source to its workers."""
+    from xloader.torch import DataLoader
+
+    monkeypatch.setenv(storage.S3_CLIENT_ENV, client)
+    options = s3_options(endpoint)
+    plain = xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=options)
+    other = xl.ImageFolder(
+        "s3://bucket/train", image_size=(16, 16), storage_options={**options, "requester_pays": False}
+    )
+    monkeypatch.delenv(storage.S3_CLIENT_ENV)
+    reference = xl.Batches(xl.ImageFolder(class_root, image_size=(16, 16)), batch_size=8, shuffle=True, seed=1)
+    for source, uses_botocore in [(plain, client == "botocore"), (other, False)]:
+        mount = source._mounts[0]
+        assert mount.s3_client == client
+        mount.fs  # noqa: B018 - makes this process's client
+        assert (mount._read is not None) == uses_botocore
+        loader = DataLoader(source, batch_size=8, shuffle=True, seed=1, num_workers=2, multiprocessing_context="spawn")
+        for b, (x, y) in enumerate(loader):
+            want_x, want_y = reference.get_batch(0, b)
+            np.testing.assert_array_equal(x.numpy(), want_x.transpose(0, 3, 1, 2))
+            np.testing.assert_array_equal(y.numpy(), want_y)
+
+
+def test_a_wrong_s3_client_choice_is_named(monkeypatch):
+    monkeypatch.setenv(storage.S3_CLIENT_ENV, "boto")
+    with pytest.raises(ValueError, match=r"^XLOADER_S3_CLIENT must be 'botocore' or 's3fs', got 'boto'\. Unset it"):
+        xl.ImageFolder("memory://nothing", image_size=None)
