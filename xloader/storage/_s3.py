@@ -3,11 +3,12 @@ connection pool of `threads` connections) instead of s3fs's `cat_file`.
 
 # NOTE [ The S3 read path ]
 s3fs runs every call on its asyncio loop thread (aiobotocore): a reader thread hands the call
-over and waits, and each GET goes through that machinery. Measured against moto on this
-machine (400 objects of 30 kB, 16 threads): s3fs's `cat_file` cost 2.9-3.3 ms of client CPU
-per GET and the server 3.6 ms, botocore's `get_object` 1.3 ms and 1.7-1.9 ms, for 169 against
-328 GETs/s (benchmarks/remote.py reports both). So reads of `s3://` objects go through
-botocore when every storage option maps onto it; anything else (`requester_pays`,
+over and waits for it. Measured in one run of benchmarks/remote.py (2,000 objects of ~30 kB
+from moto on this 2-core machine, through `Mount.fetch`): 1.44 ms of client CPU per GET with
+botocore against 1.83 ms with s3fs (the server: 1.90 and 1.97 ms), 343 against 329 GETs/s at
+16 in flight: a small saving, as moto, not the client, sets the pace there (docs/remote.md);
+against a fast store the client's CPU per object is what remains. So `s3://` objects are read
+with botocore when every storage option maps onto it; anything else (`requester_pays`,
 `s3_additional_kwargs`, `version_aware`, a `session`, ...) keeps s3fs, whose meaning of those
 options xloader does not restate. Listing always goes through s3fs. `XLOADER_S3_CLIENT=s3fs`
 turns the botocore path off. The bytes are the object's bytes either way.
