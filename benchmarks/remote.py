@@ -12,7 +12,7 @@ its loader afresh and reads `--epochs` epochs; the reported speed is the last ep
 includes starting the workers). The remote loader runs once per read client of `s3://` objects
 (`XLOADER_S3_CLIENT`: NOTE [ The S3 read path ] in xloader/storage/_s3.py).
 
-Measured in the same run, before the loaders, for each client:
+Measured in the same run, before each client's loader:
 - the server's ceiling: every object read once through `xloader.storage` (`Mount.fetch`, the
   loader's own read), 16 at a time, in this process, no decoding (GETs/s);
 - CPU per GET, the first 300 objects read one after another: this process's CPU
@@ -163,24 +163,23 @@ def main() -> None:
             local = xl.ImageFolder(root, image_size=(224, 224))
             sizes = {f"train/{name}": os.path.getsize(os.path.join(root, name)) for name in local.filenames}
             urls = [f"s3://bucket/{key}" for key in sizes]
-            remotes = {}
-            for client in args.clients.split(","):
-                os.environ[storage.S3_CLIENT_ENV] = client  # read when the source is built; travels with it
-                start = time.perf_counter()
-                cache = {"cache": "memory"} if args.cache else {}
-                remotes[client] = xl.ImageFolder(
-                    "s3://bucket/train", image_size=(224, 224), storage_options=options, **cache
-                )
-                result[f"index_seconds_{client}"] = round(time.perf_counter() - start, 2)
-                assert remotes[client].filenames == local.filenames
-                result[client] = read_costs(remotes[client]._mounts[0], urls, server.process.pid)
-            os.environ.pop(storage.S3_CLIENT_ENV, None)
             server.take_gets()
             local_speeds = epoch_speeds(local, args.workers, args.epochs)
             result["images"] = len(local)
             result["dataset_bytes"] = sum(sizes.values())
             result["local_images_per_s"] = [round(s, 1) for s in local_speeds]
-            for client, remote in remotes.items():
+            for client in args.clients.split(","):
+                # Built just before its loader: the last source built on a root is the one whose
+                # mount (and client) this process reads that root with.
+                os.environ[storage.S3_CLIENT_ENV] = client  # read when the source is built; travels with it
+                start = time.perf_counter()
+                cache = {"cache": "memory"} if args.cache else {}
+                remote = xl.ImageFolder("s3://bucket/train", image_size=(224, 224), storage_options=options, **cache)
+                os.environ.pop(storage.S3_CLIENT_ENV)
+                result[f"index_seconds_{client}"] = round(time.perf_counter() - start, 2)
+                assert remote.filenames == local.filenames
+                costs = read_costs(remote._mounts[0], urls, server.process.pid)
+                server.take_gets()
                 gets: list[int] = []
                 read: list[int] = []
 
@@ -190,10 +189,11 @@ def main() -> None:
                     read.append(sum(sizes.get(name, 0) for name in names))
 
                 speeds = epoch_speeds(remote, args.workers, args.epochs, count_gets)
-                result[client].update(
+                result[client] = dict(
+                    costs,
                     remote_images_per_s=[round(s, 1) for s in speeds],
                     fraction_of_local=round(speeds[-1] / local_speeds[-1], 3),
-                    fraction_of_ceiling=round(speeds[-1] / result[client]["ceiling_gets_per_s"], 3),
+                    fraction_of_ceiling=round(speeds[-1] / costs["ceiling_gets_per_s"], 3),
                     gets_per_epoch=gets,
                     bytes_read_per_epoch=read,
                 )
