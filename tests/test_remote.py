@@ -50,6 +50,17 @@ def moto_server():
         server.stop()
 
 
+@contextlib.contextmanager
+def s3_with(pairs: list[tuple[str, str]]):
+    """A moto server holding `pairs` (local folder, bucket/prefix), the test credentials in the
+    environment meanwhile: yields the endpoint URL."""
+    with pytest.MonkeyPatch.context() as patch, moto_server() as (_, endpoint):
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        upload(endpoint, pairs)
+        yield endpoint
+
+
 def upload(endpoint: str, pairs: list[tuple[str, str]]) -> None:
     import s3fs
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
-from test_remote import CREDENTIALS, moto_server, s3_options, upload
+from test_remote import s3_options, s3_with
 
 import xloader as xl
 from xloader.sources.rle import rle_encode
@@ -50,10 +50,7 @@ def layouts(seg_dirs, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def s3(layouts):
-    with pytest.MonkeyPatch.context() as patch, moto_server() as (_, endpoint):
-        for name, value in CREDENTIALS.items():
-            patch.setenv(name, value)
-        upload(endpoint, [(layouts, "bucket/layouts")])
+    with s3_with([(layouts, "bucket/layouts")]) as endpoint:
         yield s3_options(endpoint)
 
 

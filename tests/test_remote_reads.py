@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from test_remote import CREDENTIALS, _Quiet, fault_proxy, http_server, moto_server, s3_options, upload, write_manifest
+from test_remote import _Quiet, fault_proxy, http_server, s3_options, s3_with, write_manifest
 
 import xloader as xl
 from xloader import storage
@@ -21,10 +21,7 @@ from xloader import storage
 
 @pytest.fixture(scope="module")
 def endpoint(class_root):
-    with pytest.MonkeyPatch.context() as patch, moto_server() as (_, url):
-        for name, value in CREDENTIALS.items():
-            patch.setenv(name, value)
-        upload(url, [(class_root, "bucket/train")])
+    with s3_with([(class_root, "bucket/train")]) as url:
         yield url
 
 

@@ -2,16 +2,15 @@
 connection pool of `threads` connections) instead of s3fs's `cat_file`.
 
 # NOTE [ The S3 read path ]
-s3fs runs every call on its asyncio loop thread (aiobotocore): a reader thread hands the call
-over and waits for it. Measured in one run of benchmarks/remote.py (2,000 objects of ~30 kB
-from moto on this 2-core machine, through `Mount.fetch`): 1.44 ms of client CPU per GET with
-botocore against 1.83 ms with s3fs (the server: 1.90 and 1.97 ms), 343 against 329 GETs/s at
-16 in flight: a small saving, as moto, not the client, sets the pace there (docs/remote.md);
-against a fast store the client's CPU per object is what remains. So `s3://` objects are read
-with botocore when every storage option maps onto it; anything else (`requester_pays`,
-`s3_additional_kwargs`, `version_aware`, a `session`, ...) keeps s3fs, whose meaning of those
-options xloader does not restate. Listing always goes through s3fs. `XLOADER_S3_CLIENT=s3fs`
-turns the botocore path off. The bytes are the object's bytes either way.
+s3fs runs every call on its asyncio loop thread (aiobotocore): each of a worker's fetch threads
+hands its call over to that one thread and waits, and that thread competes with decoding for
+the worker's GIL. In two runs of benchmarks/remote.py (2,000 objects of ~30 kB from moto on this
+2-core machine), the torch loader with 2 workers read 314-371 img/s through botocore against
+156-165 through s3fs; per GET, 1.5-1.6 against 1.8-2.0 ms of client CPU (docs/remote.md).
+So `s3://` objects are read with botocore when every storage option maps onto it; anything
+else (`requester_pays`, `s3_additional_kwargs`, `version_aware`, a `session`, ...) keeps s3fs,
+whose meaning of those options xloader does not restate. Listing always goes through s3fs.
+`XLOADER_S3_CLIENT=s3fs` turns the botocore path off. The bytes are the object's bytes either way.
 """
 
 from __future__ import annotations
