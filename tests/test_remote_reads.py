@@ -162,6 +162,10 @@ def test_both_s3_read_clients_give_the_local_batches(endpoint, class_root, monke
         assert mount.s3_client == client
         mount.fs  # noqa: B018 - makes this process's client
         assert (mount._read is not None) == uses_botocore
+        url, data = source.describe(0), open(os.path.join(class_root, source.filenames[0]), "rb").read()
+        assert mount.fetch(storage.byte_range(url, 2, 5)) == data[2:7]
+        assert mount.fetch(storage.byte_range(url, len(data) - 3, 10)) == data[-3:]  # cut where the object ends
+        assert mount.fetch(storage.byte_range(url, 2, 0)) == b""
         loader = DataLoader(source, batch_size=8, shuffle=True, seed=1, num_workers=2, multiprocessing_context="spawn")
         for b, (x, y) in enumerate(loader):
             want_x, want_y = reference.get_batch(0, b)

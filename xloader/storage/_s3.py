@@ -70,7 +70,7 @@ def botocore_reader(storage_options: dict[str, Any], threads: int) -> Reader | N
 
     def read(url: str, start: int | None = None, end: int | None = None) -> bytes:
         bucket, _, key = url.split("://", 1)[1].partition("/")
-        extra = {} if start is None else {"Range": f"bytes={start}-{max(start, (end or 0) - 1)}"}
+        extra = {} if start is None else {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
         try:
             response = client.get_object(Bucket=bucket, Key=key, **extra)
         except botocore.exceptions.ClientError as error:
