@@ -161,19 +161,14 @@ def s3(class_root, seg_dirs, tmp_path_factory):
     shutil.copytree(class_root, manifest_dir)
     files = xl.ImageFolder(class_root, image_size=None).filenames
     write_manifest(manifest_dir, files[::2])
-    with pytest.MonkeyPatch.context() as patch, moto_server() as (_, endpoint):
-        for name, value in CREDENTIALS.items():
-            patch.setenv(name, value)
-        images, masks = seg_dirs
-        upload(
-            endpoint,
-            [
-                (class_root, "bucket/train"),
-                (images, "bucket/seg/images"),
-                (masks, "bucket/seg/masks"),
-                (manifest_dir, "bucket/manifest"),
-            ],
-        )
+    images, masks = seg_dirs
+    pairs = [
+        (class_root, "bucket/train"),
+        (images, "bucket/seg/images"),
+        (masks, "bucket/seg/masks"),
+        (manifest_dir, "bucket/manifest"),
+    ]
+    with s3_with(pairs) as endpoint:
         yield {"endpoint": endpoint, "options": s3_options(endpoint), "manifest_dir": manifest_dir}
 
 
