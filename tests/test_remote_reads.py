@@ -32,7 +32,7 @@ def _object_gets(gets: list[str]) -> collections.Counter:
 
 def test_a_batch_starts_the_fetches_of_the_batch_fetch_ahead_after_it(endpoint, class_root):
     reference = xl.Batches(xl.ImageFolder(class_root, image_size=(16, 16)), batch_size=4, shuffle=True, seed=7)
-    expected = {b: reference.get_batch(0, b) for b in (0, 2, 4, 6)}  # first: another loader in this thread
+    expected = {b: reference.get_batch(0, b) for b in (0, 2, 4, 6, 1)}  # first: another loader in this thread
     gets: list[str] = []  # drops this thread's pending fetches
     with http_server(fault_proxy(endpoint.removeprefix("http://"), {}, [], gets=gets)) as url:
         remote = xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=s3_options(url))
@@ -43,6 +43,10 @@ def test_a_batch_starts_the_fetches_of_the_batch_fetch_ahead_after_it(endpoint, 
         assert sorted(storage._pending_fetches()) == sorted(paths)  # batch 2's, all of them
         for b in (2, 4, 6):  # this caller's next batches
             got[b] = batches.get_batch(0, b)
+        assert storage._pending_fetches() == {}  # batch 8 does not exist: nothing ahead of 6
+        batches.fetch_ahead = -1  # off
+        got[1] = batches.get_batch(0, 1)
+        assert storage._pending_fetches() == {}
         storage.prefetch([])
     for b, batch in got.items():
         for actual, wanted in zip(batch, expected[b], strict=True):
