@@ -4,6 +4,7 @@ server, bit for bit as their local copy (NOTE [ Remote storage ] in xloader/stor
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -123,3 +124,26 @@ def test_a_missing_csv_or_mask_folder_is_named(s3):
             image_size=None,
             storage_options=s3,
         )
+
+
+def test_an_empty_mask_folder_does_not_exist_in_a_store_so_unpaired_background_keeps_its_image(layouts):
+    """by_image: an empty folder is "no objects" on disk; a store has no empty folders."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.put(f"{layouts}/images/", "/empty/images/", recursive=True)
+    memory.put(f"{layouts}/by_image/", "/empty/by_image/", recursive=True)
+    memory.rm("/empty/by_image/0003", recursive=True)  # 0003's folder, now empty on disk:
+    local_masks = shutil.copytree(f"{layouts}/by_image", f"{layouts}/../empty_by_image", dirs_exist_ok=True)
+    shutil.rmtree(os.path.join(local_masks, "0003"))
+    os.mkdir(os.path.join(local_masks, "0003"))
+    options = {"layout": "by_image", "class_names": CLASSES, "image_size": (16, 16)}
+    local = xl.MultiMaskFolder(f"{layouts}/images", local_masks, **options)
+    with pytest.raises(xl.DatasetError, match=r"^1 images have no mask in 'memory://empty/by_image'"):
+        xl.MultiMaskFolder("memory://empty/images", "memory://empty/by_image", **options)
+    remote = xl.MultiMaskFolder("memory://empty/images", "memory://empty/by_image", unpaired="background", **options)
+    assert remote.image_files == local.image_files and remote.mask_files(3) == local.mask_files(3) == []
+    reference, batches = xl.Batches(local, batch_size=8), xl.Batches(remote, batch_size=8)
+    for b in range(len(batches)):
+        for actual, wanted in zip(batches.get_batch(0, b), reference.get_batch(0, b), strict=True):
+            np.testing.assert_array_equal(actual, wanted)
