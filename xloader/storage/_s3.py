@@ -4,9 +4,9 @@ connection pool of `threads` connections) instead of s3fs's `cat_file`.
 # NOTE [ The S3 read path ]
 s3fs runs every call on its asyncio loop thread (aiobotocore): each of a worker's fetch threads
 hands its call over to that one thread and waits, and that thread competes with decoding for
-the worker's GIL. In two runs of benchmarks/remote.py (2,000 objects of ~30 kB from moto on this
+the worker's GIL. In three runs of benchmarks/remote.py (2,000 objects of ~30 kB from moto on this
 2-core machine), the torch loader with 2 workers read 314-371 img/s through botocore against
-156-165 through s3fs; per GET, 1.5-1.6 against 1.8-2.0 ms of client CPU (docs/remote.md).
+156-175 through s3fs; per GET, 1.5-1.6 against 1.8-2.0 ms of client CPU (docs/remote.md).
 So `s3://` objects are read with botocore when every storage option maps onto it; anything
 else (`requester_pays`, `s3_additional_kwargs`, `version_aware`, a `session`, ...) keeps s3fs,
 whose meaning of those options xloader does not restate. Listing always goes through s3fs.
