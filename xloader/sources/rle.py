@@ -194,9 +194,7 @@ class RLEMasks(MaskSource):
             `DatasetError` that lists them. "skip": leave both out, warn, list them in `.skipped`.
             "background": images without rows are samples with an empty mask (Severstal's
             `train.csv` lists only images with defects); rows without an image are skipped.
-        color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
-        cache: as in `ImageMaskFolder`, but images only: masks are made at each load.
-        storage_options: fsspec options when `images_dir` or the CSV is a URL (docs/remote.md).
+        color_mode, interpolation, follow_links, storage_options, cache: as in `ImageMaskFolder` (cache: images only).
         on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
             once now and leaves the bad ones out, listed in `.skipped`).
 
@@ -249,7 +247,6 @@ class RLEMasks(MaskSource):
         super().__init__(transform)
         check_mask_interpolation(self.transform)
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any file is read
-        # NOTE [ Remote storage ]: the CSV is found in its folder's listing.
         self._mounts = storage.mount(images_dir, storage.parent(csv_path), storage_options=storage_options)
         self._configure_images(
             check_directory(images_dir, "images_dir"),
