@@ -50,6 +50,17 @@ def moto_server():
         server.stop()
 
 
+@contextlib.contextmanager
+def s3_with(pairs: list[tuple[str, str]]):
+    """A moto server holding `pairs` (local folder, bucket/prefix), the test credentials in the
+    environment meanwhile: yields the endpoint URL."""
+    with pytest.MonkeyPatch.context() as patch, moto_server() as (_, endpoint):
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        upload(endpoint, pairs)
+        yield endpoint
+
+
 def upload(endpoint: str, pairs: list[tuple[str, str]]) -> None:
     import s3fs
 
@@ -150,19 +161,14 @@ def s3(class_root, seg_dirs, tmp_path_factory):
     shutil.copytree(class_root, manifest_dir)
     files = xl.ImageFolder(class_root, image_size=None).filenames
     write_manifest(manifest_dir, files[::2])
-    with pytest.MonkeyPatch.context() as patch, moto_server() as (_, endpoint):
-        for name, value in CREDENTIALS.items():
-            patch.setenv(name, value)
-        images, masks = seg_dirs
-        upload(
-            endpoint,
-            [
-                (class_root, "bucket/train"),
-                (images, "bucket/seg/images"),
-                (masks, "bucket/seg/masks"),
-                (manifest_dir, "bucket/manifest"),
-            ],
-        )
+    images, masks = seg_dirs
+    pairs = [
+        (class_root, "bucket/train"),
+        (images, "bucket/seg/images"),
+        (masks, "bucket/seg/masks"),
+        (manifest_dir, "bucket/manifest"),
+    ]
+    with s3_with(pairs) as endpoint:
         yield {"endpoint": endpoint, "options": s3_options(endpoint), "manifest_dir": manifest_dir}
 
 

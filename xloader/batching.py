@@ -159,6 +159,8 @@ class Batches:
         (2, 1)
     """
 
+    fetch_ahead = 0  # the caller computes b + fetch_ahead after b (0: unknown, -1: never): NOTE [ Remote storage ]
+
     def __init__(
         self,
         dataset: Source,
@@ -360,7 +362,9 @@ class Batches:
         """The samples of (epoch, batch), loaded and stacked: the batch before its `batch_transform`."""
         indices = self.plan.batch_indices(epoch, batch)
         if storage.active() and isinstance(self.dataset, SupportsPaths):  # NOTE [ Remote storage ]
-            storage.prefetch(self.dataset.paths_of(indices.tolist()))
+            after = batch + self.fetch_ahead if self.fetch_ahead > 0 else len(self)
+            upcoming = self.plan.batch_indices(epoch, after).tolist() if after < len(self) else []
+            storage.prefetch(self.dataset.paths_of(indices.tolist()), self.dataset.paths_of(upcoming))
         xs = BatchWriter(len(indices), "x", allocate)
         ys = BatchWriter(len(indices), "y", allocate) if self.with_targets else None
         # NOTE [ Normalize fused into the batch write ] (xloader/_fused_normalize.py)

@@ -173,6 +173,9 @@ class _BatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int, int | None]) -> Any:
         epoch, batch, slot = key
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and self.batches.fetch_ahead == 0:  # NOTE [ Remote storage ]
+            self.batches.fetch_ahead = worker.num_workers  # torch hands worker w batches w, w + W, ...
         if slot is not None and self.slots is not None:
             # Built in place in the slot, already NCHW: NOTE [ Shared-memory slots ].
             try:

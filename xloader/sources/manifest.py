@@ -310,9 +310,10 @@ class ImageManifest(ManifestRows, ImageSource):
         real_dirs: dict[str, str] = {}
         escaping: list[str] = []
         missing: list[tuple[int, str]] = []
+        remote = storage.locate_all(self.base_dir, paths)  # NOTE [ Remote storage ]: URLs checked at once
         for row, path in enumerate(paths):
             assert path is not None  # rows with a bad path were refused before
-            problem = self._locate(path, real_base, real_dirs)
+            problem = remote[path] if path in remote else self._locate(path, real_base, real_dirs)
             if problem is None:
                 continue
             kind, detail = problem

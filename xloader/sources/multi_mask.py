@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from xloader import storage
 from xloader._checks import check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
 from xloader.cache import DecodedCache
@@ -90,6 +91,7 @@ class MultiMaskFolder(MaskSource):
             without images are skipped.
         color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
         cache: as in `ImageMaskFolder`, but images only: masks are made at each load.
+        storage_options: fsspec options when the folders are URLs (docs/remote.md).
         on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
             once now and leaves the bad ones out, listed in `.skipped`).
 
@@ -132,9 +134,11 @@ class MultiMaskFolder(MaskSource):
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         cache: str | os.PathLike[str] | DecodedCache | None = None,
+        storage_options: dict | None = None,
     ):
         check_choice("layout", layout, ("by_image", "by_class"))
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
+        self._mounts = storage.mount(images_dir, masks_dir, storage_options=storage_options)  # NOTE [ Remote storage ]
         self._configure(images_dir, masks_dir, layout, transform, unpaired, image_size, color_mode, interpolation, max_pixels, cache)
         self._on_bad_file = on_bad_file
         names = check_class_names(class_names)
@@ -167,6 +171,7 @@ class MultiMaskFolder(MaskSource):
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         cache: str | os.PathLike[str] | DecodedCache | None = None,
+        storage_options: dict | None = None,
     ) -> MultiMaskFolder:
         """One folder per sample, as in the Data Science Bowl 2018's `stage1_train`:
 
@@ -181,6 +186,7 @@ class MultiMaskFolder(MaskSource):
         """
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
         source = cls.__new__(cls)
+        source._mounts = storage.mount(root, storage_options=storage_options)  # NOTE [ Remote storage ]
         source._configure(root, root, "sample_folders", transform, unpaired, image_size, color_mode, interpolation, max_pixels, cache)
         source._on_bad_file = on_bad_file
         source.class_names = check_class_names(class_names)
@@ -191,11 +197,11 @@ class MultiMaskFolder(MaskSource):
         found: dict[str, str] = {}
         groups: dict[str, list[str]] = {}
         no_mask: list[str] = []
-        with os.scandir(top) as entries:
+        with storage.scandir(top) as entries:
             sample_names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
         for sample in sample_names:
             image_folder = os.path.join(top, sample, images)
-            files = list_image_files(image_folder, follow_links=False) if os.path.isdir(image_folder) else []
+            files = list_image_files(image_folder, follow_links=False) if storage.isdir(image_folder) else []
             if len(files) != 1:
                 raise DatasetError(
                     f"sample folder {os.path.join(top, sample)!r} has {len(files)} images in {images}/"
@@ -203,7 +209,7 @@ class MultiMaskFolder(MaskSource):
                 )
             found[sample] = os.path.join(sample, images, files[0])
             mask_folder = os.path.join(top, sample, masks)
-            if os.path.isdir(mask_folder):
+            if storage.isdir(mask_folder):
                 groups[sample] = [
                     os.path.join(sample, masks, f) for f in list_image_files(mask_folder, follow_links=False)
                 ]
@@ -269,14 +275,14 @@ class MultiMaskFolder(MaskSource):
         no_mask = []
         for stem, path in images.items():
             if stem not in groups:
-                if os.path.isdir(os.path.join(self.masks_dir, stem)):
+                if storage.isdir(os.path.join(self.masks_dir, stem)):
                     groups[stem] = []  # an empty folder: the image has no objects
                 else:
                     no_mask.append(os.path.join(self.images_dir, path))
         return groups, no_mask, no_image
 
     def _class_folders(self, names: list[str] | None) -> list[str]:
-        with os.scandir(self.masks_dir) as entries:
+        with storage.scandir(self.masks_dir) as entries:
             visible = [e for e in entries if not e.name.startswith(".")]
         folders = sorted(e.name for e in visible if e.is_dir())
         self._stray_files(sorted(e.name for e in visible if e.is_file() and is_image_file(e.name, IMAGE_EXTENSIONS)))
@@ -391,6 +397,14 @@ class MultiMaskFolder(MaskSource):
         """Mask paths of sample `index`, relative to `masks_dir`, in the order they are merged."""
         masks = self._index.masks
         return [masks.columns["paths"][i] for i in masks.span(index)]
+
+    def paths_of(self, indices: Sequence[int]) -> list[str]:
+        """The image files (unless the decoded cache holds them) and every mask file of the
+        samples at `indices` (`SupportsPaths`): a batch's remote objects are fetched together."""
+        masks = self._index.masks
+        paths = masks.columns["paths"]
+        mask_paths = [os.path.join(self.masks_dir, paths[i]) for index in indices for i in masks.span(index)]
+        return super().paths_of(indices) + mask_paths
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         fmt = self.mask_format

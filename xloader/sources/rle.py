@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from xloader import storage
 from xloader._checks import check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
 from xloader.cache import DecodedCache
@@ -193,8 +194,7 @@ class RLEMasks(MaskSource):
             `DatasetError` that lists them. "skip": leave both out, warn, list them in `.skipped`.
             "background": images without rows are samples with an empty mask (Severstal's
             `train.csv` lists only images with defects); rows without an image are skipped.
-        color_mode, interpolation, follow_links: as in `ImageMaskFolder`.
-        cache: as in `ImageMaskFolder`, but images only: masks are made at each load.
+        color_mode, interpolation, follow_links, storage_options, cache: as in `ImageMaskFolder` (cache: images only).
         on_bad_file, max_pixels: as in `ImageMaskFolder` ("skip" decodes every image and mask
             once now and leaves the bad ones out, listed in `.skipped`).
 
@@ -242,10 +242,12 @@ class RLEMasks(MaskSource):
         on_bad_file: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         cache: str | os.PathLike[str] | DecodedCache | None = None,
+        storage_options: dict | None = None,
     ):
         super().__init__(transform)
         check_mask_interpolation(self.transform)
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any file is read
+        self._mounts = storage.mount(images_dir, storage.parent(csv_path), storage_options=storage_options)
         self._configure_images(
             check_directory(images_dir, "images_dir"),
             image_size=image_size,
@@ -255,7 +257,7 @@ class RLEMasks(MaskSource):
             cache=cache,
         )
         self.csv_path = os.fspath(csv_path)
-        if not os.path.isfile(self.csv_path):
+        if not storage.isfile(self.csv_path):
             raise FileNotFoundError(f"csv_path {self.csv_path!r} does not exist or is not a file.")
         self.order = _check_order(order)
         check_choice("unpaired", unpaired, ("raise", "skip", "background"))

@@ -16,11 +16,14 @@
   at most that long (plus a second), whatever the client's own retries do. Then a
   `StorageError` (a `BadImageError`) names the URL and the last cause. A missing object or a
   refused permission is not retried.
-- `prefetch(urls)` (called by `Batches.get_batch` for sources that are `SupportsPaths`) starts every
-  fetch of a batch at once on a bounded thread pool; `read_url` then takes each result as the
-  batch is decoded in order, so decoding overlaps the fetches. Pending fetches belong to the
-  calling thread (a thread worker's batch never takes another's bytes) and are dropped when that
-  thread prefetches its next batch.
+- `prefetch(urls, ahead)` (called by `Batches.get_batch` for sources that are `SupportsPaths`)
+  starts every fetch of a batch at once on a bounded thread pool, then those of the batch the
+  caller computes next (`Batches.fetch_ahead`: a torch worker's next batch is `b + num_workers`);
+  `read_url` takes each result as the batch is decoded in order, so decoding overlaps the
+  fetches, and the next batch's bytes arrive while this one decodes. Pending fetches belong to
+  the calling thread (a thread worker's batch never takes another's bytes); when the thread
+  starts its next batch, those it does not name again are dropped. A thread thus holds at most
+  two batches' bytes, and an object the caller does compute next is fetched once, not twice.
 - The bytes are the object's bytes: what is decoded is identical to the same file on disk, so
   batches are bit-identical across storage (NOTE [ The one function ] in batching.py).
 """
@@ -28,6 +31,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import posixpath
 import threading
@@ -51,9 +55,11 @@ from xloader.storage._mount import (
     mount,
     mount_for,
 )
+from xloader.storage._s3 import S3_CLIENT_ENV
 
 __all__ = [
     "RETRY_SECONDS_ENV",
+    "S3_CLIENT_ENV",
     "THREADS_ENV",
     "Mount",
     "StorageError",
@@ -97,12 +103,14 @@ def _pending_fetches() -> dict[str, Future[bytes]]:
     return _pending.futures
 
 
-def prefetch(paths: Iterable[str]) -> None:
+def prefetch(paths: Iterable[str], ahead: Iterable[str] = ()) -> None:
     """Start fetching every URL among `paths` (local paths are ignored) for this thread's next
-    reads; fetches this thread started before and has not read are dropped."""
+    reads, then those among `ahead` (the batch this thread computes after: they queue behind
+    `paths` on the pool). Fetches this thread started before and that neither names are dropped
+    (cancelled if not started), so a thread holds at most two batches' bytes."""
     previous = _pending_fetches()
     futures: dict[str, Future[bytes]] = {}
-    for path in paths:
+    for path in itertools.chain(paths, ahead):
         if path not in futures and is_url(path):
             futures[path] = previous.pop(path) if path in previous else mount_for(path).submit(path)
     for future in previous.values():
@@ -231,6 +239,31 @@ def locate(url: str) -> tuple[str, str] | None:
     """For the manifest's file check: None if the object exists, else ("missing", "not found").
     A store that does not answer raises `StorageError` (an outage is not a missing file)."""
     return None if isfile(url) else ("missing", "not found")
+
+
+def locate_all(base: str, paths: Iterable[str | None]) -> dict[str, tuple[str, str] | None]:
+    """`locate` of each `path` joined to a URL `base` ({} for a local `base`), keyed by `path`.
+    Listed objects answer from the listing; the others (over http, no listing) are asked with
+    one HEAD each, all at once on the mount's pool (`XLOADER_STORAGE_THREADS` in flight).
+    Raises `StorageError` for the first (in `paths` order) that keeps failing."""
+    if not is_url(base):
+        return {}
+    found: dict[str, tuple[str, str] | None] = {}
+    probes: dict[str, Future[dict[str, Any] | None]] = {}
+    for path in paths:
+        if path is None or path in found or path in probes or not is_url(url := posixpath.join(base, path)):
+            continue
+        if _listed_mount(url) is not None:
+            found[path] = locate(url)
+        else:
+            probes[path] = mount_for(url)._pool().submit(_probe, url)
+    try:
+        for path, probe in probes.items():
+            found[path] = None if probe.result() is not None else ("missing", "not found")
+    finally:
+        for probe in probes.values():
+            probe.cancel()
+    return found
 
 
 def open_text(path: str, **options: Any) -> Any:

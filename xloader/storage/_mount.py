@@ -15,6 +15,7 @@ import numpy as np
 
 from xloader._strings import StringTable
 from xloader.errors import BadImageError
+from xloader.storage._s3 import Reader, botocore_reader, client_choice
 
 __all__ = ["RETRY_SECONDS_ENV", "THREADS_ENV", "Mount", "StorageError", "is_url", "mount", "mount_for"]
 
@@ -88,12 +89,14 @@ class Mount:
         self.retry_seconds = _env_float(RETRY_SECONDS_ENV, _DEFAULT_RETRY_SECONDS)
         self.threads = int(_env_float(THREADS_ENV, _DEFAULT_THREADS))
         self.scheme = _split(root)[0]
+        self.s3_client = client_choice()  # NOTE [ The S3 read path ] (_s3.py)
         # The listing, sorted by key (relative to root), in compact columns: a worker holding a
         # million keys holds three buffers, not a million Python objects (xloader/_strings.py).
         self._keys: StringTable | None = None
         self._sizes = np.zeros(0, dtype=np.int64)
         self._stamps = StringTable([])  # ETag or modification time
         self._fs: Any = None
+        self._read: Reader | None = None
         self._pid = -1
         self._executor: ThreadPoolExecutor | None = None
         if listed and self.scheme not in _UNLISTABLE:
@@ -110,6 +113,7 @@ class Mount:
             "retry_seconds": self.retry_seconds,
             "threads": self.threads,
             "scheme": self.scheme,
+            "s3_client": self.s3_client,
             "_keys": self._keys,
             "_sizes": self._sizes,
             "_stamps": self._stamps,
@@ -117,7 +121,7 @@ class Mount:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._fs, self._pid, self._executor = None, -1, None
+        self._fs, self._read, self._pid, self._executor = None, None, -1, None
         _register(self)
 
     # --- the client, per process ------------------------------------------------------------
@@ -144,6 +148,8 @@ class Mount:
         self._fs = fsspec.filesystem(self.scheme, skip_instance_cache=True, **options)
         if self.scheme in ("s3", "s3a"):
             self._fs.retries = 1
+            if self.s3_client == "botocore":
+                self._read = botocore_reader(self.storage_options, self.threads)
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="xloader-fetch")
         self._pid = os.getpid()
 
@@ -245,15 +251,17 @@ class Mount:
     def fetch(self, url: str) -> bytes:
         """The object's bytes (or those of its byte range, `byte_range`), retried as `_call`
         says; raises `StorageError`. A range is one ranged GET, shorter where the object ends."""
+        fs = self.fs
+        read = self._read or (lambda url, start, end: fs.cat_file(url, start=start, end=end))
         ranged = _RANGE.search(url)
         if ranged is not None:
             whole, start, end = url[: ranged.start()], int(ranged.group(1)), int(ranged.group(2))
-            fs = self.fs
-            return bytes(self._call(lambda: fs.cat_file(whole, start=start, end=end), url))
+            if end <= start:  # HTTP has no empty range: a server would send the whole object
+                return b""
+            return bytes(self._call(lambda: read(whole, start, end), url))
         relative = self.relative(url)
         listed = self.stat(relative) if relative is not None else None
-        fs = self.fs
-        data = self._call(lambda: fs.cat_file(url), url, expected_size=listed[0] if listed else None)
+        data = self._call(lambda: read(url, None, None), url, expected_size=listed[0] if listed else None)
         if not data:
             raise _error(url, "the object is empty (0 bytes)")
         return bytes(data)
@@ -326,7 +334,10 @@ def mount(*locations: object, storage_options: dict[str, Any] | None = None) -> 
             f"storage_options={storage_options!r} is for fsspec URLs (s3://, gs://, http(s)://, memory://, file://); "
             "the paths given are local. Leave storage_options out."
         )
-    mounts = tuple(Mount(url, storage_options) for url in dict.fromkeys(urls))
+    # A URL below another one given here is answered by that one's listing: list once.
+    roots = [url if url.endswith("://") else url.rstrip("/") for url in dict.fromkeys(urls)]
+    roots = [url for url in roots if not any(other != url and url.startswith(other + "/") for other in roots)]
+    mounts = tuple(Mount(url, storage_options) for url in dict.fromkeys(roots))
     for each in mounts:
         _register(each)
     return mounts
