@@ -56,14 +56,14 @@ def test_remote_block_order_makes_one_request_per_block(s3_packed):
     endpoint, url = s3_packed
     counts = {}
     for order in ("random", "block"):
-        shards = xl.TarShards(url, image_size=SIZE, order=order, block_size=4, storage_options=s3_options(endpoint))
+        shards = xl.TarShards(
+            url, image_size=SIZE, order=order, block_size="16KB", storage_options=s3_options(endpoint)
+        )
         batches = xl.Batches(shards, batch_size=8, shuffle=True, seed=2)
         for b in range(len(batches)):
             batches.get_batch(0, b)
-        counts[order] = shards.reads
-    index = xl.TarShards(url, storage_options=s3_options(endpoint))._index
-    blocks = len({(i // 4, int(shard)) for i, shard in enumerate(index.shard)})
-    assert counts == {"random": 28, "block": blocks}
+        counts[order] = (shards.reads, shards.blocks)
+    assert counts == {"random": (28, 0), "block": (12, 12)}  # 16 KB stretches of the 3 shards
 
 
 def test_a_missing_remote_index_says_what_to_do(s3_packed):

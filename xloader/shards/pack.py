@@ -32,21 +32,22 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "M
 _SINGLE_LABEL_MODES = ("int", "categorical", "binary")
 
 
-def parse_size(size: object) -> int:
-    """Bytes from an int or a string such as "256MB" (10**6 bytes per MB) or "1GiB" (2**30)."""
+def parse_size(size: object, name: str = "shard_size") -> int:
+    """Bytes from an int or a string such as "256MB" (10**6 bytes per MB) or "1GiB" (2**30);
+    errors name the option `name`."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         number = int(size)
     elif isinstance(size, str) and (match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", size)):
         unit = match.group(2).upper()
         if unit not in _UNITS:
             raise ValueError(
-                f"shard_size {size!r} has an unknown unit {match.group(2)!r}; use B, KB, MB, GB, KiB, MiB or GiB."
+                f"{name} {size!r} has an unknown unit {match.group(2)!r}; use B, KB, MB, GB, KiB, MiB or GiB."
             )
         number = int(float(match.group(1)) * _UNITS[unit])
     else:
-        raise TypeError(f"shard_size must be a number of bytes or a string such as '256MB', got {size!r}.")
+        raise TypeError(f"{name} must be a number of bytes or a string such as '256MB', got {size!r}.")
     if number <= 0:
-        raise ValueError(f"shard_size must be positive, got {size!r}.")
+        raise ValueError(f"{name} must be positive, got {size!r}.")
     return number
 
 

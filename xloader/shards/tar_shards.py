@@ -25,9 +25,10 @@ from xloader import storage
 from xloader._checks import check_choice, check_int
 from xloader.decoding import decode_image, decode_mask
 from xloader.errors import BadImageError, DatasetError
-from xloader.shards._block_order import block_order
+from xloader.shards._block_order import block_bounds, block_order
 from xloader.shards._index import member_extension, read_index
 from xloader.shards._reader import ShardReader
+from xloader.shards.pack import parse_size
 from xloader.sources._base import ImageSource, class_target
 from xloader.sources._index import SampleIndex
 from xloader.sources._mask_values import MaskValues
@@ -85,12 +86,15 @@ class TarShards(ImageSource):
         on_bad_file: "raise" (default) or "skip", as in `ImageFolder`; damaged members count
             as bad files.
         order: what a loader with `shuffle=True` does: "random" (default), the full
-            permutation every source gets; "block" (NOTE [ Block order ]): blocks of
-            `block_size` neighbouring samples are shuffled and mixed `window` blocks at a time,
-            for storage where long sequential reads are much cheaper than many small ones. Both
-            are pure functions of (seed, epoch), the same for any worker count.
-        block_size, window: the block order's run length (samples) and mixing width (blocks);
-            each thread caches `2 * window` blocks.
+            permutation every source gets; "block" (NOTE [ Block order ]): blocks of about
+            `block_size` bytes of neighbouring samples are shuffled and mixed `window` blocks at
+            a time, for storage where long sequential reads are much cheaper than many small
+            ones (one read per block and worker process). Both are pure functions of
+            (seed, epoch), the same for any worker count.
+        block_size: the block order's read size, in bytes of one shard: an int, or a string
+            such as "4MB" (10**6 bytes per MB) or "4MiB" (2**20), as `pack`'s `shard_size`.
+        window: the block order's mixing width, in blocks. Each process caches up to
+            `2 * window * block_size` bytes of blocks (NOTE [ Block reads ]).
         storage_options: fsspec options for a URL `path` (e.g. `{"endpoint_url": ...}`).
 
     Raises:
@@ -124,7 +128,7 @@ class TarShards(ImageSource):
         downscale_on_decode: bool = AS_PACKED,
         on_bad_file: str = "raise",
         order: str = "random",
-        block_size: int = 16,
+        block_size: int | str = "4MB",
         window: int = 16,
         storage_options: dict[str, Any] | None = None,
     ):
@@ -169,17 +173,23 @@ class TarShards(ImageSource):
             self.y_is_image = self.label_mode == "input"
         check_choice("order", order, ("random", "block"))
         self.order = order
-        self.block_size, self.window = check_int("block_size", block_size, 1), check_int("window", window, 1)
+        self.block_size = parse_size(block_size, "block_size")
+        self.window = check_int("window", window, 1)
         self._shards: list[dict[str, Any]] = meta["shards"]
         self._key_width: int = meta["key_width"]
         count = len(columns["shard"])
         self._index = SampleIndex(**columns, position=np.arange(count, dtype=np.int64))  # position: the key
-        self._reader = ShardReader([self._shard_path(n) for n in range(len(self._shards))], 2 * self.window)
+        self._reader = ShardReader(
+            [self._shard_path(n) for n in range(len(self._shards))], 2 * self.window * self.block_size
+        )
         self.skipped: list[tuple[str, str]] = []
         check_choice("on_bad_file", on_bad_file, ("raise", "skip"))
         if on_bad_file == "raise":
             self._check_shard_sizes()
+        self._find_blocks()
         self._apply_bad_file_policy(on_bad_file)
+        if self.skipped:  # rows were left out: blocks are cut again from the rows left
+            self._find_blocks()
 
     def _configure_masks(self, mode: object, dtype: object, num_classes: object, values: Any) -> None:
         check_mask_interpolation(self.transform)
@@ -200,9 +210,7 @@ class TarShards(ImageSource):
             size = _size(path)
             if size is None or size >= shard["bytes"]:
                 continue
-            ends = index.offset + index.size
-            if "mask_size" in index.columns:
-                ends = np.maximum(ends, index.mask_offset + index.mask_size)
+            ends = self._member_spans()[1]
             cut = np.flatnonzero((index.shard == number) & (ends > size))
             first = self.key(int(cut[0])) if len(cut) else "none"
             raise DatasetError(
@@ -231,7 +239,8 @@ class TarShards(ImageSource):
         shard = int(self._index.shard[index])
         try:
             if self.order == "block":  # NOTE [ Block reads ]
-                start, block = self._reader.block(index // self.block_size, self._block_spans(index))[shard]
+                block_number = self._block_of(index)
+                start, block = self._reader.block(block_number, self._block_spans(block_number))[shard]
                 data = block[offset - start : offset - start + size]
             else:
                 data = self._reader.read(shard, offset, size)
@@ -247,20 +256,36 @@ class TarShards(ImageSource):
             raise _bad(member, "the shard is corrupted: the member's CRC-32 differs from the one packed. Pack again")
         return data
 
-    def _block_spans(self, index: int) -> dict[int, tuple[int, int]]:
-        """{shard: (first byte, end)} of the members of the block holding sample `index`."""
+    def _member_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each sample's first member byte and the end of its last member in its shard (int64)."""
         rows = self._index
-        block = slice(index // self.block_size * self.block_size, (index // self.block_size + 1) * self.block_size)
-        shards, starts, ends = rows.shard[block], rows.offset[block], rows.offset[block] + rows.size[block]
+        starts, ends = rows.offset, rows.offset + rows.size
         if "mask_size" in rows.columns:
-            has_mask = rows.mask_size[block] >= 0
-            masks_start, masks_end = rows.mask_offset[block], rows.mask_offset[block] + rows.mask_size[block]
-            starts = np.where(has_mask, np.minimum(starts, masks_start), starts)
-            ends = np.where(has_mask, np.maximum(ends, masks_end), ends)
-        return {
-            int(shard): (int(starts[shards == shard].min()), int(ends[shards == shard].max()))
-            for shard in np.unique(shards)
-        }
+            has_mask = rows.mask_size >= 0
+            starts = np.where(has_mask, np.minimum(starts, rows.mask_offset), starts)
+            ends = np.where(has_mask, np.maximum(ends, rows.mask_offset + rows.mask_size), ends)
+        return starts, ends
+
+    def _find_blocks(self) -> None:
+        """Cut the rows into blocks (NOTE [ Block order ]) and forget cached blocks."""
+        self._reader.close()
+        if self.order == "block":
+            self._starts, self._ends = self._member_spans()
+            self._bounds = block_bounds(self._index.shard, self._starts, self.block_size)
+
+    def _block_of(self, index: int) -> int:
+        return int(np.searchsorted(self._bounds, index, side="right")) - 1
+
+    def _block_spans(self, block: int) -> dict[int, tuple[int, int]]:
+        """{shard: (first byte, end)} of the members of block `block` (one shard)."""
+        first, stop = int(self._bounds[block]), int(self._bounds[block + 1])
+        shard = int(self._index.shard[first])
+        return {shard: (int(self._starts[first:stop].min()), int(self._ends[first:stop].max()))}
+
+    @property
+    def blocks(self) -> int:
+        """How many blocks `order="block"` reads (NOTE [ Block order ]); 0 with `order="random"`."""
+        return len(self._bounds) - 1 if self.order == "block" else 0
 
     def _image_bytes(self, index: int) -> bytes:
         row = self._index
@@ -321,10 +346,10 @@ class TarShards(ImageSource):
             return []
         rows, ranges = self._index, []
         if self.order == "block":
-            blocks = sorted({index // self.block_size for index in indices})
+            blocks = sorted({self._block_of(index) for index in indices})
             for block in blocks:
                 if not self._reader.cached(block):
-                    spans = self._block_spans(block * self.block_size)
+                    spans = self._block_spans(block)
                     ranges += [storage.byte_range(self._shard_path(s), a, b - a) for s, (a, b) in spans.items()]
             return ranges
         for index in indices:
@@ -342,7 +367,7 @@ class TarShards(ImageSource):
         """With `order="block"`, the block order of `epoch` (`SupportsEpochOrder`); else None."""
         if self.order != "block":
             return None
-        return block_order(seed, epoch, len(self), block_size=self.block_size, window=self.window)
+        return block_order(seed, epoch, self._bounds, window=self.window)
 
     def _target(self, index: int) -> np.ndarray:
         return class_target(self.label_mode, self._index.labels[index], len(self.class_names or ()))
