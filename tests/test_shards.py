@@ -3,6 +3,7 @@ batches of the packed source, bit for bit."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -350,10 +351,13 @@ def test_blocks_are_cut_by_bytes_within_a_shard():
 
     shard = np.array([0, 0, 0, 0, 1, 1, 1])
     start = np.array([0, 100, 250, 420, 0, 300, 310])
-    # shard 0: bytes 0-199 | 200-399 | 400-; shard 1 starts a block: 0-199 | 200-399
-    assert block_bounds(shard, start, 200).tolist() == [0, 2, 3, 4, 5, 7]
-    assert block_bounds(shard, start, 1000).tolist() == [0, 4, 7]
-    assert block_bounds(shard[:0], start[:0], 200).tolist() == [0]
+    sizes = np.array([600, 400])
+    # shard 0: bytes 0-199 | 200-399 | 400-599; shard 1 starts a block: 0-199 | 200-399
+    assert block_bounds(shard, start, sizes, 200).tolist() == [0, 2, 3, 4, 5, 7]
+    # 600 / 250 rounds to 2 stretches of 300 bytes, 400 / 250 to 2 of 200
+    assert block_bounds(shard, start, sizes, 250).tolist() == [0, 3, 4, 5, 7]
+    assert block_bounds(shard, start, sizes, 1000).tolist() == [0, 4, 7]  # a shard smaller than a block is one
+    assert block_bounds(shard[:0], start[:0], sizes, 200).tolist() == [0]
 
 
 def test_block_order_golden_and_windows():
@@ -380,7 +384,8 @@ def _bounds(path: str, block_size: int) -> np.ndarray:
     from xloader.shards._block_order import block_bounds
 
     index = np.load(os.path.join(path, INDEX_NAME))
-    return block_bounds(index["shard"], index["offset"], block_size)
+    sizes = [shard["bytes"] for shard in json.loads(index["meta"].tobytes())["shards"]]
+    return block_bounds(index["shard"], index["offset"], np.array(sizes), block_size)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -391,7 +396,7 @@ def test_block_order_batches_are_the_same_for_any_worker_count(class_root, packe
     folder = xl.ImageFolder(class_root, image_size=SIZE)
     shards = xl.TarShards(packed_classes, image_size=SIZE, order="block", block_size="16KB", window=2)
     bounds = _bounds(packed_classes, 16_000)
-    assert bounds.tolist() == [0, 3, 5, 7, 9, 11, 13, 16, 17, 20, 22, 26, 28]  # 16 KB of a shard, or its end
+    assert bounds.tolist() == [0, 3, 5, 7, 9, 11, 13, 16, 18, 20, 22, 26, 28]  # shards of 82, 82, 31 KB: 5, 5, 2
     batches = xl.Batches(shards, batch_size=8, shuffle=True, seed=3)
     loader = DataLoader(shards, batch_size=8, shuffle=True, seed=3, num_workers=num_workers, layout="NHWC")
     for epoch in range(2):
@@ -422,7 +427,7 @@ def test_block_order_reads_each_block_once_per_epoch(packed_seg):
     members = 22 + int(np.count_nonzero(index["mask_size"] >= 0))  # images and masks
     assert members == 44
     assert _reads_in_one_epoch(packed_seg, "random") == (members, 0)
-    # 13 blocks: 16 KB stretches of the 4 shards (a sample's image and mask are one span)
+    # 13 blocks: about 16 KB stretches of the 4 shards (a sample's image and mask are one span)
     assert _reads_in_one_epoch(packed_seg, "block") == (13, 13)
 
 

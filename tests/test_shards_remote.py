@@ -3,6 +3,8 @@ the local folder, bit for bit, and the block order makes one request per block."
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import numpy as np
@@ -11,6 +13,7 @@ from parity_data import augmentation
 from test_remote import moto_server, s3_options, upload
 
 import xloader as xl
+from xloader.cli import main
 
 SIZE = (32, 40)
 
@@ -70,3 +73,71 @@ def test_a_missing_remote_index_says_what_to_do(s3_packed):
     endpoint, url = s3_packed
     with pytest.raises(FileNotFoundError, match=re.escape("'s3://bucket/nothing' has no xloader-index.npz")):
         xl.TarShards("s3://bucket/nothing", storage_options=s3_options(endpoint))
+
+
+# --- pack into a URL ---------------------------------------------------------------------------
+
+
+def test_pack_into_a_url_writes_the_local_files_bytes(class_root, tmp_path):
+    import fsspec
+
+    local = xl.pack(xl.ImageFolder(class_root, image_size=None), tmp_path / "local", shard_size="60KB", progress=False)
+    remote = xl.pack(
+        xl.ImageFolder(class_root, image_size=None), "memory://xl-pack/a", shard_size="60KB", progress=False
+    )
+    assert (remote.out, remote.samples, remote.shards, remote.bytes) == ("memory://xl-pack/a", 28, 3, local.bytes)
+    fs = fsspec.filesystem("memory")
+    names = sorted(os.listdir(local.out))
+    assert [name.rsplit("/", 1)[-1] for name in sorted(fs.ls("/xl-pack/a", detail=False))] == names
+    for name in names:
+        with open(os.path.join(local.out, name), "rb") as file:
+            assert fs.cat_file(f"memory://xl-pack/a/{name}") == file.read(), name
+    with pytest.raises(FileExistsError, match=re.escape("'memory://xl-pack/a' already holds a packed dataset.")):
+        xl.pack(xl.ImageFolder(class_root, image_size=None), "memory://xl-pack/a", progress=False)
+
+
+def test_a_failed_pack_into_a_url_leaves_no_shards(class_root, tmp_path):
+    import shutil
+
+    import fsspec
+
+    root = shutil.copytree(class_root, tmp_path / "copy")
+    source = xl.ImageFolder(root, image_size=None)
+    os.remove(source.filepaths[20])  # listed, then gone: the pack fails after writing shards
+    with pytest.raises(xl.BadImageError, match=re.escape(os.path.basename(source.filepaths[20]))):
+        xl.pack(source, "memory://xl-pack/failed", shard_size="60KB", progress=False)
+    assert fsspec.filesystem("memory").find("/xl-pack/failed") == []
+
+
+def test_pack_into_s3_gives_the_folder_batches(class_root):
+    with moto_server() as (_, endpoint):
+        upload(endpoint, [])  # the bucket
+        options = s3_options(endpoint)
+        result = xl.pack(
+            xl.ImageFolder(class_root, image_size=None),
+            "s3://bucket/direct",
+            shard_size="60KB",
+            progress=False,
+            storage_options=options,
+        )
+        assert (result.samples, result.shards) == (28, 3)
+        transform = augmentation("classification")
+        shards = xl.TarShards(
+            "s3://bucket/direct", image_size=SIZE, transform=transform, order="block", storage_options=options
+        )
+        folder = xl.ImageFolder(class_root, image_size=SIZE, transform=transform)
+        got = xl.Batches(shards, batch_size=8, shuffle=True, seed=5)
+        order = shards.epoch_order(5, 1)
+        for b in range(len(got)):
+            x, y = got.get_batch(1, b)
+            indices = order[b * 8 : (b + 1) * 8]
+            np.testing.assert_array_equal(
+                x, np.stack([folder.load(int(i), seed=5, epoch=1, with_targets=False)[0] for i in indices])
+            )
+            np.testing.assert_array_equal(y, folder.labels[indices])
+        assert shards.reads == shards.blocks == 3  # 60 KB shards, 4 MB blocks: one GET per shard
+        # the command line: OUT a URL, its options from --storage-options
+        argv = ["pack", class_root, "s3://bucket/cli", "--shard-size", "60KB", "--storage-options", json.dumps(options)]
+        assert main([*argv, "-q"]) == 0
+        cli = xl.TarShards("s3://bucket/cli", storage_options=options)
+        assert (len(cli), cli.shards[-1], cli.filenames) == (28, "s3://bucket/cli/shard-000002.tar", folder.filenames)

@@ -65,9 +65,9 @@ def is_packed(path: str) -> bool:
 Columns = dict[str, "np.ndarray | StringTable"]
 
 
-def write_index(root: str, meta: dict[str, Any], columns: Columns) -> str:
-    """Write `meta` and the per-sample `columns` (arrays, or `StringTable`s saved as two arrays) as
-    `root/xloader-index.npz`, through a temporary name so a reader never sees half a file."""
+def index_bytes(meta: dict[str, Any], columns: Columns) -> bytes:
+    """The index file holding `meta` and the per-sample `columns` (arrays, or `StringTable`s
+    saved as two arrays): an uncompressed `.npz`."""
     arrays: dict[str, np.ndarray] = {}
     for name, column in columns.items():
         if isinstance(column, StringTable):
@@ -75,9 +75,18 @@ def write_index(root: str, meta: dict[str, Any], columns: Columns) -> str:
         else:
             arrays[name] = column
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
+    return buffer.getvalue()
+
+
+def write_index(root: str, meta: dict[str, Any], columns: Columns) -> str:
+    """Write `index_bytes(meta, columns)` as `root/xloader-index.npz` (a local folder), through a
+    temporary name so a reader never sees half a file."""
     path = index_path(root)
-    temporary = path + ".partial.npz"
-    np.savez(temporary, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
+    temporary = path + ".partial"
+    with open(temporary, "wb") as file:
+        file.write(index_bytes(meta, columns))
     os.replace(temporary, path)
     return path
 

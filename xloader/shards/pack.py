@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -9,7 +10,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,11 +21,12 @@ from xloader.shards._index import (
     INDEX_NAME,
     VERSION,
     Columns,
+    index_bytes,
     key_width,
     member_extension,
     shard_name,
-    write_index,
 )
+from xloader.shards._output import Output
 
 __all__ = ["PackResult", "pack"]
 
@@ -136,9 +138,10 @@ class _ShardWriter:
     """Appends members to numbered shards, starting a new shard when the next sample would
     push the current one past `shard_size` (a sample's members always share a shard)."""
 
-    def __init__(self, out: str, shard_size: int):
+    def __init__(self, out: Output, shard_size: int):
         self.out, self.shard_size = out, shard_size
         self.number, self.used = -1, 0
+        self.file: IO[bytes] | None = None
         self.tar: tarfile.TarFile | None = None
         self.shards: list[dict[str, Any]] = []
 
@@ -148,8 +151,9 @@ class _ShardWriter:
             self.close()
             self.number += 1
             name = shard_name(self.number)
-            self.tar = tarfile.open(os.path.join(self.out, name), "w", format=tarfile.USTAR_FORMAT)
-            self.shards.append({"name": name, "samples": 0, "bytes": 0})
+            self.shards.append({"name": name, "samples": 0, "bytes": 0})  # listed first: removed on failure
+            self.file = self.out.open(name)
+            self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
             self.used = 0
         self.shards[-1]["samples"] += 1
         self.used += size
@@ -167,13 +171,15 @@ class _ShardWriter:
     def remove(self) -> None:
         """Delete the shards written so far."""
         for shard in self.shards:
-            os.remove(os.path.join(self.out, shard["name"]))
+            with contextlib.suppress(FileNotFoundError):
+                self.out.remove(shard["name"])
 
     def close(self) -> None:
-        if self.tar is not None:
-            self.tar.close()
-            self.shards[-1]["bytes"] = os.path.getsize(os.path.join(self.out, self.shards[-1]["name"]))
-            self.tar = None
+        if self.tar is not None and self.file is not None:
+            self.tar.close()  # the end-of-archive blocks; the file stays open (tarfile does not own it)
+            self.shards[-1]["bytes"] = self.file.tell()
+            self.file.close()
+            self.tar = self.file = None
 
 
 def _progress(count: int, enabled: bool) -> Iterator[int]:
@@ -184,18 +190,13 @@ def _progress(count: int, enabled: bool) -> Iterator[int]:
     return iter(tqdm(range(count), total=count, desc="packing", unit="file"))
 
 
-def _check_out(out: str) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise FileExistsError(f"pack output {out!r} is a file; give a folder (it is created if missing).")
-    if os.path.exists(os.path.join(out, INDEX_NAME)) or os.path.exists(os.path.join(out, shard_name(0))):
-        raise FileExistsError(
-            f"{out!r} already holds a packed dataset. Pack into a new folder, or delete this one first."
-        )
-    os.makedirs(out, exist_ok=True)
-
-
 def pack(
-    source: object, out: str | os.PathLike[str], *, shard_size: int | str = "256MB", progress: bool = True
+    source: object,
+    out: str | os.PathLike[str],
+    *,
+    shard_size: int | str = "256MB",
+    progress: bool = True,
+    storage_options: dict[str, Any] | None = None,
 ) -> PackResult:
     """Copy the samples of `source` into WebDataset tar shards in folder `out`, with one index.
 
@@ -210,10 +211,13 @@ def pack(
         source: an `ImageFolder`, `ImageManifest` (one class per row, or no labels) or
             `ImageMaskFolder`. Its options (image size, colour mode, label and mask modes...)
             are saved as the defaults of `TarShards`; its `transform` is not saved.
-        out: a folder, created if missing; it must not already hold a packed dataset.
+        out: a folder, created if missing, or an fsspec URL (`s3://bucket/packed`,
+            `memory://packed`; NOTE [ Packing to a URL ]); it must not already hold a packed
+            dataset.
         shard_size: the size a shard grows to before the next one starts, in bytes or as
             "256MB" (MB = 10**6 bytes) or "1GiB" (2**30).
         progress: show a progress bar (tqdm).
+        storage_options: fsspec options for a URL `out` (e.g. `{"endpoint_url": ...}`).
 
     Returns:
         A `PackResult` (folder, sample count, shard count, bytes written in shards).
@@ -222,17 +226,19 @@ def pack(
         TypeError: `source` is not one of the sources above.
         FileExistsError: `out` is a file or already holds a packed dataset.
         BadImageError: a file of the source cannot be read (missing, unreadable or empty).
+        StorageError: a URL `out` cannot be listed (endpoint down, credentials refused).
     """
     out = os.fspath(out)
     limit = parse_size(shard_size)
     plan = _plan(source)
-    _check_out(out)
+    output = Output(out, storage_options)
+    output.check_new()
     count = len(plan.images)
     width = key_width(count)
     shard = np.zeros(count, np.int32)
     place = np.zeros((3, count), np.int64)  # offset, size, crc32 of the image member
     mask_place = np.full((3, count), -1, np.int64)  # the same for the mask member; -1: none
-    writer = _ShardWriter(out, limit)
+    writer = _ShardWriter(output, limit)
     try:
         for i in _progress(count, progress):
             key = f"{i:0{width}d}"
@@ -264,5 +270,6 @@ def pack(
         columns["masks"] = StringTable(plan.masks)
         columns["mask_offset"], columns["mask_size"] = mask_place[0], mask_place[1]
         columns["mask_crc32"] = np.maximum(mask_place[2], 0).astype(np.uint32)
-    write_index(out, meta, columns)
+    output.put(INDEX_NAME, index_bytes(meta, columns))
+    output.done()
     return PackResult(out=out, samples=count, shards=len(writer.shards), bytes=sum(s["bytes"] for s in writer.shards))

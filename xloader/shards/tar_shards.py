@@ -271,7 +271,8 @@ class TarShards(ImageSource):
         self._reader.close()
         if self.order == "block":
             self._starts, self._ends = self._member_spans()
-            self._bounds = block_bounds(self._index.shard, self._starts, self.block_size)
+            sizes = np.array([shard["bytes"] for shard in self._shards], np.int64)
+            self._bounds = block_bounds(self._index.shard, self._starts, sizes, self.block_size)
 
     def _block_of(self, index: int) -> int:
         return int(np.searchsorted(self._bounds, index, side="right")) - 1
