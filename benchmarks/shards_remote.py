@@ -1,6 +1,7 @@
 """Packed shards on S3 (moto's server on loopback) against the same files one object each.
 
     python benchmarks/shards_remote.py [--images-per-class 500] [--workers 2] [--epochs 2]
+        [--block-size 4MB] [--window 16] [--only files,random,block]
 
 Data and loader as `benchmarks/remote.py` (2,000 JPEG crops, long side 350-500 px, uploaded to a
 moto S3 server in its own process; `xloader.torch.DataLoader(..., image_size=(224, 224),
@@ -8,8 +9,10 @@ batch_size=32, shuffle=True, num_workers=2, persistent_workers=True)`, no augmen
 sources of the same samples: `ImageFolder("s3://bucket/train")` (one GET per file, a batch's
 GETs concurrent), and the folder packed into shards of `--shard-size` (4 MB: moto's server copies the whole object
 for every ranged GET, a cost S3 does not have, so large shards measure moto) read with `TarShards("s3://bucket/packed")`
-in `order="random"` (one ranged GET per sample) and `order="block"` (one per block of 16).
-Reported: the last epoch's images/s and the GETs of each epoch, counted in the server's log.
+in `order="random"` (one ranged GET per sample) and `order="block"` (one per block of
+`--block-size` bytes and worker process, NOTE [ Block reads ]). Reported: each epoch's images/s
+and GETs, counted in the server's log (the parent's reads before the workers start count in the
+first epoch).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--shard-size", default="4MB", help="moto reads a whole object for each ranged GET")
+    parser.add_argument("--block-size", default="4MB", help="TarShards(order='block', block_size=...)")
+    parser.add_argument("--window", type=int, default=16, help="TarShards(order='block', window=...)")
+    parser.add_argument("--only", default="files,random,block", help="which sources to run, comma-separated")
     args = parser.parse_args()
     os.environ.update(CREDENTIALS)
 
@@ -61,16 +67,16 @@ def main() -> None:
             fs.put(root + "/", "bucket/train/", recursive=True)
             fs.put(packed.out + "/", "bucket/packed/", recursive=True)
             server.take_gets()
+            block = {"order": "block", "block_size": args.block_size, "window": args.window}
             sources = {
                 "files": lambda: xl.ImageFolder("s3://bucket/train", image_size=(224, 224), storage_options=options),
-                "shards random": lambda: xl.TarShards(
-                    "s3://bucket/packed", image_size=(224, 224), storage_options=options
-                ),
-                "shards block": lambda: xl.TarShards(
-                    "s3://bucket/packed", image_size=(224, 224), order="block", storage_options=options
+                "random": lambda: xl.TarShards("s3://bucket/packed", image_size=(224, 224), storage_options=options),
+                "block": lambda: xl.TarShards(
+                    "s3://bucket/packed", image_size=(224, 224), storage_options=options, **block
                 ),
             }
-            for name, make in sources.items():
+            for name in args.only.split(","):
+                make = sources[name]
                 source = make()
                 server.take_gets()  # the index reads
                 loader = DataLoader(
@@ -84,6 +90,8 @@ def main() -> None:
                     speeds.append(round(images / (time.perf_counter() - begin), 1))
                     gets.append(len(server.take_gets()))
                 results[name] = {"images_per_s": speeds, "gets_per_epoch": gets}
+                if name == "block":
+                    results[name].update(block, blocks=source.blocks)
                 del loader
         finally:
             server.stop()
