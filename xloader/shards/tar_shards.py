@@ -15,7 +15,6 @@ error naming the shard and the key, never a silently different pixel.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,10 +22,12 @@ import numpy as np
 
 from xloader import storage
 from xloader._checks import check_choice, check_int
-from xloader.decoding import decode_image, decode_mask
-from xloader.errors import BadImageError, DatasetError
-from xloader.shards._block_order import block_bounds, block_order
+from xloader.cache import CachedSample, DecodedCache, decode_sample, image_and_mask_sample, image_sample
+from xloader.decoding import decode_mask
+from xloader.errors import DatasetError
+from xloader.shards._block_order import block_order
 from xloader.shards._index import member_extension, read_index
+from xloader.shards._members import PackedMembers
 from xloader.shards._reader import ShardReader
 from xloader.shards.pack import parse_size
 from xloader.sources._base import ImageSource, class_target
@@ -54,7 +55,7 @@ class _AsPacked:
 AS_PACKED: Any = _AsPacked()
 
 
-class TarShards(ImageSource):
+class TarShards(PackedMembers, ImageSource):
     """The samples of a dataset packed with `xloader.pack` / `xloader pack`, read from its shards.
 
     Sample `i` is sample `i` of the packed source, loaded the same way (NOTE [ Packed samples
@@ -96,6 +97,10 @@ class TarShards(ImageSource):
         window: the block order's mixing width, in blocks. Each process caches up to
             `2 * window * block_size` bytes of blocks (NOTE [ Block reads ]).
         storage_options: fsspec options for a URL `path` (e.g. `{"endpoint_url": ...}`).
+        cache: keep decoded, resized images (and masks): None (default), "memory", a directory
+            or a `DecodedCache` (NOTE [ Decoded cache ]). An entry is keyed by its shard's
+            identity and its members' offsets, sizes and CRC-32s, so a re-packed or changed
+            shard is decoded again; batches are the same with and without it.
 
     Raises:
         FileNotFoundError: `path`, its index or one of its shards does not exist.
@@ -131,6 +136,7 @@ class TarShards(ImageSource):
         block_size: int | str = "4MB",
         window: int = 16,
         storage_options: dict[str, Any] | None = None,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
     ):
         super().__init__(transform)
         self.root = os.fspath(path)
@@ -153,6 +159,7 @@ class TarShards(ImageSource):
             keep_aspect_ratio=option("keep_aspect_ratio", keep_aspect_ratio),
             max_pixels=option("max_pixels", max_pixels),
             downscale_on_decode=option("downscale_on_decode", downscale_on_decode, False),  # not in older indexes
+            cache=cache,
         )
         if self.kind == "masks":
             self._configure_masks(
@@ -193,106 +200,15 @@ class TarShards(ImageSource):
 
     def _configure_masks(self, mode: object, dtype: object, num_classes: object, values: Any) -> None:
         check_mask_interpolation(self.transform)
-        if self.keep_aspect_ratio:
-            raise ValueError(f"keep_aspect_ratio=True is for class sources; {self.root!r} holds images and masks.")
+        for name in ("keep_aspect_ratio", "downscale_on_decode"):
+            if getattr(self, name):
+                raise ValueError(f"{name}=True is for class sources; {self.root!r} holds images and masks.")
         self.mask_format = mask_format(mode, dtype, num_classes, modes=("index", "one_hot"))
         self.mask_dtype, self.num_classes = self.mask_format.dtype, self.mask_format.num_classes
         # A dict from the caller, or the [[stored, class], ...] pairs the index saves (JSON has no int keys).
         self.mask_values = MaskValues.of(None if values is None else dict(values))
         self.label_mode = None
         self.has_targets = True
-
-    def _check_shard_sizes(self) -> None:
-        """Raise if a shard is missing or shorter than it was when packed, naming the first cut key."""
-        index = self._index
-        for number, shard in enumerate(self._shards):
-            path = self._shard_path(number)
-            size = _size(path)
-            if size is None or size >= shard["bytes"]:
-                continue
-            ends = self._member_spans()[1]
-            cut = np.flatnonzero((index.shard == number) & (ends > size))
-            first = self.key(int(cut[0])) if len(cut) else "none"
-            raise DatasetError(
-                f"shard {path} is truncated: {size:,} bytes, but {shard['bytes']:,} were packed; sample key {first} "
-                f"and {max(len(cut) - 1, 0)} more after it are cut. Copy the shard again or pack again, or pass "
-                "on_bad_file='skip' to leave those samples out."
-            )
-
-    def key(self, index: int) -> str:
-        """The WebDataset key of sample `index`: its position when packed, zero-padded."""
-        return f"{int(self._index.position[index]):0{self._key_width}d}"
-
-    # --- reading -----------------------------------------------------------------------------
-
-    def _shard_path(self, number: int) -> str:
-        return os.path.join(self.root, self._shards[number]["name"])
-
-    def close(self) -> None:
-        """Close the shard files this process opened (they reopen on the next load)."""
-        self._reader.close()
-
-    def _member(self, index: int, suffix: str) -> str:
-        return f"{self._shard_path(int(self._index.shard[index]))}:{self.key(index)}.{suffix}"
-
-    def _read(self, index: int, member: str, offset: int, size: int, crc: int) -> bytes:
-        shard = int(self._index.shard[index])
-        try:
-            if self.order == "block":  # NOTE [ Block reads ]
-                block_number = self._block_of(index)
-                start, block = self._reader.block(block_number, self._block_spans(block_number))[shard]
-                data = block[offset - start : offset - start + size]
-            else:
-                data = self._reader.read(shard, offset, size)
-        except OSError as error:
-            raise _bad(member, f"cannot read the shard ({error.strerror or error})") from None
-        if len(data) != size:
-            reason = (
-                f"the shard is truncated: the member is bytes {offset:,} to {offset + size:,}, but only "
-                f"{len(data):,} of its {size:,} bytes are in the file. Copy the shard again or pack again"
-            )
-            raise _bad(member, reason)
-        if zlib.crc32(data) != crc:
-            raise _bad(member, "the shard is corrupted: the member's CRC-32 differs from the one packed. Pack again")
-        return data
-
-    def _member_spans(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each sample's first member byte and the end of its last member in its shard (int64)."""
-        rows = self._index
-        starts, ends = rows.offset, rows.offset + rows.size
-        if "mask_size" in rows.columns:
-            has_mask = rows.mask_size >= 0
-            starts = np.where(has_mask, np.minimum(starts, rows.mask_offset), starts)
-            ends = np.where(has_mask, np.maximum(ends, rows.mask_offset + rows.mask_size), ends)
-        return starts, ends
-
-    def _find_blocks(self) -> None:
-        """Cut the rows into blocks (NOTE [ Block order ]) and forget cached blocks."""
-        self._reader.close()
-        if self.order == "block":
-            self._starts, self._ends = self._member_spans()
-            sizes = np.array([shard["bytes"] for shard in self._shards], np.int64)
-            self._bounds = block_bounds(self._index.shard, self._starts, sizes, self.block_size)
-
-    def _block_of(self, index: int) -> int:
-        return int(np.searchsorted(self._bounds, index, side="right")) - 1
-
-    def _block_spans(self, block: int) -> dict[int, tuple[int, int]]:
-        """{shard: (first byte, end)} of the members of block `block` (one shard)."""
-        first, stop = int(self._bounds[block]), int(self._bounds[block + 1])
-        shard = int(self._index.shard[first])
-        return {shard: (int(self._starts[first:stop].min()), int(self._ends[first:stop].max()))}
-
-    @property
-    def blocks(self) -> int:
-        """How many blocks `order="block"` reads (NOTE [ Block order ]); 0 with `order="random"`."""
-        return len(self._bounds) - 1 if self.order == "block" else 0
-
-    def _image_bytes(self, index: int) -> bytes:
-        row = self._index
-        return self._read(
-            index, self.describe(index), int(row.offset[index]), int(row.size[index]), int(row.crc32[index])
-        )
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
         """As `ImageMaskFolder._mask`, from the mask member: the index map in `mask_format.work_dtype`."""
@@ -314,17 +230,6 @@ class TarShards(ImageSource):
         )
 
     @property
-    def shards(self) -> list[str]:
-        """The shard files, in order."""
-        return [self._shard_path(number) for number in range(len(self._shards))]
-
-    @property
-    def reads(self) -> int:
-        """How many reads of shard bytes this process has made (one per member, or per block and
-        shard with `order="block"`: NOTE [ Block reads ])."""
-        return self._reader.reads
-
-    @property
     def filenames(self) -> list[str]:
         """The packed files' paths relative to the packed source's folder, in index order."""
         return self._index.files.tolist()
@@ -342,23 +247,14 @@ class TarShards(ImageSource):
     def paths_of(self, indices: Sequence[int]) -> list[str]:
         """The byte ranges (`storage.byte_range`) the samples at `indices` read from remote
         shards, so `Batches` fetches a batch's ranges together (`SupportsPaths`); [] locally.
-        With `order="block"`, the spans of their blocks not cached in this thread yet."""
+        With `order="block"`, the spans of their blocks this process does not hold or read yet.
+        Samples the decoded cache holds read nothing."""
         if not storage.is_url(self.root):
             return []
-        rows, ranges = self._index, []
-        if self.order == "block":
-            blocks = sorted({self._block_of(index) for index in indices})
-            for block in blocks:
-                if not self._reader.cached(block):
-                    spans = self._block_spans(block)
-                    ranges += [storage.byte_range(self._shard_path(s), a, b - a) for s, (a, b) in spans.items()]
-            return ranges
-        for index in indices:
-            shard = self._shard_path(int(rows.shard[index]))
-            ranges.append(storage.byte_range(shard, int(rows.offset[index]), int(rows.size[index])))
-            if "mask_size" in rows.columns and rows.mask_size[index] >= 0:
-                ranges.append(storage.byte_range(shard, int(rows.mask_offset[index]), int(rows.mask_size[index])))
-        return ranges
+        cache = self.decoded_cache
+        if cache is not None:
+            indices = [i for i in indices if not cache.holds(self, i, self._cache_view(i))]
+        return self._ranges(indices)
 
     def describe(self, index: int) -> str:
         """`<shard>:<key>.<ext>`: the image member of sample `index`."""
@@ -373,25 +269,45 @@ class TarShards(ImageSource):
     def _target(self, index: int) -> np.ndarray:
         return class_target(self.label_mode, self._index.labels[index], len(self.class_names or ()))
 
+    def _cache_view(self, index: int, with_mask: bool | None = None) -> CachedSample:
+        """Sample `index` as the decoded cache sees it (NOTE [ Decoded cache ]): the members'
+        bytes, named by `_version` (shard identity, offsets, sizes, CRC-32s), and with masks
+        (`with_mask`, default for image+mask sources) its resized mask too. Without a cache,
+        `decode()` is the one decode path as well."""
+        member, read = self.describe(index), lambda: self._image_bytes(index)
+        version = lambda: self._version(index)  # noqa: E731
+        if not (self.kind == "masks" if with_mask is None else with_mask):
+            return image_sample(self.decoder, member, read, version)
+        fmt = self.mask_format
+        values = None if self.mask_values is None else sorted(self.mask_values.mapping.items())
+        return image_and_mask_sample(
+            self.decoder,
+            member,
+            (self._member(index, "mask." + member_extension(self._index.masks[index])),)
+            if self._index.mask_size[index] >= 0
+            else (),
+            f"mask={fmt.mode},{fmt.dtype.str},{fmt.num_classes},{fmt.work_dtype.str},values={values}",
+            fmt.work_dtype,
+            lambda shape: resize_nearest(self._mask(index, shape), self.image_size),
+            read,
+            version,
+        )
+
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
     ) -> tuple[Any, np.ndarray | None]:
-        """Sample `index`, as the packed source's `load` (NOTE [ Packed samples decode as their files ])."""
-        member = self.describe(index)
-        if self.kind != "masks" or not with_targets:
+        """Sample `index`, as the packed source's `load` (NOTE [ Packed samples decode as their
+        files ]), through the decoded cache if there is one."""
+        masks = self.kind == "masks" and with_targets
+        image, _, mask = decode_sample(self, index, self._cache_view(index, masks))
+        if not masks:
             return self._finish(
-                self.decoder.decode_bytes(self._image_bytes(index), member),
-                index,
-                seed=seed,
-                epoch=epoch,
-                with_targets=with_targets,
-                defer_normalize=defer_normalize,
+                image, index, seed=seed, epoch=epoch, with_targets=with_targets, defer_normalize=defer_normalize
             )
-        image = decode_image(self._image_bytes(index), member, self.color_mode, max_pixels=self.max_pixels)
-        mask = resize_nearest(self._mask(index, image.shape), self.image_size)
+        assert mask is not None  # `_cache_view(index, True)` makes the mask with the image
         return transform_with_mask(
             self,
-            self.decoder.resize(image),
+            image,
             mask,
             self.mask_format,
             seed=seed,
@@ -411,28 +327,3 @@ class TarShards(ImageSource):
         if self.label_mode == "input":
             return image, image  # batched into separate arrays: y is a copy
         return image, self._target(index)
-
-
-def _size(path: str) -> int | None:
-    """A shard's size in bytes (a URL's as listed; None over http, which has no listing).
-
-    Raises:
-        FileNotFoundError: the shard does not exist.
-    """
-    if storage.is_url(path):
-        listed = storage.identity(path)
-        if listed is not None or not storage.isfile(path):
-            return listed[0] if listed is not None else _missing(path)
-        return None
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return _missing(path)
-
-
-def _missing(path: str) -> int:
-    raise FileNotFoundError(f"shard {path} of a packed dataset does not exist. Copy it back, or pack again.")
-
-
-def _bad(member: str, reason: str) -> BadImageError:
-    return BadImageError(f"cannot read {member}: {reason}.", path=member, reason=reason)
