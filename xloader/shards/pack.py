@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -70,9 +71,33 @@ class _Plan:
     meta: dict[str, Any]
     images: list[str]  # paths to read
     files: list[str]  # the same, relative to the source's folder
-    labels: np.ndarray | None
+    labels: Columns  # what the index keeps of the labels (NOTE [ Shard index format ])
+    label_member: Callable[[int], tuple[str, bytes]] | None  # sample i's label member: (suffix, bytes)
     masks: list[str] | None  # relative to `masks_dir`, "" for none
     masks_dir: str = ""
+
+
+def _label_plan(source: Any) -> tuple[Columns, Callable[[int], tuple[str, bytes]] | None]:
+    """The index columns and the WebDataset member of a class source's labels: `<key>.cls` (the
+    class index in decimal) for one class per image, `<key>.json` for "multi_hot" (a list of
+    class indices) and "regression" (the float32 numbers, written exactly as JSON numbers)."""
+    mode, labels = source.label_mode, source.labels
+    if mode == "multi_hot":
+        counts = [len(row) for row in labels]
+        offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        flat = np.fromiter((c for row in labels for c in row), np.int32, int(offsets[-1]))
+        return {"classes": flat, "class_offsets": offsets}, lambda i: (
+            "json",
+            json.dumps([int(c) for c in labels[i]]).encode(),
+        )
+    if mode == "regression":
+        targets = np.asarray(labels, np.float32)
+        return {"targets": targets}, lambda i: ("json", json.dumps(targets[i].tolist()).encode())
+    if labels is None or (mode not in (*_SINGLE_LABEL_MODES, "input", None)):
+        return {}, None
+    column = np.asarray(labels, dtype=np.int64)
+    return {"labels": column}, lambda i: ("cls", str(int(column[i])).encode())
 
 
 def _image_options(source: Any) -> dict[str, Any]:
@@ -104,18 +129,14 @@ def _plan(source: Any) -> _Plan:
             meta={"kind": "masks", "source": "ImageMaskFolder", "options": options, "class_names": None},
             images=source.filepaths,
             files=source.image_files,
-            labels=None,
+            labels={},
+            label_member=None,
             masks=source.mask_files,
             masks_dir=source.masks_dir,
         )
     if isinstance(source, (ImageFolder, ImageManifest)):
         mode = source.label_mode
-        if mode not in (*_SINGLE_LABEL_MODES, "input", None):
-            raise ValueError(
-                f"pack does not store label_mode={mode!r} labels yet (only one class per image). "
-                "Pack with label_mode='int' and one class per row, or keep the manifest."
-            )
-        labels = source.labels if isinstance(source, ImageFolder) or mode in _SINGLE_LABEL_MODES else None
+        labels, label_member = _label_plan(source)
         return _Plan(
             meta={
                 "kind": "classes",
@@ -125,7 +146,8 @@ def _plan(source: Any) -> _Plan:
             },
             images=source.filepaths,
             files=source.filenames,
-            labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+            labels=labels,
+            label_member=label_member,
             masks=None,
         )
     raise TypeError(
@@ -208,8 +230,7 @@ def pack(
     seed gives the same batches, bit for bit.
 
     Args:
-        source: an `ImageFolder`, `ImageManifest` (one class per row, or no labels) or
-            `ImageMaskFolder`. Its options (image size, colour mode, label and mask modes...)
+        source: an `ImageFolder`, `ImageManifest` (any `label_mode`) or `ImageMaskFolder`. Its options (image size, colour mode, label and mask modes...)
             are saved as the defaults of `TarShards`; its `transform` is not saved.
         out: a folder, created if missing, or an fsspec URL (`s3://bucket/packed`,
             `memory://packed`; NOTE [ Packing to a URL ]); it must not already hold a packed
@@ -247,8 +268,9 @@ def pack(
             mask = read_bytes(os.path.join(plan.masks_dir, mask_name)) if mask_name else None
             shard[i] = writer.start_sample(len(image) + (len(mask) if mask is not None else 0))
             place[:, i] = writer.add(f"{key}.{member_extension(plan.files[i])}", image)
-            if plan.labels is not None:
-                writer.add(f"{key}.cls", str(int(plan.labels[i])).encode())
+            if plan.label_member is not None:
+                suffix, data = plan.label_member(i)
+                writer.add(f"{key}.{suffix}", data)
             if mask is not None:
                 mask_place[:, i] = writer.add(f"{key}.mask.{member_extension(mask_name)}", mask)
     except BaseException:  # a bad file or Ctrl-C: leave no shards without an index, so a retry can start
@@ -264,8 +286,7 @@ def pack(
         "size": place[1],
         "crc32": place[2].astype(np.uint32),
     }
-    if plan.labels is not None:
-        columns["labels"] = plan.labels
+    columns.update(plan.labels)
     if plan.masks is not None:
         columns["masks"] = StringTable(plan.masks)
         columns["mask_offset"], columns["mask_size"] = mask_place[0], mask_place[1]

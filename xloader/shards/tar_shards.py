@@ -31,7 +31,7 @@ from xloader.shards._members import PackedMembers
 from xloader.shards._reader import ShardReader
 from xloader.shards.pack import parse_size
 from xloader.sources._base import ImageSource, class_target
-from xloader.sources._index import SampleIndex
+from xloader.sources._index import Ragged, SampleIndex
 from xloader.sources._mask_values import MaskValues
 from xloader.sources._masks import (
     check_mask_interpolation,
@@ -77,8 +77,9 @@ class TarShards(PackedMembers, ImageSource):
         color_mode: "rgb", "rgba" or "grayscale".
         interpolation: the image resize filter (masks always use nearest).
         keep_aspect_ratio: crop to the aspect ratio of `image_size` first (class sources).
-        label_mode: class sources: "int", "categorical", "binary", "input" or None (a source
-            packed without labels: "input" or None).
+        label_mode: class sources: "int", "categorical", "binary", "input" or None; a packed
+            `ImageManifest` with "multi_hot" or "regression" labels: that mode, "input" or None
+            (a source packed without labels: "input" or None).
         mask_dtype, mask_mode, num_classes, mask_values: image+mask sources, as in
             `ImageMaskFolder`.
         max_pixels: refuse images that declare more pixels (NOTE [ Pixel limit ]).
@@ -170,7 +171,7 @@ class TarShards(PackedMembers, ImageSource):
             )
         else:
             self.label_mode = option("label_mode", label_mode)
-            check_choice("label_mode", self.label_mode, LABEL_MODES if "labels" in columns else ("input", None))
+            check_choice("label_mode", self.label_mode, _label_modes(columns))
             if self.label_mode == "binary" and len(self.class_names or ()) != 2:
                 raise DatasetError(
                     f"label_mode='binary' needs exactly 2 classes, but {self.root!r} has {self.class_names}. "
@@ -185,7 +186,10 @@ class TarShards(PackedMembers, ImageSource):
         self._shards: list[dict[str, Any]] = meta["shards"]
         self._key_width: int = meta["key_width"]
         count = len(columns["shard"])
-        self._index = SampleIndex(**columns, position=np.arange(count, dtype=np.int64))  # position: the key
+        index_columns: dict[str, Any] = dict(columns)
+        if "class_offsets" in columns:  # "multi_hot": a Ragged group of class indices per sample
+            index_columns["classes"] = Ragged(index_columns.pop("class_offsets"), classes=columns["classes"])
+        self._index = SampleIndex(**index_columns, position=np.arange(count, dtype=np.int64))  # position: the key
         self._reader = ShardReader(
             [self._shard_path(n) for n in range(len(self._shards))], 2 * self.window * self.block_size
         )
@@ -240,9 +244,18 @@ class TarShards(PackedMembers, ImageSource):
         return [self.describe(index) for index in range(len(self))]
 
     @property
-    def labels(self) -> np.ndarray | None:
-        """Class index of every sample, int64, in index order; None if packed without labels."""
-        return self._index.labels.copy() if "labels" in self._index.columns else None
+    def labels(self) -> np.ndarray | list[list[int]] | None:
+        """Every sample's labels in index order, as the packed source's `labels`: int64 class
+        indices (N,), a list of class-index lists ("multi_hot"), float32 targets (N,) or (N, k)
+        ("regression"); None if packed without labels."""
+        columns = self._index.columns
+        if "classes" in columns:
+            ragged = columns["classes"]
+            return [ragged.row(i, "classes").tolist() for i in range(len(self))]
+        for name in ("labels", "targets"):
+            if name in columns:
+                return columns[name].copy()
+        return None
 
     def paths_of(self, indices: Sequence[int]) -> list[str]:
         """The byte ranges (`storage.byte_range`) the samples at `indices` read from remote
@@ -267,7 +280,13 @@ class TarShards(PackedMembers, ImageSource):
         return block_order(seed, epoch, self._bounds, window=self.window)
 
     def _target(self, index: int) -> np.ndarray:
-        return class_target(self.label_mode, self._index.labels[index], len(self.class_names or ()))
+        """`ImageManifest._target`'s rule, from the index's columns."""
+        columns, count = self._index.columns, len(self.class_names or ())
+        if "targets" in columns:
+            return np.array(columns["targets"][index], dtype=np.float32)
+        if "classes" in columns:
+            return class_target("multi_hot", columns["classes"].row(index, "classes"), count)
+        return class_target(self.label_mode, columns["labels"][index], count)
 
     def _cache_view(self, index: int, with_mask: bool | None = None) -> CachedSample:
         """Sample `index` as the decoded cache sees it (NOTE [ Decoded cache ]): the members'
@@ -327,3 +346,14 @@ class TarShards(PackedMembers, ImageSource):
         if self.label_mode == "input":
             return image, image  # batched into separate arrays: y is a copy
         return image, self._target(index)
+
+
+def _label_modes(columns: dict[str, Any]) -> tuple[str | None, ...]:
+    """The `label_mode`s a packed class source's labels allow."""
+    if "labels" in columns:
+        return LABEL_MODES
+    if "classes" in columns:
+        return ("multi_hot", "input", None)
+    if "targets" in columns:
+        return ("regression", "input", None)
+    return ("input", None)
