@@ -9,6 +9,10 @@ an uncompressed NumPy archive of flat arrays, one row per sample in the packed s
 - `mask_offset`, `mask_size`, `mask_crc32`: the same for the `.mask.<ext>` member of image+mask
   sources (size -1: the sample has no mask, all background). Absent for class sources.
 - `labels` (int64): the class index (the `.cls` member), for class sources that have labels.
+- `classes` (int32) and `class_offsets` (int64, n + 1): a manifest's "multi_hot" class indices,
+  those of sample `i` at `class_offsets[i]:class_offsets[i + 1]` (the `.json` member: a list).
+- `targets` (float32, (n,) or (n, k)): a manifest's "regression" targets (the `.json` member: a
+  number or a list of numbers, each the float32 value exactly).
 - `files` (and `masks`, "" for none): the packed files' paths relative to their folder (a
   `StringTable`, saved as `files` and `files__offsets`): the sample keys of the resume
   fingerprint, as in the folder source, and the members' extensions.
