@@ -439,13 +439,25 @@ def test_threads_of_a_process_share_its_blocks(packed_seg):
 def test_a_small_cache_evicts_the_least_recently_used_block():
     from xloader.shards._reader import ShardReader
 
-    reader = ShardReader(["/dev/null"], cache_bytes=10)
+    reader = ShardReader(["/dev/null"], cache_bytes=13)
     reader.read = lambda shard, offset, size: bytes(size)  # type: ignore[method-assign]
-    for key in (0, 1, 0, 2):  # 0 is used again after 1, so 1 goes first
-        reader.block(key, {0: (0, 6)})
-    assert [reader.cached(key) for key in (0, 1, 2)] == [False, False, True]
-    reader.block(3, {0: (0, 20)})  # larger than the cache: kept alone, as the newest
+    for key in (0, 1, 0, 2):  # 6 bytes each, two fit; 0 is used again after 1, so 1 goes first
+        assert reader.block(key, 0, 0, 6) == (0, bytes(6))
+    assert [reader.cached(key) for key in (0, 1, 2)] == [True, False, True]
+    assert reader.reads == 0  # the stub above does not count
+    reader.block(3, 0, 100, 120)  # larger than the cache: kept alone, as the newest
     assert [reader.cached(key) for key in (0, 1, 2, 3)] == [False, False, False, True]
+
+
+def test_a_failed_block_read_is_not_kept():
+    from xloader.shards._reader import ShardReader
+
+    reader = ShardReader(["/nonexistent/shard.tar"], cache_bytes=100)
+    for _ in range(2):  # each request reads again, and fails again
+        with pytest.raises(FileNotFoundError):
+            reader.block(0, 0, 0, 10)
+        assert not reader.cached(0)
+    assert reader.reads == 2
 
 
 def test_block_order_options_are_checked(packed_classes):

@@ -141,3 +141,21 @@ def test_pack_into_s3_gives_the_folder_batches(class_root):
         assert main([*argv, "-q"]) == 0
         cli = xl.TarShards("s3://bucket/cli", storage_options=options)
         assert (len(cli), cli.shards[-1], cli.filenames) == (28, "s3://bucket/cli/shard-000002.tar", folder.filenames)
+
+
+def test_threads_of_a_process_fetch_each_remote_block_once(class_root, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xloader.storage import _mount
+
+    url = "memory://xl-shards-threads/classes"
+    xl.pack(xl.ImageFolder(class_root, image_size=None), url, shard_size="60KB", progress=False)
+    fetched: list[str] = []
+    fetch = _mount.Mount.fetch
+    monkeypatch.setattr(_mount.Mount, "fetch", lambda self, u: fetched.append(u) or fetch(self, u))
+    shards = xl.TarShards(url, image_size=SIZE, order="block", block_size="16KB", window=50)
+    batches = xl.Batches(shards, batch_size=4, shuffle=True, seed=3)
+    with ThreadPoolExecutor(4) as pool:  # four batches at once, each needing most blocks
+        list(pool.map(lambda b: batches.get_batch(0, b), range(len(batches))))
+    ranges = [u for u in fetched if "#bytes=" in u]  # not the index
+    assert (len(ranges), len(set(ranges)), shards.reads, shards.blocks) == (12, 12, 12, 12)

@@ -94,7 +94,7 @@ class PackedMembers:
         try:
             if self.order == "block":  # NOTE [ Block reads ]
                 block_number = self._block_of(index)
-                start, block = self._reader.block(block_number, self._block_spans(block_number))[shard]
+                start, block = self._reader.block(block_number, *self._block_span(block_number))
                 data = block[offset - start : offset - start + size]
             else:
                 data = self._reader.read(shard, offset, size)
@@ -131,11 +131,10 @@ class PackedMembers:
     def _block_of(self, index: int) -> int:
         return int(np.searchsorted(self._bounds, index, side="right")) - 1
 
-    def _block_spans(self, block: int) -> dict[int, tuple[int, int]]:
-        """{shard: (first byte, end)} of the members of block `block` (one shard)."""
+    def _block_span(self, block: int) -> tuple[int, int, int]:
+        """(shard, first byte, end) of the members of block `block` (NOTE [ Block order ])."""
         first, stop = int(self._bounds[block]), int(self._bounds[block + 1])
-        shard = int(self._index.shard[first])
-        return {shard: (int(self._starts[first:stop].min()), int(self._ends[first:stop].max()))}
+        return int(self._index.shard[first]), int(self._starts[first]), int(self._ends[first:stop].max())
 
     @property
     def blocks(self) -> int:
@@ -149,15 +148,13 @@ class PackedMembers:
         )
 
     def _ranges(self, indices: Sequence[int]) -> list[str]:
-        """The byte ranges (`storage.byte_range`) of the members of the samples at `indices`, or
-        with `order="block"` of their blocks this process does not hold or read yet."""
-        rows, ranges = self._index, []
+        """The byte ranges (`storage.byte_range`) of the members of the samples at `indices`, for
+        `storage.prefetch`. With `order="block"`: none; the GETs of their blocks that this process
+        neither holds nor fetches are started here instead (NOTE [ Block reads ])."""
+        rows, ranges = self._index, list[str]()
         if self.order == "block":
-            blocks = sorted({self._block_of(index) for index in indices})
-            for block in blocks:
-                if not self._reader.cached(block):
-                    spans = self._block_spans(block)
-                    ranges += [storage.byte_range(self._shard_path(s), a, b - a) for s, (a, b) in spans.items()]
+            for block in sorted({self._block_of(index) for index in indices}):
+                self._reader.start(block, *self._block_span(block))
             return ranges
         for index in indices:
             shard = self._shard_path(int(rows.shard[index]))

@@ -8,7 +8,10 @@ block: one read of the block's span of its shard. The block stays in the process
 by its threads and bounded in bytes (`2 * window * block_size` by default: a batch spans at most
 two windows; the least recently used block goes first), and its other members are sliced out of
 it. A thread that needs a block another thread is reading waits for that read instead of making
-its own. An epoch thus makes about one read per block and process (each worker process reads
+its own. From object storage, `TarShards.paths_of` (called by `Batches` before a batch loads)
+starts the GETs of the blocks the batch needs and the process neither holds nor is fetching, on
+the storage pool (`storage.fetch_async`), so they run together and belong to the process, not to
+one thread. An epoch thus makes about one read per block and process (each worker process reads
 the blocks its batches touch) instead of one per member; each member's CRC-32 is still checked.
 A forked worker keeps the blocks its parent had finished reading. With `order="random"` nothing
 is cached: each member is one read of its own bytes.
@@ -19,14 +22,28 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
+from collections.abc import Callable
 from typing import Any
 
 from xloader import storage
 
 __all__ = ["ShardReader"]
 
-Block = dict[int, tuple[int, bytes]]  # {shard: (first byte, data)}
+
+class _Block:
+    """One block's bytes, read once by whichever thread asks first (the others wait for it)."""
+
+    __slots__ = ("_lock", "_read", "data")
+
+    def __init__(self, read: Callable[[], bytes]):
+        self._read, self._lock = read, threading.Lock()
+        self.data: bytes | None = None
+
+    def get(self) -> bytes:
+        with self._lock:
+            if self.data is None:
+                self.data = self._read()
+            return self.data
 
 
 class ShardReader:
@@ -44,9 +61,8 @@ class ShardReader:
         self.reads = 0
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._blocks: OrderedDict[int, Future[Block]] = OrderedDict()
-        self._sizes: dict[int, int] = {}  # bytes of each finished block in `_blocks`
-        self._held = 0
+        self._blocks: OrderedDict[int, tuple[int, int, _Block]] = OrderedDict()  # key: (start, end, block)
+        self._held = 0  # bytes of the blocks in `_blocks`, read or being read
 
     def __getstate__(self) -> dict[str, Any]:
         return {"paths": self.paths, "cache_bytes": self.cache_bytes}
@@ -55,12 +71,16 @@ class ShardReader:
         self.__init__(state["paths"], state["cache_bytes"])  # type: ignore[misc]
 
     def _fork_check(self) -> None:
-        """In a forked child: a new lock, and only the blocks the parent had finished reading
-        (a read another thread of the parent had under way never finishes here)."""
+        """In a forked child: new locks, and only the blocks the parent had finished reading (a
+        read another thread of the parent had under way never finishes here)."""
         if self._pid != os.getpid():
             self._pid, self._lock = os.getpid(), threading.Lock()
-            for key in [key for key in self._blocks if key not in self._sizes]:
-                del self._blocks[key]
+            for key, (start, end, block) in list(self._blocks.items()):
+                if block.data is None:
+                    del self._blocks[key]
+                    self._held -= end - start
+                else:
+                    block._lock = threading.Lock()
 
     def _fd(self, shard: int) -> int:
         fd = self._fds.get(shard)
@@ -71,11 +91,14 @@ class ShardReader:
                 os.close(opened)
         return fd
 
+    def _count(self) -> None:
+        with self._lock:
+            self.reads += 1
+
     def read(self, shard: int, offset: int, size: int) -> bytes:
         """Up to `size` bytes of shard `shard` from `offset` (fewer if the file ends first)."""
         self._fork_check()
-        with self._lock:
-            self.reads += 1
+        self._count()
         path = self.paths[shard]
         if storage.is_url(path):  # one ranged GET, prefetched with the batch's (`TarShards.paths_of`)
             return storage.read_url(storage.byte_range(path, offset, size))
@@ -86,43 +109,45 @@ class ShardReader:
         self._fork_check()
         return key in self._blocks
 
-    def block(self, key: int, spans: dict[int, tuple[int, int]]) -> Block:
-        """Block `key`'s bytes, {shard: (start, data)}, from this process's cache or read now
-        from `spans` ({shard: (start, end)}): NOTE [ Block reads ]."""
+    def start(self, key: int, shard: int, start: int, end: int) -> None:
+        """Start the GET of block `key` (bytes `start` to `end` of a remote shard) on the storage
+        pool, unless this process holds it or is reading it already."""
         self._fork_check()
         with self._lock:
-            entry = self._blocks.get(key)
-            reader = entry is None
-            if entry is None:
-                entry = self._blocks[key] = Future()
+            if key in self._blocks:
+                return
+            self.reads += 1
+            fetched = storage.fetch_async(storage.byte_range(self.paths[shard], start, end - start))
+            self._add(key, start, end, _Block(fetched))
+
+    def block(self, key: int, shard: int, start: int, end: int) -> tuple[int, bytes]:
+        """Block `key`, bytes `start` to `end` of shard `shard`, as (start, data), from this
+        process's cache or read now (NOTE [ Block reads ])."""
+        self._fork_check()
+        with self._lock:
+            found = self._blocks.get(key)
+            if found is None:
+                found = (start, end, _Block(lambda: self.read(shard, start, end - start)))
+                self._add(key, *found)
             else:
                 self._blocks.move_to_end(key)
-        if not reader:
-            return entry.result()
         try:
-            found = {shard: (start, self.read(shard, start, end - start)) for shard, (start, end) in spans.items()}
-        except BaseException as error:
-            with self._lock:
-                self._blocks.pop(key, None)
-            entry.set_exception(error)
+            return found[0], found[2].get()
+        except BaseException:
+            with self._lock:  # a failed read is not kept: the next request reads again
+                if key in self._blocks and self._blocks[key][2] is found[2]:
+                    del self._blocks[key]
+                    self._held -= end - start
             raise
-        entry.set_result(found)
-        with self._lock:
-            if key in self._blocks:
-                self._sizes[key] = sum(len(data) for _, data in found.values())
-                self._held += self._sizes[key]
-            self._evict()
-        return found
 
-    def _evict(self) -> None:
-        """Drop the least recently used finished blocks until at most `cache_bytes` are held
-        (the newest block stays even if it alone is larger). Called with the lock held."""
-        for key in list(self._blocks):
-            if self._held <= self.cache_bytes or len(self._sizes) <= 1:
-                return
-            if key in self._sizes:
-                del self._blocks[key]
-                self._held -= self._sizes.pop(key)
+    def _add(self, key: int, start: int, end: int, block: _Block) -> None:
+        """Keep `block` as the newest; drop the least recently used blocks until at most
+        `cache_bytes` are held (the newest stays even if larger). Called with the lock held."""
+        self._blocks[key] = (start, end, block)
+        self._held += end - start
+        while self._held > self.cache_bytes and len(self._blocks) > 1:
+            _, (old_start, old_end, _) = self._blocks.popitem(last=False)
+            self._held -= old_end - old_start
 
     def close(self) -> None:
         """Close the shard files this process opened and drop its cached blocks."""
@@ -130,4 +155,4 @@ class ShardReader:
         for fd in fds.values():
             os.close(fd)
         with self._lock:
-            self._blocks, self._sizes, self._held = OrderedDict(), {}, 0
+            self._blocks, self._held = OrderedDict(), 0
