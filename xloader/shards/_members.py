@@ -16,6 +16,7 @@ from xloader import storage
 from xloader.cache import files_key
 from xloader.errors import BadImageError, DatasetError
 from xloader.shards._block_order import block_bounds
+from xloader.shards._index import member_extension
 from xloader.shards._reader import ShardReader
 from xloader.sources._index import SampleIndex
 
@@ -73,9 +74,29 @@ class PackedMembers:
         if shard is None:
             return None
         place = [row.offset[index], row.size[index], row.crc32[index]]
-        if "mask_size" in row.columns:
-            place += [row.mask_offset[index], row.mask_size[index], row.mask_crc32[index]]
+        place += [number for _, *member in self._mask_members(index) for number in member]
         return hashlib.blake2b(shard + ",".join(str(int(x)) for x in place).encode(), digest_size=16).digest()
+
+    def _mask_members(self, index: int) -> list[tuple[str, int, int, int]]:
+        """(name, offset, size, CRC-32) of each mask member of sample `index`, in merge order:
+        none or one for image+mask shards, one per mask file for a packed `MultiMaskFolder`."""
+        row = self._index
+        if "multi" in row.columns:
+            parts = row.multi
+            paths, offsets, sizes, crcs = (parts.columns[c] for c in ("paths", "offset", "size", "crc32"))
+            return [
+                (
+                    self._member(index, f"mask{k}.{member_extension(paths[j])}"),
+                    int(offsets[j]),
+                    int(sizes[j]),
+                    int(crcs[j]),
+                )
+                for k, j in enumerate(parts.span(index))
+            ]
+        if "mask_size" in row.columns and row.mask_size[index] >= 0:
+            name = self._member(index, "mask." + member_extension(row.masks[index]))
+            return [(name, int(row.mask_offset[index]), int(row.mask_size[index]), int(row.mask_crc32[index]))]
+        return []
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -118,6 +139,13 @@ class PackedMembers:
             has_mask = rows.mask_size >= 0
             starts = np.where(has_mask, np.minimum(starts, rows.mask_offset), starts)
             ends = np.where(has_mask, np.maximum(ends, rows.mask_offset + rows.mask_size), ends)
+        if "multi" in rows.columns:  # mask members follow their image: only the ends move
+            parts = rows.multi
+            starts_of_rows, filled = parts.offsets[:-1], parts.offsets[1:] > parts.offsets[:-1]
+            part_ends = parts.columns["offset"] + parts.columns["size"]
+            if filled.any():
+                ends = ends.copy()
+                ends[filled] = np.maximum(ends[filled], np.maximum.reduceat(part_ends, starts_of_rows[filled]))
         return starts, ends
 
     def _find_blocks(self) -> None:
@@ -159,8 +187,8 @@ class PackedMembers:
         for index in indices:
             shard = self._shard_path(int(rows.shard[index]))
             ranges.append(storage.byte_range(shard, int(rows.offset[index]), int(rows.size[index])))
-            if "mask_size" in rows.columns and rows.mask_size[index] >= 0:
-                ranges.append(storage.byte_range(shard, int(rows.mask_offset[index]), int(rows.mask_size[index])))
+            for _, offset, size, _ in self._mask_members(index):
+                ranges.append(storage.byte_range(shard, offset, size))
         return ranges
 
     @property

@@ -75,6 +75,35 @@ class _Plan:
     label_member: Callable[[int], tuple[str, bytes]] | None  # sample i's label member: (suffix, bytes)
     masks: list[str] | None  # relative to `masks_dir`, "" for none
     masks_dir: str = ""
+    parts: list[list[str]] | None = None  # MultiMaskFolder: each sample's mask files, in merge order
+
+
+def _multi_mask_plan(source: Any) -> _Plan:
+    """A `MultiMaskFolder`: its binary mask files become `<key>.mask<k>.<ext>`, their classes
+    (1 for the first class; 0 is background) `<key>.json`, and the index's `multi_*` columns."""
+    fmt = source.mask_format
+    parts = [source.mask_files(i) for i in range(len(source))]
+    classes = [source.mask_classes(i) for i in range(len(source))]
+    rows = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=rows[1:])
+    options = {**_image_options(source), "mask_dtype": fmt.dtype.name, "mask_mode": fmt.mode}
+    options["num_classes"] = fmt.num_classes
+    return _Plan(
+        meta={
+            "kind": "multi_masks",
+            "source": "MultiMaskFolder",
+            "options": options,
+            "class_names": source.class_names,
+            "layout": source.layout,
+        },
+        images=source.filepaths,
+        files=source.image_files,
+        labels={"multi_rows": rows, "multi_classes": np.fromiter((c for row in classes for c in row), np.int32)},
+        label_member=lambda i: ("json", json.dumps(classes[i]).encode()),
+        masks=None,
+        masks_dir=source.masks_dir,
+        parts=parts,
+    )
 
 
 def _label_plan(source: Any) -> tuple[Columns, Callable[[int], tuple[str, bytes]] | None]:
@@ -113,9 +142,12 @@ def _image_options(source: Any) -> dict[str, Any]:
 
 
 def _plan(source: Any) -> _Plan:
-    """The files, labels and options of `source` (ImageFolder, ImageManifest or ImageMaskFolder)."""
-    from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
+    """The files, labels and options of `source` (ImageFolder, ImageManifest, ImageMaskFolder or
+    MultiMaskFolder)."""
+    from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder
 
+    if isinstance(source, MultiMaskFolder):
+        return _multi_mask_plan(source)
     if isinstance(source, ImageMaskFolder):
         fmt = source.mask_format
         options = {
@@ -151,7 +183,7 @@ def _plan(source: Any) -> _Plan:
             masks=None,
         )
     raise TypeError(
-        f"pack takes an ImageFolder, ImageManifest or ImageMaskFolder, got {type(source).__name__}. "
+        f"pack takes an ImageFolder, ImageManifest, ImageMaskFolder or MultiMaskFolder, got {type(source).__name__}. "
         "Other sources are not file-backed in a way pack can copy yet."
     )
 
@@ -259,6 +291,7 @@ def pack(
     shard = np.zeros(count, np.int32)
     place = np.zeros((3, count), np.int64)  # offset, size, crc32 of the image member
     mask_place = np.full((3, count), -1, np.int64)  # the same for the mask member; -1: none
+    part_place: list[tuple[int, int, int]] = []  # the same for each MultiMaskFolder mask member
     writer = _ShardWriter(output, limit)
     try:
         for i in _progress(count, progress):
@@ -266,13 +299,18 @@ def pack(
             image = read_bytes(plan.images[i])
             mask_name = plan.masks[i] if plan.masks is not None else ""
             mask = read_bytes(os.path.join(plan.masks_dir, mask_name)) if mask_name else None
-            shard[i] = writer.start_sample(len(image) + (len(mask) if mask is not None else 0))
+            parts = plan.parts[i] if plan.parts is not None else []
+            part_data = [read_bytes(os.path.join(plan.masks_dir, name)) for name in parts]
+            mask_bytes = (len(mask) if mask is not None else 0) + sum(map(len, part_data))
+            shard[i] = writer.start_sample(len(image) + mask_bytes)
             place[:, i] = writer.add(f"{key}.{member_extension(plan.files[i])}", image)
             if plan.label_member is not None:
                 suffix, data = plan.label_member(i)
                 writer.add(f"{key}.{suffix}", data)
             if mask is not None:
                 mask_place[:, i] = writer.add(f"{key}.mask.{member_extension(mask_name)}", mask)
+            for k, (name, data) in enumerate(zip(parts, part_data, strict=True)):
+                part_place.append(writer.add(f"{key}.mask{k}.{member_extension(name)}", data))
     except BaseException:  # a bad file or Ctrl-C: leave no shards without an index, so a retry can start
         writer.close()
         writer.remove()
@@ -291,6 +329,11 @@ def pack(
         columns["masks"] = StringTable(plan.masks)
         columns["mask_offset"], columns["mask_size"] = mask_place[0], mask_place[1]
         columns["mask_crc32"] = np.maximum(mask_place[2], 0).astype(np.uint32)
+    if plan.parts is not None:
+        places = np.array(part_place, np.int64).reshape(-1, 3)
+        columns["multi_paths"] = StringTable(name for names in plan.parts for name in names)
+        columns["multi_offset"], columns["multi_size"] = places[:, 0], places[:, 1]
+        columns["multi_crc32"] = places[:, 2].astype(np.uint32)
     output.put(INDEX_NAME, index_bytes(meta, columns))
     output.done()
     return PackResult(out=out, samples=count, shards=len(writer.shards), bytes=sum(s["bytes"] for s in writer.shards))

@@ -38,11 +38,15 @@ from xloader.sources._masks import (
     checked_index_map,
     mask_format,
     resize_nearest,
+    size_mismatch,
     transform_with_mask,
 )
 from xloader.sources.image_folder import LABEL_MODES  # a packed ImageManifest has one class per row
+from xloader.sources.multi_mask import merge_binary_masks
 
 __all__ = ["TarShards"]
+
+_MASK_KINDS = ("masks", "multi_masks")  # packed ImageMaskFolder, MultiMaskFolder
 
 
 class _AsPacked:
@@ -162,7 +166,7 @@ class TarShards(PackedMembers, ImageSource):
             downscale_on_decode=option("downscale_on_decode", downscale_on_decode, False),  # not in older indexes
             cache=cache,
         )
-        if self.kind == "masks":
+        if self.kind in _MASK_KINDS:
             self._configure_masks(
                 option("mask_mode", mask_mode),
                 option("mask_dtype", mask_dtype),
@@ -189,6 +193,11 @@ class TarShards(PackedMembers, ImageSource):
         index_columns: dict[str, Any] = dict(columns)
         if "class_offsets" in columns:  # "multi_hot": a Ragged group of class indices per sample
             index_columns["classes"] = Ragged(index_columns.pop("class_offsets"), classes=columns["classes"])
+        if "multi_rows" in columns:  # a packed MultiMaskFolder: its mask members, grouped per sample
+            parts = {
+                name: index_columns.pop("multi_" + name) for name in ("paths", "classes", "offset", "size", "crc32")
+            }
+            index_columns["multi"] = Ragged(index_columns.pop("multi_rows"), **parts)
         self._index = SampleIndex(**index_columns, position=np.arange(count, dtype=np.int64))  # position: the key
         self._reader = ShardReader(
             [self._shard_path(n) for n in range(len(self._shards))], 2 * self.window * self.block_size
@@ -207,7 +216,15 @@ class TarShards(PackedMembers, ImageSource):
         for name in ("keep_aspect_ratio", "downscale_on_decode"):
             if getattr(self, name):
                 raise ValueError(f"{name}=True is for class sources; {self.root!r} holds images and masks.")
-        self.mask_format = mask_format(mode, dtype, num_classes, modes=("index", "one_hot"))
+        if self.kind == "multi_masks":  # as MultiMaskFolder: binary files merged, "multi_hot" too
+            if values is not None:
+                raise ValueError(
+                    f"mask_values is for one class-index mask file per image; {self.root!r} holds a packed "
+                    "MultiMaskFolder (binary masks, their classes from their names). Leave mask_values out."
+                )
+            self.mask_format = mask_format(mode, dtype, num_classes)
+        else:
+            self.mask_format = mask_format(mode, dtype, num_classes, modes=("index", "one_hot"))
         self.mask_dtype, self.num_classes = self.mask_format.dtype, self.mask_format.num_classes
         # A dict from the caller, or the [[stored, class], ...] pairs the index saves (JSON has no int keys).
         self.mask_values = MaskValues.of(None if values is None else dict(values))
@@ -215,15 +232,25 @@ class TarShards(PackedMembers, ImageSource):
         self.has_targets = True
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
-        """As `ImageMaskFolder._mask`, from the mask member: the index map in `mask_format.work_dtype`."""
-        row = self._index
-        size = int(row.mask_size[index])
-        if size < 0:
+        """As the packed source's `_mask`, from the mask members: `ImageMaskFolder`'s index map in
+        `mask_format.work_dtype`, or `MultiMaskFolder`'s binary masks merged."""
+        members, image_path = self._mask_members(index), self.describe(index)
+
+        def decoded(name: str, offset: int, size: int, crc: int) -> np.ndarray:
+            return decode_mask(self._read(index, name, offset, size, crc), name, max_pixels=self.max_pixels)
+
+        if self.kind == "multi_masks":
+            classes = self._index.multi.row(index, "classes")
+            binary = [decoded(*member) for member in members]
+            for mask, (name, *_) in zip(binary, members, strict=True):
+                size_mismatch(name, mask.shape, image_path, image_shape)
+            on = [(int(c), mask != 0) for c, mask in zip(classes, binary, strict=True)]
+            return merge_binary_masks(self.mask_format, image_shape, on)
+        if not members:
             return np.zeros(image_shape[:2], self.mask_format.work_dtype)
-        member = self._member(index, "mask." + member_extension(row.masks[index]))
-        data = self._read(index, member, int(row.mask_offset[index]), size, int(row.mask_crc32[index]))
-        mask = decode_mask(data, member, max_pixels=self.max_pixels)
-        return checked_index_map(mask, member, self.describe(index), image_shape, self.mask_format, self.mask_values)
+        name = members[0][0]
+        mask = decoded(*members[0])
+        return checked_index_map(mask, name, image_path, image_shape, self.mask_format, self.mask_values)
 
     # --- the Source protocol -----------------------------------------------------------------
 
@@ -295,17 +322,15 @@ class TarShards(PackedMembers, ImageSource):
         `decode()` is the one decode path as well."""
         member, read = self.describe(index), lambda: self._image_bytes(index)
         version = lambda: self._version(index)  # noqa: E731
-        if not (self.kind == "masks" if with_mask is None else with_mask):
+        if not (self.kind in _MASK_KINDS if with_mask is None else with_mask):
             return image_sample(self.decoder, member, read, version)
         fmt = self.mask_format
         values = None if self.mask_values is None else sorted(self.mask_values.mapping.items())
         return image_and_mask_sample(
             self.decoder,
             member,
-            (self._member(index, "mask." + member_extension(self._index.masks[index])),)
-            if self._index.mask_size[index] >= 0
-            else (),
-            f"mask={fmt.mode},{fmt.dtype.str},{fmt.num_classes},{fmt.work_dtype.str},values={values}",
+            tuple(name for name, *_ in self._mask_members(index)),
+            f"{self.kind};mask={fmt.mode},{fmt.dtype.str},{fmt.num_classes},{fmt.work_dtype.str},values={values}",
             fmt.work_dtype,
             lambda shape: resize_nearest(self._mask(index, shape), self.image_size),
             read,
@@ -317,7 +342,7 @@ class TarShards(PackedMembers, ImageSource):
     ) -> tuple[Any, np.ndarray | None]:
         """Sample `index`, as the packed source's `load` (NOTE [ Packed samples decode as their
         files ]), through the decoded cache if there is one."""
-        masks = self.kind == "masks" and with_targets
+        masks = self.kind in _MASK_KINDS and with_targets
         image, _, mask = decode_sample(self, index, self._cache_view(index, masks))
         if not masks:
             return self._finish(
