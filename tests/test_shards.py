@@ -112,7 +112,7 @@ def test_pack_refuses_an_existing_pack_and_other_sources(class_root, packed_clas
     with pytest.raises(
         TypeError,
         match=re.escape(
-            "pack takes an ImageFolder, ImageManifest, ImageMaskFolder or MultiMaskFolder, got ArrayDataset. "
+            "pack takes an ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder or RLEMasks, got ArrayDataset. "
             "Other sources are not file-backed in a way pack can copy yet."
         ),
     ):

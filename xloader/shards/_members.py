@@ -120,15 +120,17 @@ class PackedMembers:
             else:
                 data = self._reader.read(shard, offset, size)
         except OSError as error:
-            raise _bad(member, f"cannot read the shard ({error.strerror or error})") from None
+            raise bad_member(member, f"cannot read the shard ({error.strerror or error})") from None
         if len(data) != size:
             reason = (
                 f"the shard is truncated: the member is bytes {offset:,} to {offset + size:,}, but only "
                 f"{len(data):,} of its {size:,} bytes are in the file. Copy the shard again or pack again"
             )
-            raise _bad(member, reason)
+            raise bad_member(member, reason)
         if zlib.crc32(data) != crc:
-            raise _bad(member, "the shard is corrupted: the member's CRC-32 differs from the one packed. Pack again")
+            raise bad_member(
+                member, "the shard is corrupted: the member's CRC-32 differs from the one packed. Pack again"
+            )
         return data
 
     def _member_spans(self) -> tuple[np.ndarray, np.ndarray]:
@@ -224,5 +226,5 @@ def _missing(path: str) -> int:
     raise FileNotFoundError(f"shard {path} of a packed dataset does not exist. Copy it back, or pack again.")
 
 
-def _bad(member: str, reason: str) -> BadImageError:
+def bad_member(member: str, reason: str) -> BadImageError:
     return BadImageError(f"cannot read {member}: {reason}.", path=member, reason=reason)

@@ -78,6 +78,39 @@ class _Plan:
     parts: list[list[str]] | None = None  # MultiMaskFolder: each sample's mask files, in merge order
 
 
+def _rle_plan(source: Any) -> _Plan:
+    """An `RLEMasks`: each sample's rows become `<key>.json` ({"classes": [...], "rle": [...],
+    "order": ...}), and the index's `rle_*` columns, from which `TarShards` decodes its masks."""
+    from xloader.sources.rle import parse_runs
+
+    fmt = source.mask_format
+    rows = [source.mask_rows(i) for i in range(len(source))]
+    flat = [row for sample in rows for row in sample]
+    runs = [parse_runs(text) for _, text in flat]
+    columns: Columns = {
+        "rle_rows": np.concatenate([[0], np.cumsum([len(sample) for sample in rows])]).astype(np.int64),
+        "rle_classes": np.array([c for c, _ in flat], np.int32),
+        "rle_runs": np.concatenate([[0], np.cumsum([len(s) for s, _ in runs])]).astype(np.int64),
+        "rle_starts": np.concatenate([np.zeros(0, np.int64), *(s for s, _ in runs)]),
+        "rle_lengths": np.concatenate([np.zeros(0, np.int64), *(n for _, n in runs)]),
+    }
+    options = {**_image_options(source), "mask_dtype": fmt.dtype.name, "mask_mode": fmt.mode}
+    options.update(num_classes=fmt.num_classes, order=source.order)
+
+    def member(i: int) -> tuple[str, bytes]:
+        classes, texts = [c for c, _ in rows[i]], [t for _, t in rows[i]]
+        return "json", json.dumps({"classes": classes, "rle": texts, "order": source.order}).encode()
+
+    return _Plan(
+        meta={"kind": "rle", "source": "RLEMasks", "options": options, "class_names": source.class_names},
+        images=source.filepaths,
+        files=source.image_files,
+        labels=columns,
+        label_member=member,
+        masks=None,
+    )
+
+
 def _multi_mask_plan(source: Any) -> _Plan:
     """A `MultiMaskFolder`: its binary mask files become `<key>.mask<k>.<ext>`, their classes
     (1 for the first class; 0 is background) `<key>.json`, and the index's `multi_*` columns."""
@@ -144,10 +177,12 @@ def _image_options(source: Any) -> dict[str, Any]:
 def _plan(source: Any) -> _Plan:
     """The files, labels and options of `source` (ImageFolder, ImageManifest, ImageMaskFolder or
     MultiMaskFolder)."""
-    from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder
+    from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder, RLEMasks
 
     if isinstance(source, MultiMaskFolder):
         return _multi_mask_plan(source)
+    if isinstance(source, RLEMasks):
+        return _rle_plan(source)
     if isinstance(source, ImageMaskFolder):
         fmt = source.mask_format
         options = {
@@ -183,7 +218,8 @@ def _plan(source: Any) -> _Plan:
             masks=None,
         )
     raise TypeError(
-        f"pack takes an ImageFolder, ImageManifest, ImageMaskFolder or MultiMaskFolder, got {type(source).__name__}. "
+        f"pack takes an ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder or RLEMasks, got "
+        f"{type(source).__name__}. "
         "Other sources are not file-backed in a way pack can copy yet."
     )
 

@@ -27,7 +27,7 @@ from xloader.decoding import decode_mask
 from xloader.errors import DatasetError
 from xloader.shards._block_order import block_order
 from xloader.shards._index import member_extension, read_index
-from xloader.shards._members import PackedMembers
+from xloader.shards._members import PackedMembers, bad_member
 from xloader.shards._reader import ShardReader
 from xloader.shards.pack import parse_size
 from xloader.sources._base import ImageSource, class_target
@@ -41,12 +41,13 @@ from xloader.sources._masks import (
     size_mismatch,
     transform_with_mask,
 )
+from xloader.sources._rle_rows import decode_rows
 from xloader.sources.image_folder import LABEL_MODES  # a packed ImageManifest has one class per row
 from xloader.sources.multi_mask import merge_binary_masks
 
 __all__ = ["TarShards"]
 
-_MASK_KINDS = ("masks", "multi_masks")  # packed ImageMaskFolder, MultiMaskFolder
+_MASK_KINDS = ("masks", "multi_masks", "rle")  # packed ImageMaskFolder, MultiMaskFolder, RLEMasks
 
 
 class _AsPacked:
@@ -154,6 +155,7 @@ class TarShards(PackedMembers, ImageSource):
 
         self.kind: str = meta["kind"]
         self.packed_from: str = meta["source"]
+        self.packed_options: dict[str, Any] = packed
         self.class_names: list[str] | None = meta["class_names"]
         size = option("image_size", image_size)
         self._configure_images(
@@ -193,6 +195,11 @@ class TarShards(PackedMembers, ImageSource):
         index_columns: dict[str, Any] = dict(columns)
         if "class_offsets" in columns:  # "multi_hot": a Ragged group of class indices per sample
             index_columns["classes"] = Ragged(index_columns.pop("class_offsets"), classes=columns["classes"])
+        if "rle_rows" in columns:  # a packed RLEMasks: its rows per sample, each row's runs
+            runs = Ragged(index_columns.pop("rle_runs"), starts=columns["rle_starts"], lengths=columns["rle_lengths"])
+            index_columns["rle"] = Ragged(index_columns.pop("rle_rows"), classes=columns["rle_classes"], runs=runs)
+            for name in ("rle_starts", "rle_lengths", "rle_classes"):
+                del index_columns[name]
         if "multi_rows" in columns:  # a packed MultiMaskFolder: its mask members, grouped per sample
             parts = {
                 name: index_columns.pop("multi_" + name) for name in ("paths", "classes", "offset", "size", "crc32")
@@ -216,11 +223,11 @@ class TarShards(PackedMembers, ImageSource):
         for name in ("keep_aspect_ratio", "downscale_on_decode"):
             if getattr(self, name):
                 raise ValueError(f"{name}=True is for class sources; {self.root!r} holds images and masks.")
-        if self.kind == "multi_masks":  # as MultiMaskFolder: binary files merged, "multi_hot" too
+        if self.kind != "masks":  # as MultiMaskFolder and RLEMasks: binary masks merged, "multi_hot" too
             if values is not None:
                 raise ValueError(
                     f"mask_values is for one class-index mask file per image; {self.root!r} holds a packed "
-                    "MultiMaskFolder (binary masks, their classes from their names). Leave mask_values out."
+                    f"{self.packed_from} (binary masks with their classes). Leave mask_values out."
                 )
             self.mask_format = mask_format(mode, dtype, num_classes)
         else:
@@ -239,6 +246,16 @@ class TarShards(PackedMembers, ImageSource):
         def decoded(name: str, offset: int, size: int, crc: int) -> np.ndarray:
             return decode_mask(self._read(index, name, offset, size, crc), name, max_pixels=self.max_pixels)
 
+        if self.kind == "rle":
+            shape, order = (int(image_shape[0]), int(image_shape[1])), self.packed_options["order"]
+            return decode_rows(
+                self._index.rle,
+                index,
+                shape,
+                self.mask_format,
+                order,
+                lambda row, end: self._overrun(index, end, shape),
+            )
         if self.kind == "multi_masks":
             classes = self._index.multi.row(index, "classes")
             binary = [decoded(*member) for member in members]
@@ -251,6 +268,15 @@ class TarShards(PackedMembers, ImageSource):
         name = members[0][0]
         mask = decoded(*members[0])
         return checked_index_map(mask, name, image_path, image_shape, self.mask_format, self.mask_values)
+
+    def _overrun(self, index: int, end: int, shape: tuple[int, int]) -> None:
+        """A packed run-length row that ends past its image: `BadImageError` naming the member."""
+        member = self._member(index, "json")
+        reason = (
+            f"a run ends at pixel {end}, past the {shape[0] * shape[1]} pixels of its image "
+            f"{self.describe(index)} ({shape[0]}x{shape[1]}, HxW)"
+        )
+        raise bad_member(member, reason + ". Check the CSV the shards were packed from, then pack again")
 
     # --- the Source protocol -----------------------------------------------------------------
 
