@@ -13,6 +13,11 @@ an uncompressed NumPy archive of flat arrays, one row per sample in the packed s
   those of sample `i` at `class_offsets[i]:class_offsets[i + 1]` (the `.json` member: a list).
 - `targets` (float32, (n,) or (n, k)): a manifest's "regression" targets (the `.json` member: a
   number or a list of numbers, each the float32 value exactly).
+- `multi_rows` (int64, n + 1) and, per mask member of a packed `MultiMaskFolder`, `multi_paths`
+  (a `StringTable`), `multi_classes` (int32), `multi_offset`, `multi_size`, `multi_crc32`:
+  sample `i`'s `.mask<k>.<ext>` members are rows `multi_rows[i]:multi_rows[i + 1]`.
+- `rle_rows` (int64, n + 1), `rle_classes` (int32, per row), `rle_runs` (int64, rows + 1),
+  `rle_starts`, `rle_lengths` (int64, 0-based, per run): a packed `RLEMasks`'s rows and runs.
 - `files` (and `masks`, "" for none): the packed files' paths relative to their folder (a
   `StringTable`, saved as `files` and `files__offsets`): the sample keys of the resume
   fingerprint, as in the folder source, and the members' extensions.
