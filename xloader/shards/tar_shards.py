@@ -67,7 +67,8 @@ class TarShards(PackedMembers, ImageSource):
     decode as their files ]): with the same options, transform and seed, `Batches`, the Keras
     and the torch adapters give the same batches as the folder source did, bit for bit. A packed
     `ImageFolder` or `ImageManifest` gives `x` (H, W, C) uint8 images and `y` by `label_mode`;
-    a packed `ImageMaskFolder` gives `x` and its mask `y` by `mask_mode` and `mask_dtype`.
+    a packed `ImageMaskFolder`, `MultiMaskFolder` or `RLEMasks` gives `x` and its mask `y` by
+    `mask_mode` and `mask_dtype`, made by that source's own rule.
 
     Every option defaults to the packed source's value (saved in the index); pass one to
     change it. Each read is one `os.pread` of the member's bytes (or of a whole block with
@@ -85,8 +86,8 @@ class TarShards(PackedMembers, ImageSource):
         label_mode: class sources: "int", "categorical", "binary", "input" or None; a packed
             `ImageManifest` with "multi_hot" or "regression" labels: that mode, "input" or None
             (a source packed without labels: "input" or None).
-        mask_dtype, mask_mode, num_classes, mask_values: image+mask sources, as in
-            `ImageMaskFolder`.
+        mask_dtype, mask_mode, num_classes, mask_values: mask sources, as in the packed one
+            (`mask_values` only for a packed `ImageMaskFolder`).
         max_pixels: refuse images that declare more pixels (NOTE [ Pixel limit ]).
         downscale_on_decode: decode JPEGs at a reduced size where exact enough, as in
             `ImageFolder` (class sources).
