@@ -159,3 +159,37 @@ def test_threads_of_a_process_fetch_each_remote_block_once(class_root, monkeypat
         list(pool.map(lambda b: batches.get_batch(0, b), range(len(batches))))
     ranges = [u for u in fetched if "#bytes=" in u]  # not the index
     assert (len(ranges), len(set(ranges)), shards.reads, shards.blocks) == (12, 12, 12, 12)
+
+
+def test_two_torch_workers_fetch_each_block_about_once_each(class_root, tmp_path, monkeypatch):
+    """The issue's request budget: an epoch's GETs are at most blocks x worker processes (+1 in
+    the parent), counted in every process through a log file (forked workers keep the patch)."""
+    from xloader.storage import _mount
+    from xloader.torch import DataLoader
+
+    url, log = "memory://xl-shards-workers/classes", tmp_path / "gets.log"
+    xl.pack(xl.ImageFolder(class_root, image_size=None), url, shard_size="60KB", progress=False)
+    fetch = _mount.Mount.fetch
+
+    def logged(self, u):
+        with open(log, "a") as file:
+            file.write(f"{os.getpid()} {u}\n")
+        return fetch(self, u)
+
+    monkeypatch.setattr(_mount.Mount, "fetch", logged)
+    shards = xl.TarShards(url, image_size=SIZE, order="block", block_size="16KB", window=3)
+    loader = DataLoader(
+        shards, batch_size=4, shuffle=True, seed=5, num_workers=2, multiprocessing_context="fork", timeout=60
+    )
+    gets = []
+    for _ in range(2):
+        log.write_text("")
+        assert sum(len(x) for x, _ in loader) == 28
+        gets.append([line.split() for line in log.read_text().splitlines() if "#bytes=" in line])
+    assert shards.blocks == 12
+    assert [len(epoch) for epoch in gets] == GETS_PER_EPOCH
+    assert all(len({url for _, url in epoch}) == 12 for epoch in gets)  # every block, once per process
+    assert all(len(epoch) <= 2 * 12 + 1 for epoch in gets)
+
+
+GETS_PER_EPOCH = [17, 21]  # deterministic: torch hands batch b to worker b % 2, each worker its own LRU
