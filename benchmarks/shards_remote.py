@@ -5,7 +5,8 @@
 
 Data and loader as `benchmarks/remote.py` (2,000 JPEG crops, long side 350-500 px, uploaded to a
 moto S3 server in its own process; `xloader.torch.DataLoader(..., image_size=(224, 224),
-batch_size=32, shuffle=True, num_workers=2, persistent_workers=True)`, no augmentation). Three
+batch_size=32, shuffle=True, num_workers=2, persistent_workers=True)`, or with `--loader keras`
+`xloader.keras.PyDataset(..., workers=2)` (thread workers), no augmentation). Three
 sources of the same samples: `ImageFolder("s3://bucket/train")` (one GET per file, a batch's
 GETs concurrent), and the folder packed into shards of `--shard-size` (4 MB: moto's server copies the whole object
 for every ranged GET, a cost S3 does not have, so large shards measure moto) read with `TarShards("s3://bucket/packed")`
@@ -30,6 +31,27 @@ sys.path.insert(0, HERE)
 from remote import CREDENTIALS, MotoServer  # noqa: E402
 
 
+def _epochs(source, args):
+    """(images, seconds) of each epoch through the chosen loader, `--workers` workers."""
+    if args.loader == "keras":
+        from xloader.keras import PyDataset
+
+        with PyDataset(source, batch_size=32, shuffle=True, seed=0, workers=args.workers) as dataset:
+            for _ in range(args.epochs):
+                begin = time.perf_counter()
+                images = sum(len(dataset[b][0]) for b in range(len(dataset)))
+                yield images, time.perf_counter() - begin
+                dataset.on_epoch_end()
+        return
+    from xloader.torch import DataLoader
+
+    loader = DataLoader(source, batch_size=32, shuffle=True, seed=0, num_workers=args.workers, persistent_workers=True)
+    for _ in range(args.epochs):
+        begin = time.perf_counter()
+        images = sum(len(x) for x, _ in loader)
+        yield images, time.perf_counter() - begin
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images-per-class", type=int, default=500)
@@ -39,6 +61,9 @@ def main() -> None:
     parser.add_argument("--block-size", default="4MB", help="TarShards(order='block', block_size=...)")
     parser.add_argument("--window", type=int, default=16, help="TarShards(order='block', window=...)")
     parser.add_argument("--only", default="files,random,block", help="which sources to run, comma-separated")
+    parser.add_argument(
+        "--loader", choices=["torch", "keras"], default="torch", help="keras: PyDataset with thread workers"
+    )
     args = parser.parse_args()
     os.environ.update(CREDENTIALS)
 
@@ -46,7 +71,6 @@ def main() -> None:
 
     import xloader as xl
     from xloader.synthetic import make_image_folder
-    from xloader.torch import DataLoader
 
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -79,23 +103,22 @@ def main() -> None:
                 make = sources[name]
                 source = make()
                 server.take_gets()  # the index reads
-                loader = DataLoader(
-                    source, batch_size=32, shuffle=True, seed=0, num_workers=args.workers, persistent_workers=True
-                )
                 speeds, gets = [], []
-                for _ in range(args.epochs):
-                    begin, images = time.perf_counter(), 0
-                    for x, _ in loader:
-                        images += len(x)
-                    speeds.append(round(images / (time.perf_counter() - begin), 1))
+                for images, seconds in _epochs(source, args):
+                    speeds.append(round(images / seconds, 1))
                     gets.append(len(server.take_gets()))
                 results[name] = {"images_per_s": speeds, "gets_per_epoch": gets}
                 if name == "block":
                     results[name].update(block, blocks=source.blocks)
-                del loader
         finally:
             server.stop()
-    summary = {"images": packed.samples, "shards": packed.shards, "batches": -(-packed.samples // 32), **results}
+    summary = {
+        "loader": args.loader,
+        "images": packed.samples,
+        "shards": packed.shards,
+        "batches": -(-packed.samples // 32),
+        **results,
+    }
     print(json.dumps(summary, indent=2))
 
 
