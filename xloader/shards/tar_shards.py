@@ -4,12 +4,14 @@
 A packed member holds the original file's bytes, unchanged, and its index row keeps the packed
 source's order. Loading sample `i` reads those bytes at the offset in the index (one `os.pread`,
 or a slice of a cached block: NOTE [ Block reads ]), then runs the packed source's own steps:
-`ImageDecoder.decode_bytes` (NOTE [ One sample's path ]), the transform with the
-(seed, epoch, i) stream, and for masks `decode_mask`, `checked_index_map`, `resize_nearest` and
-`transform_with_mask`. So with the same options and seed, every batch equals the folder source's
-bit for bit, for any worker count: nothing here depends on which process reads, or in what
-order. Each member's CRC-32 is checked after the read, so a shard changed after packing is an
-error naming the shard and the key, never a silently different pixel.
+the `ImageDecoder`'s decode and resize (NOTE [ One sample's path ]; through the decoded cache if
+there is one, NOTE [ Decoded cache ]), the transform with the (seed, epoch, i) stream, and for
+masks the source's own mask rule (`checked_index_map` for `ImageMaskFolder`, `merge_binary_masks`
+for `MultiMaskFolder`, `decode_rows` for `RLEMasks`, whose rows live in the index), then
+`resize_nearest` and `transform_with_mask`. So with the same options and seed, every batch equals
+the folder source's bit for bit, for any worker count: nothing here depends on which process
+reads, or in what order. Each member's CRC-32 is checked after the read, so a shard changed after
+packing is an error naming the shard and the key, never a silently different pixel.
 """
 
 from __future__ import annotations
@@ -240,8 +242,9 @@ class TarShards(PackedMembers, ImageSource):
         self.has_targets = True
 
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
-        """As the packed source's `_mask`, from the mask members: `ImageMaskFolder`'s index map in
-        `mask_format.work_dtype`, or `MultiMaskFolder`'s binary masks merged."""
+        """As the packed source's `_mask`: `ImageMaskFolder`'s index map in `mask_format.work_dtype`
+        from its mask member, `MultiMaskFolder`'s binary mask members merged, or `RLEMasks`'s rows
+        (kept in the index) decoded."""
         members, image_path = self._mask_members(index), self.describe(index)
 
         def decoded(name: str, offset: int, size: int, crc: int) -> np.ndarray:
