@@ -41,6 +41,7 @@ class PackedMembers:
     _bounds: np.ndarray
 
     def describe(self, index: int) -> str:
+        """`<shard>:<key>.<ext>`, the image member of sample `index` (`TarShards.describe`)."""
         raise NotImplementedError
 
     def _check_shard_sizes(self) -> None:
