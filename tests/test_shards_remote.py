@@ -94,6 +94,16 @@ def test_pack_into_a_url_writes_the_local_files_bytes(class_root, tmp_path):
             assert fs.cat_file(f"memory://xl-pack/a/{name}") == file.read(), name
     with pytest.raises(FileExistsError, match=re.escape("'memory://xl-pack/a' already holds a packed dataset.")):
         xl.pack(xl.ImageFolder(class_root, image_size=None), "memory://xl-pack/a", progress=False)
+    # a remote source, packed into a URL: the same bytes again
+    fs.put(class_root.rstrip("/") + "/", "/xl-pack/source/", recursive=True)
+    xl.pack(
+        xl.ImageFolder("memory://xl-pack/source", image_size=None),
+        "memory://xl-pack/b",
+        shard_size="60KB",
+        progress=False,
+    )
+    for name in names:
+        assert fs.cat_file(f"memory://xl-pack/b/{name}") == fs.cat_file(f"memory://xl-pack/a/{name}"), name
 
 
 def test_a_failed_pack_into_a_url_leaves_no_shards(class_root, tmp_path):
