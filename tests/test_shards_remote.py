@@ -203,3 +203,35 @@ def test_two_torch_workers_fetch_each_block_about_once_each(class_root, tmp_path
 
 
 GETS_PER_EPOCH = [17, 21]  # deterministic: torch hands batch b to worker b % 2, each worker its own LRU
+
+
+@pytest.mark.parametrize("use_multiprocessing", [False, True])
+def test_keras_block_order_from_s3_gives_the_folder_batches(class_root, s3_packed, use_multiprocessing):
+    """Keras's adapter, 2 thread or process workers, the block order over ranged GETs: the
+    folder's samples in the block order's sequence, bit for bit."""
+    from xloader.keras import PyDataset
+
+    endpoint, url = s3_packed
+    transform = augmentation("classification")
+    folder = xl.ImageFolder(class_root, image_size=SIZE, transform=transform)
+    shards = xl.TarShards(
+        url,
+        image_size=SIZE,
+        transform=transform,
+        order="block",
+        block_size="16KB",
+        window=2,
+        storage_options=s3_options(endpoint),
+    )
+    with PyDataset(
+        shards, batch_size=8, shuffle=True, seed=7, workers=2, use_multiprocessing=use_multiprocessing
+    ) as dataset:
+        for epoch in range(2):
+            order = shards.epoch_order(7, epoch)
+            for b in range(len(dataset)):
+                x, y = dataset[b]
+                indices = order[b * 8 : (b + 1) * 8]
+                want = [folder.load(int(i), seed=7, epoch=epoch, with_targets=True) for i in indices]
+                np.testing.assert_array_equal(np.asarray(x), np.stack([w[0] for w in want]))
+                np.testing.assert_array_equal(np.asarray(y), np.stack([w[1] for w in want]))
+            dataset.on_epoch_end()
