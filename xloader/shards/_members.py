@@ -34,6 +34,7 @@ class PackedMembers:
     root: str
     order: str
     block_size: int
+    window: int
     _shards: list[dict[str, Any]]
     _key_width: int
     _index: SampleIndex
@@ -158,6 +159,10 @@ class PackedMembers:
             self._starts, self._ends = self._member_spans()
             sizes = np.array([shard["bytes"] for shard in self._shards], np.int64)
             self._bounds = block_bounds(self._index.shard, self._starts, sizes, self.block_size)
+            if len(self._bounds) > 1:  # a block may end past its stretch: the cache holds 2 windows of the largest
+                firsts = self._bounds[:-1]
+                largest = int((np.maximum.reduceat(self._ends, firsts) - self._starts[firsts]).max())
+                self._reader.cache_bytes = 2 * self.window * max(largest, self.block_size)
 
     def _block_of(self, index: int) -> int:
         return int(np.searchsorted(self._bounds, index, side="right")) - 1
