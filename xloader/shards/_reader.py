@@ -5,8 +5,9 @@ whole blocks.
 With `order="block"` (NOTE [ Block order ]), the samples of a block are used together within
 one window of the epoch, so the first member a process needs from a block brings in the whole
 block: one read of the block's span of its shard. The block stays in the process's cache, shared
-by its threads and bounded in bytes (`2 * window * block_size` by default: a batch spans at most
-two windows; the least recently used block goes first), and its other members are sliced out of
+by its threads and bounded in bytes (two windows of the largest block, about
+`2 * window * block_size`: a batch spans at most two windows; the least recently used block
+goes first), and its other members are sliced out of
 it. A thread that needs a block another thread is reading waits for that read instead of making
 its own. From object storage, `TarShards.paths_of` (called by `Batches` before a batch loads)
 starts the GETs of the blocks the batch needs and the process neither holds nor is fetching, on

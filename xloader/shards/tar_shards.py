@@ -104,7 +104,7 @@ class TarShards(PackedMembers, ImageSource):
         block_size: the block order's read size, in bytes of one shard: an int, or a string
             such as "4MB" (10**6 bytes per MB) or "4MiB" (2**20), as `pack`'s `shard_size`.
         window: the block order's mixing width, in blocks. Each process caches up to
-            `2 * window * block_size` bytes of blocks (NOTE [ Block reads ]).
+            about `2 * window * block_size` bytes of blocks (NOTE [ Block reads ]).
         storage_options: fsspec options for a URL `path` (e.g. `{"endpoint_url": ...}`).
         cache: keep decoded, resized images (and masks): None (default), "memory", a directory
             or a `DecodedCache` (NOTE [ Decoded cache ]). An entry is keyed by its shard's
