@@ -7,7 +7,8 @@
    are sparse, so no data is written) and times `xl.TarShards(path)` (read the index, stat each
    shard), best of `--rounds`, in one process with the index in the page cache.
 2. Shuffle quality of the block order (NOTE [ Block order ]) on a class-sorted dataset of 50,000
-   samples (100 classes, as a packed ImageFolder is sorted), per batch of 256.
+   samples (100 classes, as a packed ImageFolder is sorted; 100 KB images in 256 MB shards), per
+   batch of 256, for a few block sizes and windows.
 3. Reads: packs `--images` generated JPEGs (xloader.synthetic, 4 classes, 96-160 px) and times one
    pass of `load` over every sample, folder against shards (same decode, resize to 64x64, no
    transform), best of `--rounds`, one thread, files in the page cache. Checks the samples are equal.
@@ -82,29 +83,38 @@ def generated_index(root: str, samples: int, image_bytes: int = 100_000, shard_b
     write_index(root, meta, columns)
 
 
-def shuffle_quality(classes: int, per_class: int, batch: int, settings: list[tuple[int, int]]) -> None:
-    """Per batch of a class-sorted packed dataset (as a packed ImageFolder is): distinct classes,
-    the largest class's share, and the runs of neighbouring samples (the ranged reads a reader
-    that merges neighbouring members would make)."""
+def shuffle_quality(classes: int, per_class: int, batch: int, settings: list[tuple[str, int]]) -> None:
+    """Per batch of a class-sorted packed dataset (as a packed ImageFolder is) of 100 KB images in
+    256 MB shards: distinct classes, the largest class's share, and the runs of neighbouring
+    samples; and per block order, the blocks (reads per process and epoch) and the cache bound."""
     import numpy as np
 
     from xloader._random import epoch_permutation
-    from xloader.shards._block_order import block_order
+    from xloader.shards._block_order import block_bounds, block_order
+    from xloader.shards.pack import parse_size
 
     n = classes * per_class
     labels = np.arange(n) // per_class
-    orders = {"random": epoch_permutation(0, 0, n)}
+    stride = 100_352 + 3 * 512  # a 100 KB member padded to 512-byte blocks, its header, and a .cls member
+    per_shard = 256_000_000 // stride
+    shard, start = np.arange(n) // per_shard, np.arange(n) % per_shard * stride
+    sizes = np.bincount(shard) * stride
+    orders = {"random": (epoch_permutation(0, 0, n), "")}
     for block_size, window in settings:
-        orders[f"block {block_size} x {window}"] = block_order(0, 0, n, block_size=block_size, window=window)
+        bounds = block_bounds(shard, start, sizes, parse_size(block_size))
+        cache = 2 * window * parse_size(block_size) / 1e6
+        about = f" ({len(bounds) - 1} blocks, cache {cache:.0f} MB)"
+        orders[f"block {block_size} x {window}"] = (block_order(0, 0, bounds, window=window), about)
     print(f"{classes} classes x {per_class} images, packed class by class, batches of {batch} (epoch 0, seed 0):")
-    for name, order in orders.items():
+    for name, (order, about) in orders.items():
         batches = order[: n // batch * batch].reshape(-1, batch)
         distinct = [len(np.unique(labels[b])) for b in batches]
         top = [np.bincount(labels[b]).max() / batch for b in batches]
         runs = [1 + int(np.count_nonzero(np.diff(np.sort(b)) > 1)) for b in batches]
         print(
-            f"  {name:>14}: {np.mean(distinct):5.1f} classes per batch (min {min(distinct)}), largest class "
-            f"{np.mean(top):5.1%} of a batch (max {max(top):.0%}), {np.mean(runs):5.1f} runs of neighbours per batch"
+            f"  {name:>15}: {np.mean(distinct):5.1f} classes per batch (min {min(distinct)}), largest class "
+            f"{np.mean(top):5.1%} of a batch (max {max(top):.0%}), {np.mean(runs):5.1f} runs of neighbours per "
+            f"batch{about}"
         )
 
 
@@ -113,8 +123,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quality-only", action="store_true", help="only part 2, the shuffle quality")
     args = parser.parse_args()
-    shuffle_quality(100, 500, 256, [(16, 16), (64, 4), (16, 64), (64, 16), (64, 64)])
+    settings = [("4MB", 16), ("2MB", 32), ("1MB", 64), ("4MB", 4), ("4MB", 64), ("16MB", 16)]
+    shuffle_quality(100, 500, 256, settings)
+    if args.quality_only:
+        return
 
     import numpy as np
 

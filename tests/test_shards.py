@@ -3,6 +3,7 @@ batches of the packed source, bit for bit."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -109,7 +110,11 @@ def test_pack_refuses_an_existing_pack_and_other_sources(class_root, packed_clas
         xl.pack(xl.ImageFolder(class_root, image_size=None), packed_classes, progress=False)
     arrays = xl.ArrayDataset(np.zeros((2, 4, 4, 3), np.uint8), np.zeros(2, np.int64))
     with pytest.raises(
-        TypeError, match="pack takes an ImageFolder, ImageManifest or ImageMaskFolder, got ArrayDataset"
+        TypeError,
+        match=re.escape(
+            "pack takes an ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder or RLEMasks, got ArrayDataset. "
+            "Other sources are not file-backed in a way pack can copy yet."
+        ),
     ):
         xl.pack(arrays, "unused", progress=False)
 
@@ -345,16 +350,46 @@ def test_a_pickled_source_reopens_its_shards(packed_classes):
 # --- the block order ---------------------------------------------------------------------------------
 
 
+def test_blocks_are_cut_by_bytes_within_a_shard():
+    from xloader.shards._block_order import block_bounds
+
+    shard = np.array([0, 0, 0, 0, 1, 1, 1])
+    start = np.array([0, 100, 250, 420, 0, 300, 310])
+    sizes = np.array([600, 400])
+    # shard 0: bytes 0-199 | 200-399 | 400-599; shard 1 starts a block: 0-199 | 200-399
+    assert block_bounds(shard, start, sizes, 200).tolist() == [0, 2, 3, 4, 5, 7]
+    # 600 / 250 rounds to 2 stretches of 300 bytes, 400 / 250 to 2 of 200
+    assert block_bounds(shard, start, sizes, 250).tolist() == [0, 3, 4, 5, 7]
+    assert block_bounds(shard, start, sizes, 1000).tolist() == [0, 4, 7]  # a shard smaller than a block is one
+    assert block_bounds(shard[:0], start[:0], sizes, 200).tolist() == [0]
+
+
 def test_block_order_golden_and_windows():
     from xloader.shards._block_order import block_order
 
-    assert block_order(0, 0, 10, block_size=3, window=2).tolist() == [7, 6, 4, 8, 3, 5, 0, 9, 1, 2]
-    order = block_order(7, 1, 50, block_size=4, window=3)
-    np.testing.assert_array_equal(np.sort(order), np.arange(50))
-    windows = [order[start : start + 12] for start in range(0, 48, 12)]
-    assert [len(np.unique(w // 4)) for w in windows] == [3, 3, 3, 3]  # each window is three whole blocks
-    assert sorted(order[48:].tolist()) == [48, 49]  # the short block stays last
-    assert not np.array_equal(order, block_order(7, 2, 50, block_size=4, window=3))
+    bounds = np.array([0, 3, 6, 9, 10])
+    assert block_order(0, 0, bounds, window=2).tolist() == GOLDEN_BLOCK_ORDER
+    bounds = np.array([0, 4, 9, 12, 20, 21, 30, 34])
+    order = block_order(7, 1, bounds, window=3)
+    np.testing.assert_array_equal(np.sort(order), np.arange(34))
+    block_of = np.searchsorted(bounds, order, side="right") - 1
+    picked = list(dict.fromkeys(block_of.tolist()))  # the shuffled blocks, in order of first use
+    lengths = np.diff(bounds)[picked]
+    ends = np.cumsum([lengths[0:3].sum(), lengths[3:6].sum(), lengths[6:].sum()])
+    windows = np.split(block_of, ends[:-1])
+    assert [sorted(set(w.tolist())) for w in windows] == [sorted(picked[0:3]), sorted(picked[3:6]), picked[6:]]
+    assert not np.array_equal(order, block_order(7, 2, bounds, window=3))
+
+
+GOLDEN_BLOCK_ORDER = [6, 9, 7, 8, 4, 1, 2, 5, 0, 3]  # blocks 6-8 and 9, then 0-2 and 3-5
+
+
+def _bounds(path: str, block_size: int) -> np.ndarray:
+    from xloader.shards._block_order import block_bounds
+
+    index = np.load(os.path.join(path, INDEX_NAME))
+    sizes = [shard["bytes"] for shard in json.loads(index["meta"].tobytes())["shards"]]
+    return block_bounds(index["shard"], index["offset"], np.array(sizes), block_size)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -363,11 +398,13 @@ def test_block_order_batches_are_the_same_for_any_worker_count(class_root, packe
     from xloader.torch import DataLoader
 
     folder = xl.ImageFolder(class_root, image_size=SIZE)
-    shards = xl.TarShards(packed_classes, image_size=SIZE, order="block", block_size=4, window=2)
+    shards = xl.TarShards(packed_classes, image_size=SIZE, order="block", block_size="16KB", window=2)
+    bounds = _bounds(packed_classes, 16_000)
+    assert bounds.tolist() == [0, 3, 5, 7, 9, 11, 13, 16, 18, 20, 22, 26, 28]  # shards of 82, 82, 31 KB: 5, 5, 2
     batches = xl.Batches(shards, batch_size=8, shuffle=True, seed=3)
     loader = DataLoader(shards, batch_size=8, shuffle=True, seed=3, num_workers=num_workers, layout="NHWC")
     for epoch in range(2):
-        order = block_order(3, epoch, 28, block_size=4, window=2)
+        order = block_order(3, epoch, bounds, window=2)
         for b, (x, y) in enumerate(loader):
             indices = order[b * 8 : (b + 1) * 8]
             np.testing.assert_array_equal(batches.batch_indices(epoch, b), indices)
@@ -378,21 +415,53 @@ def test_block_order_batches_are_the_same_for_any_worker_count(class_root, packe
             np.testing.assert_array_equal(np.asarray(y), folder.labels[indices])
 
 
-def _reads_in_one_epoch(path: str, order: str) -> int:
-    shards = xl.TarShards(path, image_size=SIZE, order=order, block_size=4, window=2)
+def _reads_in_one_epoch(path: str, order: str, *, window: int = 2, threads: int = 1) -> tuple[int, int]:
+    """(reads of shard bytes, blocks) of one epoch in batches of 4, on `threads` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shards = xl.TarShards(path, image_size=SIZE, order=order, block_size="16KB", window=window)
     batches = xl.Batches(shards, batch_size=4, shuffle=True, seed=1)
-    for b in range(len(batches)):
-        batches.get_batch(0, b)
-    return shards.reads
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda b: batches.get_batch(0, b), range(len(batches))))
+    return shards.reads, shards.blocks
 
 
 def test_block_order_reads_each_block_once_per_epoch(packed_seg):
     index = np.load(os.path.join(packed_seg, INDEX_NAME))
     members = 22 + int(np.count_nonzero(index["mask_size"] >= 0))  # images and masks
-    blocks_and_shards = len({(i // 4, int(shard)) for i, shard in enumerate(index["shard"])})
-    assert (members, blocks_and_shards) == (44, 9)  # 6 blocks of 4 samples; 3 lie across two shards
-    assert _reads_in_one_epoch(packed_seg, "random") == members
-    assert _reads_in_one_epoch(packed_seg, "block") == blocks_and_shards
+    assert members == 44
+    assert _reads_in_one_epoch(packed_seg, "random") == (members, 0)
+    # 13 blocks: about 16 KB stretches of the 4 shards (a sample's image and mask are one span)
+    assert _reads_in_one_epoch(packed_seg, "block") == (13, 13)
+
+
+def test_threads_of_a_process_share_its_blocks(packed_seg):
+    # a window wider than the data: every batch touches most blocks, four threads at once
+    assert _reads_in_one_epoch(packed_seg, "block", window=50, threads=4) == (13, 13)
+
+
+def test_a_small_cache_evicts_the_least_recently_used_block():
+    from xloader.shards._reader import ShardReader
+
+    reader = ShardReader(["/dev/null"], cache_bytes=13)
+    reader.read = lambda shard, offset, size: bytes(size)  # type: ignore[method-assign]
+    for key in (0, 1, 0, 2):  # 6 bytes each, two fit; 0 is used again after 1, so 1 goes first
+        assert reader.block(key, 0, 0, 6) == (0, bytes(6))
+    assert [reader.cached(key) for key in (0, 1, 2)] == [True, False, True]
+    assert reader.reads == 0  # the stub above does not count
+    reader.block(3, 0, 100, 120)  # larger than the cache: kept alone, as the newest
+    assert [reader.cached(key) for key in (0, 1, 2, 3)] == [False, False, False, True]
+
+
+def test_a_failed_block_read_is_not_kept():
+    from xloader.shards._reader import ShardReader
+
+    reader = ShardReader(["/nonexistent/shard.tar"], cache_bytes=100)
+    for _ in range(2):  # each request reads again, and fails again
+        with pytest.raises(FileNotFoundError):
+            reader.block(0, 0, 0, 10)
+        assert not reader.cached(0)
+    assert reader.reads == 2
 
 
 def test_block_order_options_are_checked(packed_classes):
@@ -400,6 +469,8 @@ def test_block_order_options_are_checked(packed_classes):
         xl.TarShards(packed_classes, order="buffer")
     with pytest.raises(ValueError, match=re.escape("window must be an int >= 1, got 0.")):
         xl.TarShards(packed_classes, order="block", window=0)
+    with pytest.raises(ValueError, match=re.escape("block_size '4XB' has an unknown unit 'XB'; use B, KB,")):
+        xl.TarShards(packed_classes, order="block", block_size="4XB")
     subset = xl.Subset(xl.TarShards(packed_classes, order="block"), [0, 1, 2])
     with pytest.raises(ValueError, match=re.escape("Subset.epoch_order gave 28 samples for a loader of 3: a Subset")):
         xl.Batches(subset, batch_size=2, shuffle=True, seed=0).get_batch(0, 0)
@@ -467,7 +538,9 @@ def test_missing_index_and_missing_shard(packed_classes, tmp_path):
         xl.TarShards(tmp_path)
     out = _copy(packed_classes, tmp_path)
     os.remove(_shard_files(out)[0])
-    with pytest.raises(FileNotFoundError, match=re.escape(f"shard {out}/shard-000000.tar of a packed dataset does not exist.")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"shard {out}/shard-000000.tar of a packed dataset does not exist.")
+    ):
         xl.TarShards(out)
 
 

@@ -14,7 +14,8 @@ with and without the cache.
   crop, pixel limit, reduced decode), the OpenCV version (its decoder defines the pixels) and
   every sample path, in order; a subset or another option gets another file. Each entry carries a
   digest of its file's path, size, mtime and inode: a file changed since it was cached is decoded
-  again, never served stale.
+  again, never served stale. A packed member (`TarShards`) is not a file: its entry carries a
+  digest of its shard's identity and the member's offset, size and CRC-32 (its mask's too).
 - Concurrency and crashes: NOTE [ Decoded cache file ] in xloader/_cache_file.py.
 - Size. With an `image_size` every entry has the same size, so the file is sized for the whole
   dataset when it is made; if that is over `max_bytes` or the free space where it goes, making it
@@ -211,12 +212,12 @@ class SourceCache:
     def holds(self, source: Any, index: int, sample: CachedSample) -> bool:
         """Whether `load` would find sample `index` here (this version of its files): then it
         reads no file, and a remote source does not fetch it (NOTE [ Remote storage ])."""
-        key = files_key(sample.paths)
+        key = sample.version()
         return key is not None and self._file(source, sample.options, sample.nbytes).get(index, key) is not None
 
     def load(self, source: Any, index: int, sample: CachedSample) -> Entry:
         """`sample.decode()` of sample `index`, from the cache if it holds this version of its files."""
-        key = files_key(sample.paths)
+        key = sample.version()
         if key is None:
             return sample.decode()  # a missing file: decoding raises the bad-file error
         file = self._file(source, sample.options, sample.nbytes)
@@ -238,24 +239,36 @@ class SourceCache:
 @dataclass(frozen=True, slots=True)
 class CachedSample:
     """What the cache needs to know of one sample: the files it is made from (the image first),
-    every option that shapes it, its size in bytes if known, and how to make it."""
+    every option that shapes it, its size in bytes if known, how to make it, and how to name
+    this version of its bytes (`key`; default `files_key(paths)`)."""
 
     paths: tuple[str, ...]
     options: str
     nbytes: int | None
     decode: Callable[[], Entry]
+    key: Callable[[], bytes | None] | None = None
+
+    def version(self) -> bytes | None:
+        """16 bytes naming this version of the sample's bytes; None if its files are missing."""
+        return files_key(self.paths) if self.key is None else self.key()
 
 
-def image_sample(decoder: ImageDecoder, path: str) -> CachedSample:
-    """The cache's view of an image decoded and resized by `decoder` (no mask)."""
+def image_sample(
+    decoder: ImageDecoder,
+    path: str,
+    read: Callable[[], bytes] | None = None,
+    key: Callable[[], bytes | None] | None = None,
+) -> CachedSample:
+    """The cache's view of an image decoded and resized by `decoder` (no mask): the file at
+    `path`, or the bytes `read()` gives (then `path` names them, and `key` their version)."""
     size = decoder.image_size
     nbytes = None if size is None else aligned(size[0] * size[1] * _CHANNELS[decoder.color_mode])
 
     def decode() -> Entry:
-        image = decoder.unresized(path)
+        image = decoder.unresized(path) if read is None else decoder.unresized_bytes(read(), path)
         return decoder.resize(image), image.shape, None
 
-    return CachedSample((path,), decoder.options_key(), nbytes, decode)
+    return CachedSample((path,), decoder.options_key(), nbytes, decode, key)
 
 
 def image_and_mask_sample(
@@ -265,11 +278,14 @@ def image_and_mask_sample(
     mask_options: str,
     mask_dtype: np.dtype,
     make_mask: Callable[[tuple[int, ...]], np.ndarray],
+    read: Callable[[], bytes] | None = None,
+    key: Callable[[], bytes | None] | None = None,
 ) -> CachedSample:
     """The cache's view of an image and its (H, W) mask of `mask_dtype`, resized to the image's
     size by `make_mask(shape of the image before the resize)`; the mask is made from `mask_paths`
-    and shaped by `mask_options`, which must name every option it depends on."""
-    image = image_sample(decoder, path)
+    and shaped by `mask_options`, which must name every option it depends on. `read` and `key`:
+    as `image_sample` (`key` then names the mask's version too)."""
+    image = image_sample(decoder, path, read, key)
     size = decoder.image_size
     nbytes = None if size is None else image.nbytes + aligned(size[0] * size[1] * mask_dtype.itemsize)  # type: ignore[operator]
 
@@ -277,7 +293,7 @@ def image_and_mask_sample(
         resized, shape, _ = image.decode()
         return resized, shape, make_mask(shape)
 
-    return CachedSample((path, *mask_paths), f"{image.options};{mask_options}", nbytes, decode)
+    return CachedSample((path, *mask_paths), f"{image.options};{mask_options}", nbytes, decode, key)
 
 
 def decode_sample(source: Any, index: int, sample: CachedSample | None = None) -> Entry:

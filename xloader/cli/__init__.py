@@ -166,8 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "index file; xloader.TarShards(OUT, ...) then gives the same batches as the source.",
     )
     pack.add_argument("source", help="the dataset to pack, as for inspect")
-    pack.add_argument("out", help="the folder to write (created; must not hold a packed dataset)")
+    pack.add_argument(
+        "out",
+        help="the folder or fsspec URL to write (created; must not hold a packed dataset), e.g. s3://bucket/packed",
+    )
     pack.add_argument("--shard-size", default="256MB", help="bytes per shard: 256MB (10**6 bytes per MB), 1GiB...")
+    _storage_arguments(pack)
     _quiet(pack)
     return parser
 

@@ -9,6 +9,15 @@ an uncompressed NumPy archive of flat arrays, one row per sample in the packed s
 - `mask_offset`, `mask_size`, `mask_crc32`: the same for the `.mask.<ext>` member of image+mask
   sources (size -1: the sample has no mask, all background). Absent for class sources.
 - `labels` (int64): the class index (the `.cls` member), for class sources that have labels.
+- `classes` (int32) and `class_offsets` (int64, n + 1): a manifest's "multi_hot" class indices,
+  those of sample `i` at `class_offsets[i]:class_offsets[i + 1]` (the `.json` member: a list).
+- `targets` (float32, (n,) or (n, k)): a manifest's "regression" targets (the `.json` member: a
+  number or a list of numbers, each the float32 value exactly).
+- `multi_rows` (int64, n + 1) and, per mask member of a packed `MultiMaskFolder`, `multi_paths`
+  (a `StringTable`), `multi_classes` (int32), `multi_offset`, `multi_size`, `multi_crc32`:
+  sample `i`'s `.mask<k>.<ext>` members are rows `multi_rows[i]:multi_rows[i + 1]`.
+- `rle_rows` (int64, n + 1), `rle_classes` (int32, per row), `rle_runs` (int64, rows + 1),
+  `rle_starts`, `rle_lengths` (int64, 0-based, per run): a packed `RLEMasks`'s rows and runs.
 - `files` (and `masks`, "" for none): the packed files' paths relative to their folder (a
   `StringTable`, saved as `files` and `files__offsets`): the sample keys of the resume
   fingerprint, as in the folder source, and the members' extensions.
@@ -65,9 +74,9 @@ def is_packed(path: str) -> bool:
 Columns = dict[str, "np.ndarray | StringTable"]
 
 
-def write_index(root: str, meta: dict[str, Any], columns: Columns) -> str:
-    """Write `meta` and the per-sample `columns` (arrays, or `StringTable`s saved as two arrays) as
-    `root/xloader-index.npz`, through a temporary name so a reader never sees half a file."""
+def index_bytes(meta: dict[str, Any], columns: Columns) -> bytes:
+    """The index file holding `meta` and the per-sample `columns` (arrays, or `StringTable`s
+    saved as two arrays): an uncompressed `.npz`."""
     arrays: dict[str, np.ndarray] = {}
     for name, column in columns.items():
         if isinstance(column, StringTable):
@@ -75,9 +84,18 @@ def write_index(root: str, meta: dict[str, Any], columns: Columns) -> str:
         else:
             arrays[name] = column
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
+    return buffer.getvalue()
+
+
+def write_index(root: str, meta: dict[str, Any], columns: Columns) -> str:
+    """Write `index_bytes(meta, columns)` as `root/xloader-index.npz` (a local folder), through a
+    temporary name so a reader never sees half a file."""
     path = index_path(root)
-    temporary = path + ".partial.npz"
-    np.savez(temporary, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as allow_pickle
+    temporary = path + ".partial"
+    with open(temporary, "wb") as file:
+        file.write(index_bytes(meta, columns))
     os.replace(temporary, path)
     return path
 

@@ -1,13 +1,21 @@
-"""Byte ranges of packed shards: one `os.pread` each, and a per-thread cache of whole blocks.
+"""Byte ranges of packed shards: one `os.pread` (or ranged GET) each, and a per-process cache of
+whole blocks.
 
 # NOTE [ Block reads ]
 With `order="block"` (NOTE [ Block order ]), the samples of a block are used together within
-one window of the epoch, so the first member a thread needs from a block brings in the whole
-block: one read per shard the block's members lie in (usually one), spanning their bytes. The
-block stays in that thread's cache (the `2 * window` most recent blocks: a batch spans at most
-two windows), and its other members are sliced out of it. An epoch thus makes about one read per
-block instead of one per member; the bytes are the same, and each member's CRC-32 is still
-checked. With `order="random"` nothing is cached: each member is one read of its own bytes.
+one window of the epoch, so the first member a process needs from a block brings in the whole
+block: one read of the block's span of its shard. The block stays in the process's cache, shared
+by its threads and bounded in bytes (two windows of the largest block, about
+`2 * window * block_size`: a batch spans at most two windows; the least recently used block
+goes first), and its other members are sliced out of
+it. A thread that needs a block another thread is reading waits for that read instead of making
+its own. From object storage, `TarShards.paths_of` (called by `Batches` before a batch loads)
+starts the GETs of the blocks the batch needs and the process neither holds nor is fetching, on
+the storage pool (`storage.fetch_async`), so they run together and belong to the process, not to
+one thread. An epoch thus makes about one read per block and process (each worker process reads
+the blocks its batches touch) instead of one per member; each member's CRC-32 is still checked.
+A forked worker keeps the blocks its parent had finished reading. With `order="random"` nothing
+is cached: each member is one read of its own bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from xloader import storage
@@ -22,26 +31,57 @@ from xloader import storage
 __all__ = ["ShardReader"]
 
 
+class _Block:
+    """One block's bytes, read once by whichever thread asks first (the others wait for it)."""
+
+    __slots__ = ("_lock", "_read", "data")
+
+    def __init__(self, read: Callable[[], bytes]):
+        self._read, self._lock = read, threading.Lock()
+        self.data: bytes | None = None
+
+    def get(self) -> bytes:
+        with self._lock:
+            if self.data is None:
+                self.data = self._read()
+            return self.data
+
+
 class ShardReader:
-    """Reads byte ranges of the shard files `paths`, opening each once per process.
+    """Reads byte ranges of the shard files `paths`, opening each once per process, and keeps
+    up to `cache_bytes` of blocks (NOTE [ Block reads ]).
 
     Forked workers may share the parent's descriptors (`pread` has no file position); pickling
-    (spawned workers) drops them and the caches. `reads` counts the reads this process made.
+    (spawned workers) drops them and the cache. `reads` counts the reads this process made.
     """
 
-    def __init__(self, paths: list[str], cached_blocks: int):
+    def __init__(self, paths: list[str], cache_bytes: int):
         self.paths = paths
-        self.cached_blocks = cached_blocks
+        self.cache_bytes = cache_bytes
         self._fds: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self._local = threading.local()
         self.reads = 0
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._blocks: OrderedDict[int, tuple[int, int, _Block]] = OrderedDict()  # key: (start, end, block)
+        self._held = 0  # bytes of the blocks in `_blocks`, read or being read
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"paths": self.paths, "cached_blocks": self.cached_blocks}
+        return {"paths": self.paths, "cache_bytes": self.cache_bytes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["paths"], state["cached_blocks"])  # type: ignore[misc]
+        self.__init__(state["paths"], state["cache_bytes"])  # type: ignore[misc]
+
+    def _fork_check(self) -> None:
+        """In a forked child: new locks, and only the blocks the parent had finished reading (a
+        read another thread of the parent had under way never finishes here)."""
+        if self._pid != os.getpid():
+            self._pid, self._lock = os.getpid(), threading.Lock()
+            for key, (start, end, block) in list(self._blocks.items()):
+                if block.data is None:
+                    del self._blocks[key]
+                    self._held -= end - start
+                else:
+                    block._lock = threading.Lock()
 
     def _fd(self, shard: int) -> int:
         fd = self._fds.get(shard)
@@ -52,38 +92,68 @@ class ShardReader:
                 os.close(opened)
         return fd
 
-    def read(self, shard: int, offset: int, size: int) -> bytes:
-        """Up to `size` bytes of shard `shard` from `offset` (fewer if the file ends first)."""
+    def _count(self) -> None:
         with self._lock:
             self.reads += 1
+
+    def read(self, shard: int, offset: int, size: int) -> bytes:
+        """Up to `size` bytes of shard `shard` from `offset` (fewer if the file ends first)."""
+        self._fork_check()
+        self._count()
         path = self.paths[shard]
         if storage.is_url(path):  # one ranged GET, prefetched with the batch's (`TarShards.paths_of`)
             return storage.read_url(storage.byte_range(path, offset, size))
         return os.pread(self._fd(shard), size, offset)
 
     def cached(self, key: int) -> bool:
-        """Whether block `key` is in this thread's cache."""
-        return key in getattr(self._local, "blocks", ())
+        """Whether block `key` is in this process's cache or being read into it."""
+        self._fork_check()
+        return key in self._blocks
 
-    def block(self, key: int, spans: dict[int, tuple[int, int]]) -> dict[int, tuple[int, bytes]]:
-        """Block `key`'s bytes, {shard: (start, data)}, from this thread's cache or read now from
-        `spans` ({shard: (start, end)}): NOTE [ Block reads ]."""
-        cache: OrderedDict[int, dict[int, tuple[int, bytes]]] | None = getattr(self._local, "blocks", None)
-        if cache is None:
-            cache = self._local.blocks = OrderedDict()
-        found = cache.get(key)
-        if found is not None:
-            cache.move_to_end(key)
-            return found
-        found = {shard: (start, self.read(shard, start, end - start)) for shard, (start, end) in spans.items()}
-        cache[key] = found
-        while len(cache) > self.cached_blocks:
-            cache.popitem(last=False)
-        return found
+    def start(self, key: int, shard: int, start: int, end: int) -> None:
+        """Start the GET of block `key` (bytes `start` to `end` of a remote shard) on the storage
+        pool, unless this process holds it or is reading it already."""
+        self._fork_check()
+        with self._lock:
+            if key in self._blocks:
+                return
+            self.reads += 1
+            fetched = storage.fetch_async(storage.byte_range(self.paths[shard], start, end - start))
+            self._add(key, start, end, _Block(fetched))
+
+    def block(self, key: int, shard: int, start: int, end: int) -> tuple[int, bytes]:
+        """Block `key`, bytes `start` to `end` of shard `shard`, as (start, data), from this
+        process's cache or read now (NOTE [ Block reads ])."""
+        self._fork_check()
+        with self._lock:
+            found = self._blocks.get(key)
+            if found is None:
+                found = (start, end, _Block(lambda: self.read(shard, start, end - start)))
+                self._add(key, *found)
+            else:
+                self._blocks.move_to_end(key)
+        try:
+            return found[0], found[2].get()
+        except BaseException:
+            with self._lock:  # a failed read is not kept: the next request reads again
+                if key in self._blocks and self._blocks[key][2] is found[2]:
+                    del self._blocks[key]
+                    self._held -= end - start
+            raise
+
+    def _add(self, key: int, start: int, end: int, block: _Block) -> None:
+        """Keep `block` as the newest; drop the least recently used blocks until at most
+        `cache_bytes` are held (the newest stays even if larger). Called with the lock held."""
+        self._blocks[key] = (start, end, block)
+        self._held += end - start
+        while self._held > self.cache_bytes and len(self._blocks) > 1:
+            _, (old_start, old_end, _) = self._blocks.popitem(last=False)
+            self._held -= old_end - old_start
 
     def close(self) -> None:
-        """Close the shard files this process opened and drop this thread's cached blocks."""
+        """Close the shard files this process opened and drop its cached blocks."""
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
-        self._local = threading.local()
+        with self._lock:
+            self._blocks, self._held = OrderedDict(), 0

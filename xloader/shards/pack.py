@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,11 +22,12 @@ from xloader.shards._index import (
     INDEX_NAME,
     VERSION,
     Columns,
+    index_bytes,
     key_width,
     member_extension,
     shard_name,
-    write_index,
 )
+from xloader.shards._output import Output
 
 __all__ = ["PackResult", "pack"]
 
@@ -32,21 +35,22 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "M
 _SINGLE_LABEL_MODES = ("int", "categorical", "binary")
 
 
-def parse_size(size: object) -> int:
-    """Bytes from an int or a string such as "256MB" (10**6 bytes per MB) or "1GiB" (2**30)."""
+def parse_size(size: object, name: str = "shard_size") -> int:
+    """Bytes from an int or a string such as "256MB" (10**6 bytes per MB) or "1GiB" (2**30);
+    errors name the option `name`."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         number = int(size)
     elif isinstance(size, str) and (match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", size)):
         unit = match.group(2).upper()
         if unit not in _UNITS:
             raise ValueError(
-                f"shard_size {size!r} has an unknown unit {match.group(2)!r}; use B, KB, MB, GB, KiB, MiB or GiB."
+                f"{name} {size!r} has an unknown unit {match.group(2)!r}; use B, KB, MB, GB, KiB, MiB or GiB."
             )
         number = int(float(match.group(1)) * _UNITS[unit])
     else:
-        raise TypeError(f"shard_size must be a number of bytes or a string such as '256MB', got {size!r}.")
+        raise TypeError(f"{name} must be a number of bytes or a string such as '256MB', got {size!r}.")
     if number <= 0:
-        raise ValueError(f"shard_size must be positive, got {size!r}.")
+        raise ValueError(f"{name} must be positive, got {size!r}.")
     return number
 
 
@@ -67,9 +71,95 @@ class _Plan:
     meta: dict[str, Any]
     images: list[str]  # paths to read
     files: list[str]  # the same, relative to the source's folder
-    labels: np.ndarray | None
+    labels: Columns  # what the index keeps of the labels (NOTE [ Shard index format ])
+    label_member: Callable[[int], tuple[str, bytes]] | None  # sample i's label member: (suffix, bytes)
     masks: list[str] | None  # relative to `masks_dir`, "" for none
     masks_dir: str = ""
+    parts: list[list[str]] | None = None  # MultiMaskFolder: each sample's mask files, in merge order
+
+
+def _rle_plan(source: Any) -> _Plan:
+    """An `RLEMasks`: each sample's rows become `<key>.json` ({"classes": [...], "rle": [...],
+    "order": ...}), and the index's `rle_*` columns, from which `TarShards` decodes its masks."""
+    from xloader.sources.rle import parse_runs
+
+    fmt = source.mask_format
+    rows = [source.mask_rows(i) for i in range(len(source))]
+    flat = [row for sample in rows for row in sample]
+    runs = [parse_runs(text) for _, text in flat]
+    columns: Columns = {
+        "rle_rows": np.concatenate([[0], np.cumsum([len(sample) for sample in rows])]).astype(np.int64),
+        "rle_classes": np.array([c for c, _ in flat], np.int32),
+        "rle_runs": np.concatenate([[0], np.cumsum([len(s) for s, _ in runs])]).astype(np.int64),
+        "rle_starts": np.concatenate([np.zeros(0, np.int64), *(s for s, _ in runs)]),
+        "rle_lengths": np.concatenate([np.zeros(0, np.int64), *(n for _, n in runs)]),
+    }
+    options = {**_image_options(source), "mask_dtype": fmt.dtype.name, "mask_mode": fmt.mode}
+    options.update(num_classes=fmt.num_classes, order=source.order)
+
+    def member(i: int) -> tuple[str, bytes]:
+        classes, texts = [c for c, _ in rows[i]], [t for _, t in rows[i]]
+        return "json", json.dumps({"classes": classes, "rle": texts, "order": source.order}).encode()
+
+    return _Plan(
+        meta={"kind": "rle", "source": "RLEMasks", "options": options, "class_names": source.class_names},
+        images=source.filepaths,
+        files=source.image_files,
+        labels=columns,
+        label_member=member,
+        masks=None,
+    )
+
+
+def _multi_mask_plan(source: Any) -> _Plan:
+    """A `MultiMaskFolder`: its binary mask files become `<key>.mask<k>.<ext>`, their classes
+    (1 for the first class; 0 is background) `<key>.json`, and the index's `multi_*` columns."""
+    fmt = source.mask_format
+    parts = [source.mask_files(i) for i in range(len(source))]
+    classes = [source.mask_classes(i) for i in range(len(source))]
+    rows = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=rows[1:])
+    options = {**_image_options(source), "mask_dtype": fmt.dtype.name, "mask_mode": fmt.mode}
+    options["num_classes"] = fmt.num_classes
+    return _Plan(
+        meta={
+            "kind": "multi_masks",
+            "source": "MultiMaskFolder",
+            "options": options,
+            "class_names": source.class_names,
+            "layout": source.layout,
+        },
+        images=source.filepaths,
+        files=source.image_files,
+        labels={"multi_rows": rows, "multi_classes": np.fromiter((c for row in classes for c in row), np.int32)},
+        label_member=lambda i: ("json", json.dumps(classes[i]).encode()),
+        masks=None,
+        masks_dir=source.masks_dir,
+        parts=parts,
+    )
+
+
+def _label_plan(source: Any) -> tuple[Columns, Callable[[int], tuple[str, bytes]] | None]:
+    """The index columns and the WebDataset member of a class source's labels: `<key>.cls` (the
+    class index in decimal) for one class per image, `<key>.json` for "multi_hot" (a list of
+    class indices) and "regression" (the float32 numbers, written exactly as JSON numbers)."""
+    mode, labels = source.label_mode, source.labels
+    if mode == "multi_hot":
+        counts = [len(row) for row in labels]
+        offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        flat = np.fromiter((c for row in labels for c in row), np.int32, int(offsets[-1]))
+        return {"classes": flat, "class_offsets": offsets}, lambda i: (
+            "json",
+            json.dumps([int(c) for c in labels[i]]).encode(),
+        )
+    if mode == "regression":
+        targets = np.asarray(labels, np.float32)
+        return {"targets": targets}, lambda i: ("json", json.dumps(targets[i].tolist()).encode())
+    if labels is None or (mode not in (*_SINGLE_LABEL_MODES, "input", None)):
+        return {}, None
+    column = np.asarray(labels, dtype=np.int64)
+    return {"labels": column}, lambda i: ("cls", str(int(column[i])).encode())
 
 
 def _image_options(source: Any) -> dict[str, Any]:
@@ -85,9 +175,14 @@ def _image_options(source: Any) -> dict[str, Any]:
 
 
 def _plan(source: Any) -> _Plan:
-    """The files, labels and options of `source` (ImageFolder, ImageManifest or ImageMaskFolder)."""
-    from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder
+    """The files, labels and options of `source` (ImageFolder, ImageManifest, ImageMaskFolder or
+    MultiMaskFolder)."""
+    from xloader.sources import ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder, RLEMasks
 
+    if isinstance(source, MultiMaskFolder):
+        return _multi_mask_plan(source)
+    if isinstance(source, RLEMasks):
+        return _rle_plan(source)
     if isinstance(source, ImageMaskFolder):
         fmt = source.mask_format
         options = {
@@ -101,18 +196,14 @@ def _plan(source: Any) -> _Plan:
             meta={"kind": "masks", "source": "ImageMaskFolder", "options": options, "class_names": None},
             images=source.filepaths,
             files=source.image_files,
-            labels=None,
+            labels={},
+            label_member=None,
             masks=source.mask_files,
             masks_dir=source.masks_dir,
         )
     if isinstance(source, (ImageFolder, ImageManifest)):
         mode = source.label_mode
-        if mode not in (*_SINGLE_LABEL_MODES, "input", None):
-            raise ValueError(
-                f"pack does not store label_mode={mode!r} labels yet (only one class per image). "
-                "Pack with label_mode='int' and one class per row, or keep the manifest."
-            )
-        labels = source.labels if isinstance(source, ImageFolder) or mode in _SINGLE_LABEL_MODES else None
+        labels, label_member = _label_plan(source)
         return _Plan(
             meta={
                 "kind": "classes",
@@ -122,11 +213,13 @@ def _plan(source: Any) -> _Plan:
             },
             images=source.filepaths,
             files=source.filenames,
-            labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+            labels=labels,
+            label_member=label_member,
             masks=None,
         )
     raise TypeError(
-        f"pack takes an ImageFolder, ImageManifest or ImageMaskFolder, got {type(source).__name__}. "
+        f"pack takes an ImageFolder, ImageManifest, ImageMaskFolder, MultiMaskFolder or RLEMasks, got "
+        f"{type(source).__name__}. "
         "Other sources are not file-backed in a way pack can copy yet."
     )
 
@@ -135,9 +228,10 @@ class _ShardWriter:
     """Appends members to numbered shards, starting a new shard when the next sample would
     push the current one past `shard_size` (a sample's members always share a shard)."""
 
-    def __init__(self, out: str, shard_size: int):
+    def __init__(self, out: Output, shard_size: int):
         self.out, self.shard_size = out, shard_size
         self.number, self.used = -1, 0
+        self.file: IO[bytes] | None = None
         self.tar: tarfile.TarFile | None = None
         self.shards: list[dict[str, Any]] = []
 
@@ -147,8 +241,9 @@ class _ShardWriter:
             self.close()
             self.number += 1
             name = shard_name(self.number)
-            self.tar = tarfile.open(os.path.join(self.out, name), "w", format=tarfile.USTAR_FORMAT)
-            self.shards.append({"name": name, "samples": 0, "bytes": 0})
+            self.shards.append({"name": name, "samples": 0, "bytes": 0})  # listed first: removed on failure
+            self.file = self.out.open(name)
+            self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
             self.used = 0
         self.shards[-1]["samples"] += 1
         self.used += size
@@ -166,13 +261,15 @@ class _ShardWriter:
     def remove(self) -> None:
         """Delete the shards written so far."""
         for shard in self.shards:
-            os.remove(os.path.join(self.out, shard["name"]))
+            with contextlib.suppress(FileNotFoundError):
+                self.out.remove(shard["name"])
 
     def close(self) -> None:
-        if self.tar is not None:
-            self.tar.close()
-            self.shards[-1]["bytes"] = os.path.getsize(os.path.join(self.out, self.shards[-1]["name"]))
-            self.tar = None
+        if self.tar is not None and self.file is not None:
+            self.tar.close()  # the end-of-archive blocks; the file stays open (tarfile does not own it)
+            self.shards[-1]["bytes"] = self.file.tell()
+            self.file.close()
+            self.tar = self.file = None
 
 
 def _progress(count: int, enabled: bool) -> Iterator[int]:
@@ -183,18 +280,13 @@ def _progress(count: int, enabled: bool) -> Iterator[int]:
     return iter(tqdm(range(count), total=count, desc="packing", unit="file"))
 
 
-def _check_out(out: str) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise FileExistsError(f"pack output {out!r} is a file; give a folder (it is created if missing).")
-    if os.path.exists(os.path.join(out, INDEX_NAME)) or os.path.exists(os.path.join(out, shard_name(0))):
-        raise FileExistsError(
-            f"{out!r} already holds a packed dataset. Pack into a new folder, or delete this one first."
-        )
-    os.makedirs(out, exist_ok=True)
-
-
 def pack(
-    source: object, out: str | os.PathLike[str], *, shard_size: int | str = "256MB", progress: bool = True
+    source: object,
+    out: str | os.PathLike[str],
+    *,
+    shard_size: int | str = "256MB",
+    progress: bool = True,
+    storage_options: dict[str, Any] | None = None,
 ) -> PackResult:
     """Copy the samples of `source` into WebDataset tar shards in folder `out`, with one index.
 
@@ -206,13 +298,15 @@ def pack(
     seed gives the same batches, bit for bit.
 
     Args:
-        source: an `ImageFolder`, `ImageManifest` (one class per row, or no labels) or
-            `ImageMaskFolder`. Its options (image size, colour mode, label and mask modes...)
+        source: an `ImageFolder`, `ImageManifest` (any `label_mode`) or `ImageMaskFolder`. Its options (image size, colour mode, label and mask modes...)
             are saved as the defaults of `TarShards`; its `transform` is not saved.
-        out: a folder, created if missing; it must not already hold a packed dataset.
+        out: a folder, created if missing, or an fsspec URL (`s3://bucket/packed`,
+            `memory://packed`; NOTE [ Packing to a URL ]); it must not already hold a packed
+            dataset.
         shard_size: the size a shard grows to before the next one starts, in bytes or as
             "256MB" (MB = 10**6 bytes) or "1GiB" (2**30).
         progress: show a progress bar (tqdm).
+        storage_options: fsspec options for a URL `out` (e.g. `{"endpoint_url": ...}`).
 
     Returns:
         A `PackResult` (folder, sample count, shard count, bytes written in shards).
@@ -221,29 +315,38 @@ def pack(
         TypeError: `source` is not one of the sources above.
         FileExistsError: `out` is a file or already holds a packed dataset.
         BadImageError: a file of the source cannot be read (missing, unreadable or empty).
+        StorageError: a URL `out` cannot be listed (endpoint down, credentials refused).
     """
     out = os.fspath(out)
     limit = parse_size(shard_size)
     plan = _plan(source)
-    _check_out(out)
+    output = Output(out, storage_options)
+    output.check_new()
     count = len(plan.images)
     width = key_width(count)
     shard = np.zeros(count, np.int32)
     place = np.zeros((3, count), np.int64)  # offset, size, crc32 of the image member
     mask_place = np.full((3, count), -1, np.int64)  # the same for the mask member; -1: none
-    writer = _ShardWriter(out, limit)
+    part_place: list[tuple[int, int, int]] = []  # the same for each MultiMaskFolder mask member
+    writer = _ShardWriter(output, limit)
     try:
         for i in _progress(count, progress):
             key = f"{i:0{width}d}"
             image = read_bytes(plan.images[i])
             mask_name = plan.masks[i] if plan.masks is not None else ""
             mask = read_bytes(os.path.join(plan.masks_dir, mask_name)) if mask_name else None
-            shard[i] = writer.start_sample(len(image) + (len(mask) if mask is not None else 0))
+            parts = plan.parts[i] if plan.parts is not None else []
+            part_data = [read_bytes(os.path.join(plan.masks_dir, name)) for name in parts]
+            mask_bytes = (len(mask) if mask is not None else 0) + sum(map(len, part_data))
+            shard[i] = writer.start_sample(len(image) + mask_bytes)
             place[:, i] = writer.add(f"{key}.{member_extension(plan.files[i])}", image)
-            if plan.labels is not None:
-                writer.add(f"{key}.cls", str(int(plan.labels[i])).encode())
+            if plan.label_member is not None:
+                suffix, data = plan.label_member(i)
+                writer.add(f"{key}.{suffix}", data)
             if mask is not None:
                 mask_place[:, i] = writer.add(f"{key}.mask.{member_extension(mask_name)}", mask)
+            for k, (name, data) in enumerate(zip(parts, part_data, strict=True)):
+                part_place.append(writer.add(f"{key}.mask{k}.{member_extension(name)}", data))
     except BaseException:  # a bad file or Ctrl-C: leave no shards without an index, so a retry can start
         writer.close()
         writer.remove()
@@ -257,11 +360,16 @@ def pack(
         "size": place[1],
         "crc32": place[2].astype(np.uint32),
     }
-    if plan.labels is not None:
-        columns["labels"] = plan.labels
+    columns.update(plan.labels)
     if plan.masks is not None:
         columns["masks"] = StringTable(plan.masks)
         columns["mask_offset"], columns["mask_size"] = mask_place[0], mask_place[1]
         columns["mask_crc32"] = np.maximum(mask_place[2], 0).astype(np.uint32)
-    write_index(out, meta, columns)
+    if plan.parts is not None:
+        places = np.array(part_place, np.int64).reshape(-1, 3)
+        columns["multi_paths"] = StringTable(name for names in plan.parts for name in names)
+        columns["multi_offset"], columns["multi_size"] = places[:, 0], places[:, 1]
+        columns["multi_crc32"] = places[:, 2].astype(np.uint32)
+    output.put(INDEX_NAME, index_bytes(meta, columns))
+    output.done()
     return PackResult(out=out, samples=count, shards=len(writer.shards), bytes=sum(s["bytes"] for s in writer.shards))

@@ -4,18 +4,19 @@
 A packed member holds the original file's bytes, unchanged, and its index row keeps the packed
 source's order. Loading sample `i` reads those bytes at the offset in the index (one `os.pread`,
 or a slice of a cached block: NOTE [ Block reads ]), then runs the packed source's own steps:
-`ImageDecoder.decode_bytes` (NOTE [ One sample's path ]), the transform with the
-(seed, epoch, i) stream, and for masks `decode_mask`, `checked_index_map`, `resize_nearest` and
-`transform_with_mask`. So with the same options and seed, every batch equals the folder source's
-bit for bit, for any worker count: nothing here depends on which process reads, or in what
-order. Each member's CRC-32 is checked after the read, so a shard changed after packing is an
-error naming the shard and the key, never a silently different pixel.
+the `ImageDecoder`'s decode and resize (NOTE [ One sample's path ]; through the decoded cache if
+there is one, NOTE [ Decoded cache ]), the transform with the (seed, epoch, i) stream, and for
+masks the source's own mask rule (`checked_index_map` for `ImageMaskFolder`, `merge_binary_masks`
+for `MultiMaskFolder`, `decode_rows` for `RLEMasks`, whose rows live in the index), then
+`resize_nearest` and `transform_with_mask`. So with the same options and seed, every batch equals
+the folder source's bit for bit, for any worker count: nothing here depends on which process
+reads, or in what order. Each member's CRC-32 is checked after the read, so a shard changed after
+packing is an error naming the shard and the key, never a silently different pixel.
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,24 +24,32 @@ import numpy as np
 
 from xloader import storage
 from xloader._checks import check_choice, check_int
-from xloader.decoding import decode_image, decode_mask
-from xloader.errors import BadImageError, DatasetError
+from xloader.cache import CachedSample, DecodedCache, decode_sample, image_and_mask_sample, image_sample
+from xloader.decoding import decode_mask
+from xloader.errors import DatasetError
 from xloader.shards._block_order import block_order
 from xloader.shards._index import member_extension, read_index
+from xloader.shards._members import PackedMembers, bad_member
 from xloader.shards._reader import ShardReader
+from xloader.shards.pack import parse_size
 from xloader.sources._base import ImageSource, class_target
-from xloader.sources._index import SampleIndex
+from xloader.sources._index import Ragged, SampleIndex
 from xloader.sources._mask_values import MaskValues
 from xloader.sources._masks import (
     check_mask_interpolation,
     checked_index_map,
     mask_format,
     resize_nearest,
+    size_mismatch,
     transform_with_mask,
 )
+from xloader.sources._rle_rows import decode_rows
 from xloader.sources.image_folder import LABEL_MODES  # a packed ImageManifest has one class per row
+from xloader.sources.multi_mask import merge_binary_masks
 
 __all__ = ["TarShards"]
+
+_MASK_KINDS = ("masks", "multi_masks", "rle")  # packed ImageMaskFolder, MultiMaskFolder, RLEMasks
 
 
 class _AsPacked:
@@ -53,14 +62,15 @@ class _AsPacked:
 AS_PACKED: Any = _AsPacked()
 
 
-class TarShards(ImageSource):
+class TarShards(PackedMembers, ImageSource):
     """The samples of a dataset packed with `xloader.pack` / `xloader pack`, read from its shards.
 
     Sample `i` is sample `i` of the packed source, loaded the same way (NOTE [ Packed samples
     decode as their files ]): with the same options, transform and seed, `Batches`, the Keras
     and the torch adapters give the same batches as the folder source did, bit for bit. A packed
     `ImageFolder` or `ImageManifest` gives `x` (H, W, C) uint8 images and `y` by `label_mode`;
-    a packed `ImageMaskFolder` gives `x` and its mask `y` by `mask_mode` and `mask_dtype`.
+    a packed `ImageMaskFolder`, `MultiMaskFolder` or `RLEMasks` gives `x` and its mask `y` by
+    `mask_mode` and `mask_dtype`, made by that source's own rule.
 
     Every option defaults to the packed source's value (saved in the index); pass one to
     change it. Each read is one `os.pread` of the member's bytes (or of a whole block with
@@ -75,23 +85,31 @@ class TarShards(ImageSource):
         color_mode: "rgb", "rgba" or "grayscale".
         interpolation: the image resize filter (masks always use nearest).
         keep_aspect_ratio: crop to the aspect ratio of `image_size` first (class sources).
-        label_mode: class sources: "int", "categorical", "binary", "input" or None (a source
-            packed without labels: "input" or None).
-        mask_dtype, mask_mode, num_classes, mask_values: image+mask sources, as in
-            `ImageMaskFolder`.
+        label_mode: class sources: "int", "categorical", "binary", "input" or None; a packed
+            `ImageManifest` with "multi_hot" or "regression" labels: that mode, "input" or None
+            (a source packed without labels: "input" or None).
+        mask_dtype, mask_mode, num_classes, mask_values: mask sources, as in the packed one
+            (`mask_values` only for a packed `ImageMaskFolder`).
         max_pixels: refuse images that declare more pixels (NOTE [ Pixel limit ]).
         downscale_on_decode: decode JPEGs at a reduced size where exact enough, as in
             `ImageFolder` (class sources).
         on_bad_file: "raise" (default) or "skip", as in `ImageFolder`; damaged members count
             as bad files.
         order: what a loader with `shuffle=True` does: "random" (default), the full
-            permutation every source gets; "block" (NOTE [ Block order ]): blocks of
-            `block_size` neighbouring samples are shuffled and mixed `window` blocks at a time,
-            for storage where long sequential reads are much cheaper than many small ones. Both
-            are pure functions of (seed, epoch), the same for any worker count.
-        block_size, window: the block order's run length (samples) and mixing width (blocks);
-            each thread caches `2 * window` blocks.
+            permutation every source gets; "block" (NOTE [ Block order ]): blocks of about
+            `block_size` bytes of neighbouring samples are shuffled and mixed `window` blocks at
+            a time, for storage where long sequential reads are much cheaper than many small
+            ones (one read per block and worker process). Both are pure functions of
+            (seed, epoch), the same for any worker count.
+        block_size: the block order's read size, in bytes of one shard: an int, or a string
+            such as "4MB" (10**6 bytes per MB) or "4MiB" (2**20), as `pack`'s `shard_size`.
+        window: the block order's mixing width, in blocks. Each process caches up to
+            about `2 * window * block_size` bytes of blocks (NOTE [ Block reads ]).
         storage_options: fsspec options for a URL `path` (e.g. `{"endpoint_url": ...}`).
+        cache: keep decoded, resized images (and masks): None (default), "memory", a directory
+            or a `DecodedCache` (NOTE [ Decoded cache ]). An entry is keyed by its shard's
+            identity and its members' offsets, sizes and CRC-32s, so a re-packed or changed
+            shard is decoded again; batches are the same with and without it.
 
     Raises:
         FileNotFoundError: `path`, its index or one of its shards does not exist.
@@ -124,9 +142,10 @@ class TarShards(ImageSource):
         downscale_on_decode: bool = AS_PACKED,
         on_bad_file: str = "raise",
         order: str = "random",
-        block_size: int = 16,
+        block_size: int | str = "4MB",
         window: int = 16,
         storage_options: dict[str, Any] | None = None,
+        cache: str | os.PathLike[str] | DecodedCache | None = None,
     ):
         super().__init__(transform)
         self.root = os.fspath(path)
@@ -139,6 +158,7 @@ class TarShards(ImageSource):
 
         self.kind: str = meta["kind"]
         self.packed_from: str = meta["source"]
+        self.packed_options: dict[str, Any] = packed
         self.class_names: list[str] | None = meta["class_names"]
         size = option("image_size", image_size)
         self._configure_images(
@@ -149,8 +169,9 @@ class TarShards(ImageSource):
             keep_aspect_ratio=option("keep_aspect_ratio", keep_aspect_ratio),
             max_pixels=option("max_pixels", max_pixels),
             downscale_on_decode=option("downscale_on_decode", downscale_on_decode, False),  # not in older indexes
+            cache=cache,
         )
-        if self.kind == "masks":
+        if self.kind in _MASK_KINDS:
             self._configure_masks(
                 option("mask_mode", mask_mode),
                 option("mask_dtype", mask_dtype),
@@ -159,7 +180,7 @@ class TarShards(ImageSource):
             )
         else:
             self.label_mode = option("label_mode", label_mode)
-            check_choice("label_mode", self.label_mode, LABEL_MODES if "labels" in columns else ("input", None))
+            check_choice("label_mode", self.label_mode, _label_modes(columns))
             if self.label_mode == "binary" and len(self.class_names or ()) != 2:
                 raise DatasetError(
                     f"label_mode='binary' needs exactly 2 classes, but {self.root!r} has {self.class_names}. "
@@ -169,115 +190,97 @@ class TarShards(ImageSource):
             self.y_is_image = self.label_mode == "input"
         check_choice("order", order, ("random", "block"))
         self.order = order
-        self.block_size, self.window = check_int("block_size", block_size, 1), check_int("window", window, 1)
+        self.block_size = parse_size(block_size, "block_size")
+        self.window = check_int("window", window, 1)
         self._shards: list[dict[str, Any]] = meta["shards"]
         self._key_width: int = meta["key_width"]
         count = len(columns["shard"])
-        self._index = SampleIndex(**columns, position=np.arange(count, dtype=np.int64))  # position: the key
-        self._reader = ShardReader([self._shard_path(n) for n in range(len(self._shards))], 2 * self.window)
+        index_columns: dict[str, Any] = dict(columns)
+        if "class_offsets" in columns:  # "multi_hot": a Ragged group of class indices per sample
+            index_columns["classes"] = Ragged(index_columns.pop("class_offsets"), classes=columns["classes"])
+        if "rle_rows" in columns:  # a packed RLEMasks: its rows per sample, each row's runs
+            runs = Ragged(index_columns.pop("rle_runs"), starts=columns["rle_starts"], lengths=columns["rle_lengths"])
+            index_columns["rle"] = Ragged(index_columns.pop("rle_rows"), classes=columns["rle_classes"], runs=runs)
+            for name in ("rle_starts", "rle_lengths", "rle_classes"):
+                del index_columns[name]
+        if "multi_rows" in columns:  # a packed MultiMaskFolder: its mask members, grouped per sample
+            parts = {
+                name: index_columns.pop("multi_" + name) for name in ("paths", "classes", "offset", "size", "crc32")
+            }
+            index_columns["multi"] = Ragged(index_columns.pop("multi_rows"), **parts)
+        self._index = SampleIndex(**index_columns, position=np.arange(count, dtype=np.int64))  # position: the key
+        self._reader = ShardReader(
+            [self._shard_path(n) for n in range(len(self._shards))], 2 * self.window * self.block_size
+        )
         self.skipped: list[tuple[str, str]] = []
         check_choice("on_bad_file", on_bad_file, ("raise", "skip"))
         if on_bad_file == "raise":
             self._check_shard_sizes()
+        self._find_blocks()
         self._apply_bad_file_policy(on_bad_file)
+        if self.skipped:  # rows were left out: blocks are cut again from the rows left
+            self._find_blocks()
 
     def _configure_masks(self, mode: object, dtype: object, num_classes: object, values: Any) -> None:
         check_mask_interpolation(self.transform)
-        if self.keep_aspect_ratio:
-            raise ValueError(f"keep_aspect_ratio=True is for class sources; {self.root!r} holds images and masks.")
-        self.mask_format = mask_format(mode, dtype, num_classes, modes=("index", "one_hot"))
+        for name in ("keep_aspect_ratio", "downscale_on_decode"):
+            if getattr(self, name):
+                raise ValueError(f"{name}=True is for class sources; {self.root!r} holds images and masks.")
+        if self.kind != "masks":  # as MultiMaskFolder and RLEMasks: binary masks merged, "multi_hot" too
+            if values is not None:
+                raise ValueError(
+                    f"mask_values is for one class-index mask file per image; {self.root!r} holds a packed "
+                    f"{self.packed_from} (binary masks with their classes). Leave mask_values out."
+                )
+            self.mask_format = mask_format(mode, dtype, num_classes)
+        else:
+            self.mask_format = mask_format(mode, dtype, num_classes, modes=("index", "one_hot"))
         self.mask_dtype, self.num_classes = self.mask_format.dtype, self.mask_format.num_classes
         # A dict from the caller, or the [[stored, class], ...] pairs the index saves (JSON has no int keys).
         self.mask_values = MaskValues.of(None if values is None else dict(values))
         self.label_mode = None
         self.has_targets = True
 
-    def _check_shard_sizes(self) -> None:
-        """Raise if a shard is missing or shorter than it was when packed, naming the first cut key."""
-        index = self._index
-        for number, shard in enumerate(self._shards):
-            path = self._shard_path(number)
-            size = _size(path)
-            if size is None or size >= shard["bytes"]:
-                continue
-            ends = index.offset + index.size
-            if "mask_size" in index.columns:
-                ends = np.maximum(ends, index.mask_offset + index.mask_size)
-            cut = np.flatnonzero((index.shard == number) & (ends > size))
-            first = self.key(int(cut[0])) if len(cut) else "none"
-            raise DatasetError(
-                f"shard {path} is truncated: {size:,} bytes, but {shard['bytes']:,} were packed; sample key {first} "
-                f"and {max(len(cut) - 1, 0)} more after it are cut. Copy the shard again or pack again, or pass "
-                "on_bad_file='skip' to leave those samples out."
-            )
-
-    def key(self, index: int) -> str:
-        """The WebDataset key of sample `index`: its position when packed, zero-padded."""
-        return f"{int(self._index.position[index]):0{self._key_width}d}"
-
-    # --- reading -----------------------------------------------------------------------------
-
-    def _shard_path(self, number: int) -> str:
-        return os.path.join(self.root, self._shards[number]["name"])
-
-    def close(self) -> None:
-        """Close the shard files this process opened (they reopen on the next load)."""
-        self._reader.close()
-
-    def _member(self, index: int, suffix: str) -> str:
-        return f"{self._shard_path(int(self._index.shard[index]))}:{self.key(index)}.{suffix}"
-
-    def _read(self, index: int, member: str, offset: int, size: int, crc: int) -> bytes:
-        shard = int(self._index.shard[index])
-        try:
-            if self.order == "block":  # NOTE [ Block reads ]
-                start, block = self._reader.block(index // self.block_size, self._block_spans(index))[shard]
-                data = block[offset - start : offset - start + size]
-            else:
-                data = self._reader.read(shard, offset, size)
-        except OSError as error:
-            raise _bad(member, f"cannot read the shard ({error.strerror or error})") from None
-        if len(data) != size:
-            reason = (
-                f"the shard is truncated: the member is bytes {offset:,} to {offset + size:,}, but only "
-                f"{len(data):,} of its {size:,} bytes are in the file. Copy the shard again or pack again"
-            )
-            raise _bad(member, reason)
-        if zlib.crc32(data) != crc:
-            raise _bad(member, "the shard is corrupted: the member's CRC-32 differs from the one packed. Pack again")
-        return data
-
-    def _block_spans(self, index: int) -> dict[int, tuple[int, int]]:
-        """{shard: (first byte, end)} of the members of the block holding sample `index`."""
-        rows = self._index
-        block = slice(index // self.block_size * self.block_size, (index // self.block_size + 1) * self.block_size)
-        shards, starts, ends = rows.shard[block], rows.offset[block], rows.offset[block] + rows.size[block]
-        if "mask_size" in rows.columns:
-            has_mask = rows.mask_size[block] >= 0
-            masks_start, masks_end = rows.mask_offset[block], rows.mask_offset[block] + rows.mask_size[block]
-            starts = np.where(has_mask, np.minimum(starts, masks_start), starts)
-            ends = np.where(has_mask, np.maximum(ends, masks_end), ends)
-        return {
-            int(shard): (int(starts[shards == shard].min()), int(ends[shards == shard].max()))
-            for shard in np.unique(shards)
-        }
-
-    def _image_bytes(self, index: int) -> bytes:
-        row = self._index
-        return self._read(
-            index, self.describe(index), int(row.offset[index]), int(row.size[index]), int(row.crc32[index])
-        )
-
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
-        """As `ImageMaskFolder._mask`, from the mask member: the index map in `mask_format.work_dtype`."""
-        row = self._index
-        size = int(row.mask_size[index])
-        if size < 0:
+        """As the packed source's `_mask`: `ImageMaskFolder`'s index map in `mask_format.work_dtype`
+        from its mask member, `MultiMaskFolder`'s binary mask members merged, or `RLEMasks`'s rows
+        (kept in the index) decoded."""
+        members, image_path = self._mask_members(index), self.describe(index)
+
+        def decoded(name: str, offset: int, size: int, crc: int) -> np.ndarray:
+            return decode_mask(self._read(index, name, offset, size, crc), name, max_pixels=self.max_pixels)
+
+        if self.kind == "rle":
+            shape, order = (int(image_shape[0]), int(image_shape[1])), self.packed_options["order"]
+            return decode_rows(
+                self._index.rle,
+                index,
+                shape,
+                self.mask_format,
+                order,
+                lambda row, end: self._overrun(index, end, shape),
+            )
+        if self.kind == "multi_masks":
+            classes = self._index.multi.row(index, "classes")
+            binary = [decoded(*member) for member in members]
+            for mask, (name, *_) in zip(binary, members, strict=True):
+                size_mismatch(name, mask.shape, image_path, image_shape)
+            on = [(int(c), mask != 0) for c, mask in zip(classes, binary, strict=True)]
+            return merge_binary_masks(self.mask_format, image_shape, on)
+        if not members:
             return np.zeros(image_shape[:2], self.mask_format.work_dtype)
-        member = self._member(index, "mask." + member_extension(row.masks[index]))
-        data = self._read(index, member, int(row.mask_offset[index]), size, int(row.mask_crc32[index]))
-        mask = decode_mask(data, member, max_pixels=self.max_pixels)
-        return checked_index_map(mask, member, self.describe(index), image_shape, self.mask_format, self.mask_values)
+        name = members[0][0]
+        mask = decoded(*members[0])
+        return checked_index_map(mask, name, image_path, image_shape, self.mask_format, self.mask_values)
+
+    def _overrun(self, index: int, end: int, shape: tuple[int, int]) -> None:
+        """A packed run-length row that ends past its image: `BadImageError` naming the member."""
+        member = self._member(index, "json")
+        reason = (
+            f"a run ends at pixel {end}, past the {shape[0] * shape[1]} pixels of its image "
+            f"{self.describe(index)} ({shape[0]}x{shape[1]}, HxW)"
+        )
+        raise bad_member(member, reason + ". Check the CSV the shards were packed from, then pack again")
 
     # --- the Source protocol -----------------------------------------------------------------
 
@@ -286,17 +289,6 @@ class TarShards(ImageSource):
             f"TarShards({self.root!r}, {len(self)} samples in {len(self._shards)} shards, packed from "
             f"{self.packed_from}, image_size={self.image_size})"
         )
-
-    @property
-    def shards(self) -> list[str]:
-        """The shard files, in order."""
-        return [self._shard_path(number) for number in range(len(self._shards))]
-
-    @property
-    def reads(self) -> int:
-        """How many reads of shard bytes this process has made (one per member, or per block and
-        shard with `order="block"`: NOTE [ Block reads ])."""
-        return self._reader.reads
 
     @property
     def filenames(self) -> list[str]:
@@ -309,30 +301,30 @@ class TarShards(ImageSource):
         return [self.describe(index) for index in range(len(self))]
 
     @property
-    def labels(self) -> np.ndarray | None:
-        """Class index of every sample, int64, in index order; None if packed without labels."""
-        return self._index.labels.copy() if "labels" in self._index.columns else None
+    def labels(self) -> np.ndarray | list[list[int]] | None:
+        """Every sample's labels in index order, as the packed source's `labels`: int64 class
+        indices (N,), a list of class-index lists ("multi_hot"), float32 targets (N,) or (N, k)
+        ("regression"); None if packed without labels."""
+        columns = self._index.columns
+        if "classes" in columns:
+            ragged = columns["classes"]
+            return [ragged.row(i, "classes").tolist() for i in range(len(self))]
+        for name in ("labels", "targets"):
+            if name in columns:
+                return columns[name].copy()
+        return None
 
     def paths_of(self, indices: Sequence[int]) -> list[str]:
         """The byte ranges (`storage.byte_range`) the samples at `indices` read from remote
         shards, so `Batches` fetches a batch's ranges together (`SupportsPaths`); [] locally.
-        With `order="block"`, the spans of their blocks not cached in this thread yet."""
+        With `order="block"`, the spans of their blocks this process does not hold or read yet.
+        Samples the decoded cache holds read nothing."""
         if not storage.is_url(self.root):
             return []
-        rows, ranges = self._index, []
-        if self.order == "block":
-            blocks = sorted({index // self.block_size for index in indices})
-            for block in blocks:
-                if not self._reader.cached(block):
-                    spans = self._block_spans(block * self.block_size)
-                    ranges += [storage.byte_range(self._shard_path(s), a, b - a) for s, (a, b) in spans.items()]
-            return ranges
-        for index in indices:
-            shard = self._shard_path(int(rows.shard[index]))
-            ranges.append(storage.byte_range(shard, int(rows.offset[index]), int(rows.size[index])))
-            if "mask_size" in rows.columns and rows.mask_size[index] >= 0:
-                ranges.append(storage.byte_range(shard, int(rows.mask_offset[index]), int(rows.mask_size[index])))
-        return ranges
+        cache = self.decoded_cache
+        if cache is not None:
+            indices = [i for i in indices if not cache.holds(self, i, self._cache_view(i))]
+        return self._ranges(indices)
 
     def describe(self, index: int) -> str:
         """`<shard>:<key>.<ext>`: the image member of sample `index`."""
@@ -342,30 +334,54 @@ class TarShards(ImageSource):
         """With `order="block"`, the block order of `epoch` (`SupportsEpochOrder`); else None."""
         if self.order != "block":
             return None
-        return block_order(seed, epoch, len(self), block_size=self.block_size, window=self.window)
+        return block_order(seed, epoch, self._bounds, window=self.window)
 
     def _target(self, index: int) -> np.ndarray:
-        return class_target(self.label_mode, self._index.labels[index], len(self.class_names or ()))
+        """`ImageManifest._target`'s rule, from the index's columns."""
+        columns, count = self._index.columns, len(self.class_names or ())
+        if "targets" in columns:
+            return np.array(columns["targets"][index], dtype=np.float32)
+        if "classes" in columns:
+            return class_target("multi_hot", columns["classes"].row(index, "classes"), count)
+        return class_target(self.label_mode, columns["labels"][index], count)
+
+    def _cache_view(self, index: int, with_mask: bool | None = None) -> CachedSample:
+        """Sample `index` as the decoded cache sees it (NOTE [ Decoded cache ]): the members'
+        bytes, named by `_version` (shard identity, offsets, sizes, CRC-32s), and with masks
+        (`with_mask`, default for image+mask sources) its resized mask too. Without a cache,
+        `decode()` is the one decode path as well."""
+        member, read = self.describe(index), lambda: self._image_bytes(index)
+        version = lambda: self._version(index)  # noqa: E731
+        if not (self.kind in _MASK_KINDS if with_mask is None else with_mask):
+            return image_sample(self.decoder, member, read, version)
+        fmt = self.mask_format
+        values = None if self.mask_values is None else sorted(self.mask_values.mapping.items())
+        return image_and_mask_sample(
+            self.decoder,
+            member,
+            tuple(name for name, *_ in self._mask_members(index)),
+            f"{self.kind};mask={fmt.mode},{fmt.dtype.str},{fmt.num_classes},{fmt.work_dtype.str},values={values}",
+            fmt.work_dtype,
+            lambda shape: resize_nearest(self._mask(index, shape), self.image_size),
+            read,
+            version,
+        )
 
     def load(
         self, index: int, *, seed: int, epoch: int, with_targets: bool, defer_normalize: bool = False
     ) -> tuple[Any, np.ndarray | None]:
-        """Sample `index`, as the packed source's `load` (NOTE [ Packed samples decode as their files ])."""
-        member = self.describe(index)
-        if self.kind != "masks" or not with_targets:
+        """Sample `index`, as the packed source's `load` (NOTE [ Packed samples decode as their
+        files ]), through the decoded cache if there is one."""
+        masks = self.kind in _MASK_KINDS and with_targets
+        image, _, mask = decode_sample(self, index, self._cache_view(index, masks))
+        if not masks:
             return self._finish(
-                self.decoder.decode_bytes(self._image_bytes(index), member),
-                index,
-                seed=seed,
-                epoch=epoch,
-                with_targets=with_targets,
-                defer_normalize=defer_normalize,
+                image, index, seed=seed, epoch=epoch, with_targets=with_targets, defer_normalize=defer_normalize
             )
-        image = decode_image(self._image_bytes(index), member, self.color_mode, max_pixels=self.max_pixels)
-        mask = resize_nearest(self._mask(index, image.shape), self.image_size)
+        assert mask is not None  # `_cache_view(index, True)` makes the mask with the image
         return transform_with_mask(
             self,
-            self.decoder.resize(image),
+            image,
             mask,
             self.mask_format,
             seed=seed,
@@ -387,26 +403,12 @@ class TarShards(ImageSource):
         return image, self._target(index)
 
 
-def _size(path: str) -> int | None:
-    """A shard's size in bytes (a URL's as listed; None over http, which has no listing).
-
-    Raises:
-        FileNotFoundError: the shard does not exist.
-    """
-    if storage.is_url(path):
-        listed = storage.identity(path)
-        if listed is not None or not storage.isfile(path):
-            return listed[0] if listed is not None else _missing(path)
-        return None
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return _missing(path)
-
-
-def _missing(path: str) -> int:
-    raise FileNotFoundError(f"shard {path} of a packed dataset does not exist. Copy it back, or pack again.")
-
-
-def _bad(member: str, reason: str) -> BadImageError:
-    return BadImageError(f"cannot read {member}: {reason}.", path=member, reason=reason)
+def _label_modes(columns: dict[str, Any]) -> tuple[str | None, ...]:
+    """The `label_mode`s a packed class source's labels allow."""
+    if "labels" in columns:
+        return LABEL_MODES
+    if "classes" in columns:
+        return ("multi_hot", "input", None)
+    if "targets" in columns:
+        return ("regression", "input", None)
+    return ("input", None)

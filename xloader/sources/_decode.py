@@ -93,6 +93,10 @@ class ImageDecoder:
         source resizes image and mask together, and does not take that option)."""
         return self._decode(read_bytes(path), path)
 
+    def unresized_bytes(self, data: bytes, path: str) -> np.ndarray:
+        """`unresized` for bytes already read from any storage; `path` names them in errors."""
+        return self._decode(data, path)
+
     def _decode(self, data: bytes, path: str) -> np.ndarray:
         target = DownscaleTarget(self.image_size, self.keep_aspect_ratio) if self.downscale_on_decode else None  # type: ignore[arg-type]
         return decode_image(data, path, self.color_mode, max_pixels=self.max_pixels, downscale_for=target)

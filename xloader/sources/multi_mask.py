@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -16,6 +16,7 @@ from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, is_image_file
 from xloader.errors import DatasetError
 from xloader.sources._index import Ragged, SampleIndex
 from xloader.sources._masks import (
+    MaskFormat,
     MaskMode,
     MaskSource,
     Unpaired,
@@ -406,20 +407,38 @@ class MultiMaskFolder(MaskSource):
         mask_paths = [os.path.join(self.masks_dir, paths[i]) for index in indices for i in masks.span(index)]
         return super().paths_of(indices) + mask_paths
 
+    def mask_classes(self, index: int) -> list[int]:
+        """The class index of each of `mask_files(index)` (1 for the first class; 0 is background)."""
+        return self._index.masks.row(index, "classes").tolist()
+
     def _mask(self, index: int, image_shape: tuple[int, ...]) -> np.ndarray:
-        fmt = self.mask_format
-        height, width = image_shape[:2]
-        if fmt.mode == "multi_hot":
-            mask = np.zeros((height, width, fmt.num_classes - 1), np.uint8)  # type: ignore[operator]
-        else:
-            mask = np.zeros((height, width), fmt.work_dtype)
         image_path = self.describe(index)
         masks = self._index.masks
         paths, classes = masks.columns["paths"], masks.columns["classes"]
-        for i in masks.span(index):
-            on = read_binary_mask(os.path.join(self.masks_dir, paths[i]), image_path, image_shape)
-            if fmt.mode == "multi_hot":
-                mask[on, int(classes[i]) - 1] = 1
-            else:
-                mask[on] = classes[i]
-        return mask
+        return merge_binary_masks(
+            self.mask_format,
+            image_shape,
+            (
+                (int(classes[i]), read_binary_mask(os.path.join(self.masks_dir, paths[i]), image_path, image_shape))
+                for i in masks.span(index)
+            ),
+        )
+
+
+def merge_binary_masks(
+    fmt: MaskFormat, image_shape: tuple[int, ...], masks: Iterable[tuple[int, np.ndarray]]
+) -> np.ndarray:
+    """One image's binary masks, (class, bool (H, W)) in merge order, as the mask of `fmt`: an
+    index map in `fmt.work_dtype` where a later mask wins an overlap, or for "multi_hot" a uint8
+    (H, W, classes) stack with one channel per class (packed shards merge with this too)."""
+    height, width = image_shape[:2]
+    if fmt.mode == "multi_hot":
+        mask = np.zeros((height, width, fmt.num_classes - 1), np.uint8)  # type: ignore[operator]
+    else:
+        mask = np.zeros((height, width), fmt.work_dtype)
+    for class_index, on in masks:
+        if fmt.mode == "multi_hot":
+            mask[on, class_index - 1] = 1
+        else:
+            mask[on] = class_index
+    return mask

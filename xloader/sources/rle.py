@@ -34,6 +34,7 @@ from xloader.sources._masks import (
     relative_stem,
     settle_unpaired,
 )
+from xloader.sources._rle_rows import decode_rows, runs_text, runs_to_pixels
 from xloader.sources._table import read_table
 from xloader.sources._walk import list_image_files
 
@@ -80,16 +81,6 @@ def parse_runs(text: str) -> tuple[np.ndarray, np.ndarray]:
     return starts, lengths
 
 
-def _runs_to_pixels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Flat 0-based indices of every pixel the runs cover, run by run."""
-    total = int(lengths.sum())
-    if not total:
-        return np.zeros(0, np.int64)
-    # Position p of the output belongs to run r: index = starts[r] + (p - first position of r).
-    firsts = np.cumsum(lengths) - lengths
-    return np.repeat(starts - firsts, lengths) + np.arange(total, dtype=np.int64)
-
-
 def _check_order(order: object) -> Order:
     check_choice("order", order, ("F", "C"))
     return order  # type: ignore[return-value]
@@ -127,7 +118,7 @@ def rle_decode(rle: str, shape: tuple[int, int], *, order: Order = "F") -> np.nd
             f"{height * width} pixels of a {height}x{width} image"
         )
     flat = np.zeros(height * width, np.uint8)
-    flat[_runs_to_pixels(starts, lengths)] = 1
+    flat[runs_to_pixels(starts, lengths)] = 1
     return _to_image(flat, (height, width), order)
 
 
@@ -147,9 +138,7 @@ def rle_encode(mask: np.ndarray, *, order: Order = "F") -> str:
     on = np.concatenate([[False], array.ravel(order=order) != 0, [False]])
     edges = np.flatnonzero(on[1:] != on[:-1])
     starts, ends = edges[0::2], edges[1::2]
-    pairs = np.empty(2 * len(starts), np.int64)
-    pairs[0::2], pairs[1::2] = starts + 1, ends - starts
-    return " ".join(map(str, pairs.tolist()))
+    return runs_text(starts, ends - starts)
 
 
 def _sort_key(name: str) -> tuple[int, int | str]:
@@ -408,30 +397,24 @@ class RLEMasks(MaskSource):
 
     def _decode(self, index: int, height: int, width: int) -> np.ndarray:
         """Sample `index`'s mask at (height, width): an index map, or a stack for "multi_hot"."""
+        return decode_rows(
+            self._index.rows,
+            index,
+            (height, width),
+            self.mask_format,
+            self.order,
+            lambda row, end: self._overrun(index, row, end, height, width),
+        )
+
+    def mask_rows(self, index: int) -> list[tuple[int, str]]:
+        """(class index, run-length string) of each row of sample `index`, in the order they are
+        merged (by class, then CSV line); class 1 is the first class, 0 the background."""
         rows = self._index.rows
         runs, classes = rows.columns["runs"], rows.columns["classes"]
-        pixels_in_image = height * width
-        fmt = self.mask_format
-        if fmt.mode == "multi_hot":
-            mask = np.zeros((pixels_in_image, fmt.num_classes - 1), np.uint8)  # type: ignore[operator]
-        else:
-            mask = np.zeros(pixels_in_image, fmt.work_dtype)
-        # Rows are sorted by class, so writing them in turn lets the highest class win an overlap.
-        for row in rows.span(index):
-            starts, lengths = runs.row(row, "starts").astype(np.int64), runs.row(row, "lengths").astype(np.int64)
-            if not len(starts):
-                continue
-            end = int(starts[-1] + lengths[-1])  # runs are increasing: the last one ends last
-            if end > pixels_in_image:
-                self._overrun(index, row, end, height, width)
-            pixels = _runs_to_pixels(starts, lengths)
-            if self.order == "F":  # to row-major positions, so the mask is built C-contiguous
-                pixels = (pixels % height) * width + pixels // height
-            if fmt.mode == "multi_hot":
-                mask[pixels, int(classes[row]) - 1] = 1
-            else:
-                mask[pixels] = classes[row]
-        return mask.reshape(height, width, -1) if fmt.mode == "multi_hot" else mask.reshape(height, width)
+        return [
+            (int(classes[row]), runs_text(runs.row(row, "starts"), runs.row(row, "lengths")))
+            for row in rows.span(index)
+        ]
 
     def _overrun(self, index: int, row: int, end: int, height: int, width: int) -> None:
         line = int(self._index.rows.columns["lines"][row])

@@ -35,7 +35,7 @@ import itertools
 import os
 import posixpath
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -64,6 +64,7 @@ __all__ = [
     "Mount",
     "StorageError",
     "byte_range",
+    "fetch_async",
     "is_url",
     "identity",
     "mount",
@@ -123,6 +124,19 @@ def read_url(url: str) -> bytes:
     naming the URL (after retries bounded by the mount's `retry_seconds`)."""
     holder = mount_for(url)
     future = _pending_fetches().pop(url, None) or holder.submit(url)
+    return _wait(url, holder, future)
+
+
+def fetch_async(url: str) -> Callable[[], bytes]:
+    """Start fetching `url` now on this process's pool, for no thread in particular (unlike
+    `prefetch`): returns a function that waits for the bytes, bounded and raising as `read_url`
+    does, and that any thread may call, any number of times."""
+    holder = mount_for(url)
+    future = holder.submit(url)
+    return lambda: _wait(url, holder, future)
+
+
+def _wait(url: str, holder: Mount, future: Future[bytes]) -> bytes:
     try:
         return future.result(timeout=holder.retry_seconds + 1.0)
     except FutureTimeout:
