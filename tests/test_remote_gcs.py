@@ -1,6 +1,6 @@
 """`gs://` against a GCS emulator on 127.0.0.1 (the pure-Python `gcp-storage-emulator`, through
-`gcsfs`), bit for bit as the local copy. Skipped when either package is missing: they are not in
-the dev dependencies (docs/remote.md says what that leaves untested)."""
+`gcsfs`), bit for bit as the local copy. Both are dev dependencies; the test is skipped
+only where either is missing (a user's own environment)."""
 
 from __future__ import annotations
 
