@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import collections
 import functools
+import http.server
 import os
+import re
 import shutil
+import tempfile
 import threading
 import time
 
+import fsspec
 import numpy as np
 import pytest
 from test_remote import _Quiet, fault_proxy, http_server, s3_options, s3_with, write_manifest
 
 import xloader as xl
 from xloader import storage
+from xloader.storage import StorageError
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +186,47 @@ def test_a_wrong_s3_client_choice_is_named(monkeypatch):
     monkeypatch.setenv(storage.S3_CLIENT_ENV, "boto")
     with pytest.raises(ValueError, match=r"^XLOADER_S3_CLIENT must be 'botocore' or 's3fs', got 'boto'\. Unset it"):
         xl.ImageFolder("memory://nothing", image_size=None)
+
+
+def test_a_read_queued_behind_others_is_not_timed_out_while_it_waits(monkeypatch):
+    """The retry bound counts from when a fetch starts: reads queued behind slow but answering
+    fetches on a small pool all complete (the bound once counted the queueing too)."""
+    from xloader.storage import _mount
+
+    monkeypatch.setenv("XLOADER_STORAGE_RETRY_SECONDS", "1")
+    monkeypatch.setenv("XLOADER_STORAGE_THREADS", "2")
+    fs = fsspec.filesystem("memory")
+    for i in range(16):
+        fs.pipe(f"/xl-queued/{i}.bin", bytes([i]) * 10)
+    fetch = _mount.Mount.fetch
+
+    def slow(self, url):
+        time.sleep(0.4)
+        return fetch(self, url)
+
+    monkeypatch.setattr(_mount.Mount, "fetch", slow)
+    urls = [f"memory://xl-queued/{i}.bin" for i in range(16)]
+    storage.mount("memory://xl-queued")
+    waits = [storage.fetch_async(url) for url in urls]  # 16 x 0.4 s on 2 threads: 3.2 s for the last
+    # the last first: it waits 3 s in all, over its bound of 1 + 1 s, though its own GET takes 0.4 s
+    assert [wait() for wait in reversed(waits)] == [bytes([i]) * 10 for i in reversed(range(16))]
+
+
+def test_a_server_that_ignores_byte_ranges_is_named():
+    """A server without Range support sends the whole object: an error saying so, not a
+    garbled member or a misleading "truncated shard"."""
+    folder = tempfile.mkdtemp()
+    with open(os.path.join(folder, "shard.bin"), "wb") as file:
+        file.write(bytes(range(256)) * 4)
+
+    class NoRanges(http.server.SimpleHTTPRequestHandler):  # the stdlib server ignores Range
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=folder, **kwargs)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http_server(NoRanges) as base:
+        url = storage.byte_range(f"{base}/shard.bin", 10, 20)
+        with pytest.raises(StorageError, match=re.escape("the server ignored the byte range (sent 1,024 bytes for 20)")):
+            storage.read_url(url)

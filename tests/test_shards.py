@@ -453,6 +453,23 @@ def test_a_small_cache_evicts_the_least_recently_used_block():
     assert [reader.cached(key) for key in (0, 1, 2, 3)] == [False, False, False, True]
 
 
+def test_a_block_not_read_yet_is_never_evicted():
+    """A block whose GET has started (for this batch or the next) stays over the bound until it
+    is read: dropping it would lose the GET and make it again."""
+    from xloader.shards._reader import ShardReader, _Block
+
+    reader = ShardReader(["/dev/null"], cache_bytes=13)
+    reader.read = lambda shard, offset, size: bytes(size)  # type: ignore[method-assign]
+    with reader._lock:
+        for key in (0, 1, 2):  # three started GETs, 18 bytes over a 13-byte bound
+            reader._add(key, 0, 6, _Block(lambda: bytes(6)))
+    assert [reader.cached(key) for key in (0, 1, 2)] == [True, True, True]
+    for key in (0, 1, 2):
+        assert reader.block(key, 0, 0, 6) == (0, bytes(6))
+    reader.block(3, 0, 0, 6)  # now read, the least recently used go: 1, then 2 would fit
+    assert [reader.cached(key) for key in (0, 1, 2, 3)] == [False, False, True, True]
+
+
 def test_a_failed_block_read_is_not_kept():
     from xloader.shards._reader import ShardReader
 

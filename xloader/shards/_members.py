@@ -70,9 +70,15 @@ class PackedMembers:
         """16 bytes naming the packed bytes of sample `index`, for the decoded cache (NOTE [ Decoded
         cache ]): its shard's identity (path, size, mtime and inode; a URL's size and ETag) and its
         members' offsets, sizes and CRC-32s, so a re-packed or changed shard is decoded again.
+        A URL that was not listed (http has no listing) is named by its path and the size the
+        index packed: the CRC-32s, checked on every read, say which bytes the entry holds.
         None if the shard is missing (the read then raises the error naming it)."""
         row = self._index
-        shard = files_key((self._shard_path(int(row.shard[index])),))
+        number = int(row.shard[index])
+        path = self._shard_path(number)
+        shard = files_key((path,))
+        if shard is None and storage.is_url(path):
+            shard = f"{path}\0packed={self._shards[number]['bytes']}".encode()
         if shard is None:
             return None
         place = [row.offset[index], row.size[index], row.crc32[index]]

@@ -6,8 +6,9 @@ With `order="block"` (NOTE [ Block order ]), the samples of a block are used tog
 one window of the epoch, so the first member a process needs from a block brings in the whole
 block: one read of the block's span of its shard. The block stays in the process's cache, shared
 by its threads and bounded in bytes (two windows of the largest block, about
-`2 * window * block_size`: a batch spans at most two windows; the least recently used block
-goes first), and its other members are sliced out of
+`2 * window * block_size`, which holds the blocks of a batch and the next one at the defaults;
+the least recently used block that has been read goes first, and blocks whose reads have
+started but not been used are kept over the bound), and its other members are sliced out of
 it. A thread that needs a block another thread is reading waits for that read instead of making
 its own. From object storage, `TarShards.paths_of` (called by `Batches` before a batch loads)
 starts the GETs of the blocks the batch needs and the process neither holds nor is fetching, on
@@ -142,13 +143,19 @@ class ShardReader:
             raise
 
     def _add(self, key: int, start: int, end: int, block: _Block) -> None:
-        """Keep `block` as the newest; drop the least recently used blocks until at most
-        `cache_bytes` are held (the newest stays even if larger). Called with the lock held."""
+        """Keep `block` as the newest; drop the least recently used blocks that have been read
+        until at most `cache_bytes` are held. A block not read yet (its GET started for this
+        batch or the next) is never dropped: its read would be lost and made again. Called with
+        the lock held."""
         self._blocks[key] = (start, end, block)
         self._held += end - start
-        while self._held > self.cache_bytes and len(self._blocks) > 1:
-            _, (old_start, old_end, _) = self._blocks.popitem(last=False)
+        if self._held <= self.cache_bytes:
+            return
+        for old in [k for k, (_, _, b) in self._blocks.items() if k != key and b.data is not None]:
+            old_start, old_end, _ = self._blocks.pop(old)
             self._held -= old_end - old_start
+            if self._held <= self.cache_bytes:
+                return
 
     def close(self) -> None:
         """Close the shard files this process opened and drop its cached blocks."""

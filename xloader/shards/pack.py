@@ -291,14 +291,17 @@ def pack(
     """Copy the samples of `source` into WebDataset tar shards in folder `out`, with one index.
 
     Each sample `i` becomes members `<key>.<ext>` (the image file's bytes, never re-encoded),
-    `<key>.cls` (its class index in decimal, for class sources with labels) and
-    `<key>.mask.<ext>` (its mask file, for image+mask sources), where the key is `i`
+    `<key>.cls` (its class index in decimal, for class sources with labels), `<key>.json`
+    (multi-hot classes or regression values; a `MultiMaskFolder`'s mask classes; an `RLEMasks`
+    row), `<key>.mask.<ext>` (its mask file, for image+mask sources) or `<key>.mask<k>.<ext>`
+    (each mask file of a `MultiMaskFolder`), where the key is `i`
     zero-padded (NOTE [ Shard index format ] in xloader/shards/_index.py). Samples keep the
     source's order, so `xloader.TarShards(out, ...)` with the source's options and the same
     seed gives the same batches, bit for bit.
 
     Args:
-        source: an `ImageFolder`, `ImageManifest` (any `label_mode`) or `ImageMaskFolder`. Its options (image size, colour mode, label and mask modes...)
+        source: an `ImageFolder`, `ImageManifest` (any `label_mode`), `ImageMaskFolder`,
+            `MultiMaskFolder` or `RLEMasks`. Its options (image size, colour mode, label and mask modes...)
             are saved as the defaults of `TarShards`; its `transform` is not saved.
         out: a folder, created if missing, or an fsspec URL (`s3://bucket/packed`,
             `memory://packed`; NOTE [ Packing to a URL ]); it must not already hold a packed
@@ -347,29 +350,29 @@ def pack(
                 mask_place[:, i] = writer.add(f"{key}.mask.{member_extension(mask_name)}", mask)
             for k, (name, data) in enumerate(zip(parts, part_data, strict=True)):
                 part_place.append(writer.add(f"{key}.mask{k}.{member_extension(name)}", data))
-    except BaseException:  # a bad file or Ctrl-C: leave no shards without an index, so a retry can start
+        writer.close()
+        meta = {**plan.meta, "format": FORMAT, "version": VERSION, "key_width": width, "shards": writer.shards}
+        columns: Columns = {
+            "files": StringTable(plan.files),
+            "shard": shard,
+            "offset": place[0],
+            "size": place[1],
+            "crc32": place[2].astype(np.uint32),
+        }
+        columns.update(plan.labels)
+        if plan.masks is not None:
+            columns["masks"] = StringTable(plan.masks)
+            columns["mask_offset"], columns["mask_size"] = mask_place[0], mask_place[1]
+            columns["mask_crc32"] = np.maximum(mask_place[2], 0).astype(np.uint32)
+        if plan.parts is not None:
+            places = np.array(part_place, np.int64).reshape(-1, 3)
+            columns["multi_paths"] = StringTable(name for names in plan.parts for name in names)
+            columns["multi_offset"], columns["multi_size"] = places[:, 0], places[:, 1]
+            columns["multi_crc32"] = places[:, 2].astype(np.uint32)
+        output.put(INDEX_NAME, index_bytes(meta, columns))
+    except BaseException:  # a bad file, Ctrl-C, a failed upload: no shards left without an index
         writer.close()
         writer.remove()
         raise
-    writer.close()
-    meta = {**plan.meta, "format": FORMAT, "version": VERSION, "key_width": width, "shards": writer.shards}
-    columns: Columns = {
-        "files": StringTable(plan.files),
-        "shard": shard,
-        "offset": place[0],
-        "size": place[1],
-        "crc32": place[2].astype(np.uint32),
-    }
-    columns.update(plan.labels)
-    if plan.masks is not None:
-        columns["masks"] = StringTable(plan.masks)
-        columns["mask_offset"], columns["mask_size"] = mask_place[0], mask_place[1]
-        columns["mask_crc32"] = np.maximum(mask_place[2], 0).astype(np.uint32)
-    if plan.parts is not None:
-        places = np.array(part_place, np.int64).reshape(-1, 3)
-        columns["multi_paths"] = StringTable(name for names in plan.parts for name in names)
-        columns["multi_offset"], columns["multi_size"] = places[:, 0], places[:, 1]
-        columns["multi_crc32"] = places[:, 2].astype(np.uint32)
-    output.put(INDEX_NAME, index_bytes(meta, columns))
     output.done()
     return PackResult(out=out, samples=count, shards=len(writer.shards), bytes=sum(s["bytes"] for s in writer.shards))

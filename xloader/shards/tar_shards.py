@@ -318,12 +318,14 @@ class TarShards(PackedMembers, ImageSource):
         """The byte ranges (`storage.byte_range`) the samples at `indices` read from remote
         shards, so `Batches` fetches a batch's ranges together (`SupportsPaths`); [] locally.
         With `order="block"`, the spans of their blocks this process does not hold or read yet.
-        Samples the decoded cache holds read nothing."""
+        Samples the decoded cache holds read nothing: with or without their masks, as `load`
+        asks for them with or without targets (which this method is not told)."""
         if not storage.is_url(self.root):
             return []
         cache = self.decoded_cache
         if cache is not None:
-            indices = [i for i in indices if not cache.holds(self, i, self._cache_view(i))]
+            views = (True, False) if self.kind in _MASK_KINDS else (False,)
+            indices = [i for i in indices if not any(cache.holds(self, i, self._cache_view(i, v)) for v in views)]
         return self._ranges(indices)
 
     def describe(self, index: int) -> str:

@@ -35,11 +35,13 @@ import itertools
 import os
 import posixpath
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from xloader.storage._mount import (
     RETRY_SECONDS_ENV,
@@ -136,11 +138,23 @@ def fetch_async(url: str) -> Callable[[], bytes]:
     return lambda: _wait(url, holder, future)
 
 
-def _wait(url: str, holder: Mount, future: Future[bytes]) -> bytes:
+_T = TypeVar("_T")
+
+
+def _wait(url: str, holder: Mount, future: Future[_T]) -> _T:
+    """The fetch's bytes. Its `retry_seconds` bound counts from when the fetch starts: queued
+    behind other fetches on the pool it waits longer, up to `_QUEUED_BOUNDS` bounds in all."""
+    bound = holder.retry_seconds + 1.0
+    queued_until = time.monotonic() + _QUEUED_BOUNDS * bound
+    while not (future.running() or future.done()) and time.monotonic() < queued_until:
+        futures_wait([future], timeout=0.05)
     try:
-        return future.result(timeout=holder.retry_seconds + 1.0)
+        return future.result(timeout=bound)
     except FutureTimeout:
         raise _error(url, f"no answer within {holder.retry_seconds:g} s ({RETRY_SECONDS_ENV})") from None
+
+
+_QUEUED_BOUNDS = 10  # a fetch queued behind 10 bounds' worth of others is a stuck pool, not a slow read
 
 
 def active() -> bool:
@@ -273,7 +287,8 @@ def locate_all(base: str, paths: Iterable[str | None]) -> dict[str, tuple[str, s
             probes[path] = mount_for(url)._pool().submit(_probe, url)
     try:
         for path, probe in probes.items():
-            found[path] = None if probe.result() is not None else ("missing", "not found")
+            url = posixpath.join(base, path)
+            found[path] = None if _wait(url, mount_for(url), probe) is not None else ("missing", "not found")
     finally:
         for probe in probes.values():
             probe.cancel()

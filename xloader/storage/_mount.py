@@ -258,7 +258,14 @@ class Mount:
             whole, start, end = url[: ranged.start()], int(ranged.group(1)), int(ranged.group(2))
             if end <= start:  # HTTP has no empty range: a server would send the whole object
                 return b""
-            return bytes(self._call(lambda: read(whole, start, end), url))
+            data = bytes(self._call(lambda: read(whole, start, end), url))
+            if len(data) > end - start:
+                raise _error(
+                    url,
+                    f"the server ignored the byte range (sent {len(data):,} bytes for {end - start:,}); "
+                    "serve shards from a server that supports HTTP Range requests",
+                )
+            return data
         relative = self.relative(url)
         listed = self.stat(relative) if relative is not None else None
         data = self._call(lambda: read(url, None, None), url, expected_size=listed[0] if listed else None)

@@ -51,7 +51,7 @@ def botocore_reader(storage_options: dict[str, Any], threads: int) -> Reader | N
         return None
     options = dict(storage_options)
     session = botocore.session.Session(profile=options.get("profile"))
-    config: dict[str, Any] = {"retries": {"max_attempts": 1}, **options.get("config_kwargs", {})}
+    config: dict[str, Any] = {"retries": {"total_max_attempts": 1}, **options.get("config_kwargs", {})}
     config.setdefault("max_pool_connections", threads)
     if options.get("anon"):
         config["signature_version"] = botocore.UNSIGNED
