@@ -14,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.xloader-install-stamp"
 # Reinstalled when what the install reads changes, the C listing it compiles included.
-want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/xloader/sources/_fastlist.c" "$ROOT/scripts/env.sh" | sha256sum | cut -c1-16)"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/xloader/index/_fastlist.c" "$ROOT/scripts/env.sh" | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "installing xloader and its development dependencies into $VENV (a few minutes the first time)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip

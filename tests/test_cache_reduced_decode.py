@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import xloader as xl
+from xloader._decoder import ImageDecoder
 from xloader._reduced_decode import DownscaleTarget, reduction
-from xloader.sources._decode import ImageDecoder
 from xloader.synthetic import make_image_folder
 
 SIZE = (64, 64)

@@ -1,4 +1,4 @@
-"""The C directory listing (xloader/sources/_fastlist.c) gives exactly the Python listing's result.
+"""The C directory listing (xloader/index/_fastlist.c) gives exactly the Python listing's result.
 
 Every other indexing test (against Keras's own order, links, loops, bad names) runs the C path
 where it is built; these compare the two paths directly, on names chosen to split them if either
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xloader.sources import _walk
+from xloader.index import _walk
 
 fastlist = _walk._fastlist
 needs_c = pytest.mark.skipif(fastlist is None, reason="the C listing is not built here")
@@ -42,8 +42,8 @@ def both(directory: str, follow_links: bool, prefix: str = "") -> tuple[list[str
 def test_the_c_listing_is_built_and_used_where_ci_requires_it():
     """CI (.ci/run) requires it; elsewhere a machine without a C compiler falls back to Python."""
     if fastlist is None and os.environ.get("XLOADER_REQUIRE_C_LISTING") != "1":
-        pytest.skip("xloader/sources/_fastlist.c is not built here (no C compiler?): files are listed in Python")
-    assert fastlist is not None, "xloader/sources/_fastlist.c was not compiled: pip install -e . needs a C compiler"
+        pytest.skip("xloader/index/_fastlist.c is not built here (no C compiler?): files are listed in Python")
+    assert fastlist is not None, "xloader/index/_fastlist.c was not compiled: pip install -e . needs a C compiler"
     assert _walk._c_listing_applies(_walk.IMAGE_EXTENSIONS)
 
 

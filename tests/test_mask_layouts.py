@@ -767,7 +767,7 @@ def test_rle_id_that_names_two_images_is_ambiguous(tmp_path, images_dir):
 
 def test_indexes_are_flat_arrays_and_sources_pickle(by_image, by_class, rle_csv):
     from xloader._strings import StringTable
-    from xloader.sources._index import Ragged
+    from xloader.index._sample_index import Ragged
 
     def leaves(columns):
         for name, column in columns.items():

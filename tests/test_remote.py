@@ -250,7 +250,7 @@ def test_file_and_memory_urls_give_the_local_batches(class_root):
 def test_listing_order_matches_the_local_walk(tmp_path):
     import fsspec
 
-    from xloader.sources._walk import list_image_files
+    from xloader.index._walk import list_image_files
 
     names = ["b/z.jpg", "a b/1.png", "a/x/2.jpg", "a/1.JPG", "a/.git/3.jpg", "a-b/c.jpg", "top.jpg", "a/notes.txt"]
     memory = fsspec.filesystem("memory")

@@ -25,7 +25,7 @@ import pytest
 
 import xloader as xl
 from xloader.decoding import read_bytes
-from xloader.sources import _walk
+from xloader.index import _walk
 from xloader.validation import validation_workers
 
 PNG = cv2.imencode(".png", np.full((4, 6, 3), 90, np.uint8))[1].tobytes()

@@ -46,7 +46,7 @@ from xloader._cache_file import CacheFile, Entry, aligned, layout
 from xloader.errors import DatasetError
 
 if TYPE_CHECKING:
-    from xloader.sources._decode import ImageDecoder
+    from xloader._decoder import ImageDecoder
 
 __all__ = ["DecodedCache"]
 

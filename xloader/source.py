@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -153,3 +153,14 @@ def source_fingerprint(source: Source) -> str:
         digest.update(key(index).encode("utf-8", "surrogateescape"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]
+
+
+def refuse_indexing(source: object) -> NoReturn:
+    """What `source[i]` raises: reached when a source is given to torch's `DataLoader`
+    (torchvision's class has the same name as `xl.ImageFolder`)."""
+    name = type(source).__name__
+    raise TypeError(
+        f"{name} is an xloader source, not a torch Dataset: it has no [index]. "
+        f"Use xloader.torch.DataLoader({name}(...), batch_size=..., shuffle=...) in place of "
+        "torch.utils.data.DataLoader (or xloader.keras.PyDataset for Keras); one sample is source.load(index, ...)."
+    )

@@ -1,7 +1,8 @@
 """Sources: what samples exist and how sample `i` becomes arrays."""
 
+from xloader.index._walk import IMAGE_EXTENSIONS
+from xloader.index.subset import Subset, split
 from xloader.source import Source
-from xloader.sources._walk import IMAGE_EXTENSIONS
 from xloader.sources.arrays import ArrayDataset
 from xloader.sources.file_list import FileList, load_file
 from xloader.sources.image_folder import ImageFolder
@@ -9,7 +10,6 @@ from xloader.sources.image_mask_folder import ImageMaskFolder
 from xloader.sources.manifest import ImageManifest
 from xloader.sources.multi_mask import MultiMaskFolder
 from xloader.sources.rle import RLEMasks, rle_decode, rle_encode
-from xloader.sources.subset import Subset, split
 
 __all__ = [
     "IMAGE_EXTENSIONS",

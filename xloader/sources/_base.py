@@ -2,7 +2,7 @@
 
 A source is a layout parser (it fills a `SampleIndex`) plus how one index row becomes a sample.
 Pruning, subsetting and fingerprints act on the index here, once; images decode through one
-`ImageDecoder` (NOTE [ One sample's path ] in xloader/sources/_decode.py).
+`ImageDecoder` (NOTE [ One sample's path ] in xloader/_decoder.py).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from xloader._checks import check_choice, list_preview
+from xloader._decoder import ImageDecoder
+from xloader._targets import class_target
 from xloader.cache import CachedSample, SourceCache, bind_cache, decode_sample, image_sample
 from xloader.errors import DatasetError
-from xloader.source import Source
-from xloader.sources._decode import ImageDecoder
-from xloader.sources._index import SampleIndex
+from xloader.index._sample_index import SampleIndex
+from xloader.source import Source, refuse_indexing
 from xloader.transforms import TransformRunner, check_transform
 
 __all__ = ["ImageSource", "Source", "TransformedSource", "class_target"]
@@ -30,17 +31,6 @@ __all__ = ["ImageSource", "Source", "TransformedSource", "class_target"]
 def _load_takes_defer_normalize(cls: type) -> bool:
     # A subclass whose own `load` has no `defer_normalize` is never asked to defer.
     return "defer_normalize" in inspect.signature(cls.load).parameters  # type: ignore[attr-defined]
-
-
-def refuse_indexing(source: object) -> Any:
-    """What `source[i]` raises: reached when a source is given to torch's `DataLoader`
-    (torchvision's class has the same name as `xl.ImageFolder`)."""
-    name = type(source).__name__
-    raise TypeError(
-        f"{name} is an xloader source, not a torch Dataset: it has no [index]. "
-        f"Use xloader.torch.DataLoader({name}(...), batch_size=..., shuffle=...) in place of "
-        "torch.utils.data.DataLoader (or xloader.keras.PyDataset for Keras); one sample is source.load(index, ...)."
-    )
 
 
 class TransformedSource:
@@ -200,14 +190,3 @@ class ImageSource(TransformedSource):
             return image, image  # batched into separate arrays: y is a copy, as Keras's batch_x.copy()
         return image, self._target(index)
 
-
-def class_target(label_mode: str | None, classes: Any, num_classes: int) -> np.ndarray:
-    """The one target encoder of class labels: "int" -> int64 index, "binary" -> float32 0/1,
-    "categorical" and "multi_hot" -> float32 (num_classes,) with a 1 at each of `classes`."""
-    if label_mode == "int":
-        return np.asarray(classes, dtype=np.int64)
-    if label_mode == "binary":
-        return np.asarray(classes, dtype=np.float32)
-    hot = np.zeros(num_classes, dtype=np.float32)
-    hot[classes] = 1.0
-    return hot

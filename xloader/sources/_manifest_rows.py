@@ -12,7 +12,7 @@ import numpy as np
 from xloader import storage
 from xloader._checks import list_preview
 from xloader.errors import DatasetError
-from xloader.sources._table import Table
+from xloader.index._table import Table
 
 __all__ = ["CLASS_MODES", "SINGLE_CLASS_MODES", "ManifestRows", "Problems", "and_join", "rows_text"]
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 import numpy as np
 
-from xloader.sources._index import Ragged
-from xloader.sources._masks import MaskFormat
+from xloader._targets import MaskFormat
+from xloader.index._sample_index import Ragged
 
 __all__ = ["decode_rows", "runs_text", "runs_to_pixels"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from xloader.index._sample_index import SampleIndex
 from xloader.sources._base import TransformedSource
-from xloader.sources._index import SampleIndex
 
 __all__ = ["ArrayDataset"]
 

@@ -13,8 +13,8 @@ from xloader import storage
 from xloader._strings import StringTable
 from xloader.decoding import check_regular_file, read_bytes, read_image
 from xloader.errors import BadImageError, DatasetError, SampleError
+from xloader.index._sample_index import SampleIndex
 from xloader.sources._base import TransformedSource, class_target
-from xloader.sources._index import SampleIndex
 
 __all__ = ["FileList", "load_file"]
 

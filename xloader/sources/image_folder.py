@@ -18,10 +18,10 @@ from xloader._strings import StringTable
 from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
+from xloader.index._sample_index import SampleIndex
+from xloader.index._walk import IMAGE_EXTENSIONS, list_image_files
+from xloader.index.subset import validation_mask
 from xloader.sources._base import ImageSource, TransformedSource, class_target
-from xloader.sources._index import SampleIndex
-from xloader.sources._walk import IMAGE_EXTENSIONS, list_image_files
-from xloader.sources.subset import validation_mask
 
 __all__ = ["ImageFolder"]
 

@@ -9,24 +9,21 @@ from typing import Literal
 import numpy as np
 
 from xloader import storage
-from xloader._checks import check_choice, check_directory
 from xloader._strings import StringTable
+from xloader._targets import MaskValues
 from xloader.cache import CachedSample, DecodedCache, image_and_mask_sample
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, read_mask
 from xloader.errors import DatasetError
-from xloader.sources._index import SampleIndex
-from xloader.sources._mask_values import MaskValues
+from xloader.index._sample_index import SampleIndex
+from xloader.index._walk import list_image_files
 from xloader.sources._masks import (
     MaskSource,
     Unpaired,
-    check_mask_interpolation,
     checked_index_map,
     files_by_stem,
     mask_format,
     resize_nearest,
-    settle_unpaired,
 )
-from xloader.sources._walk import list_image_files
 
 __all__ = ["ImageMaskFolder"]
 
@@ -110,37 +107,27 @@ class ImageMaskFolder(MaskSource):
         cache: str | os.PathLike[str] | DecodedCache | None = None,
         storage_options: dict | None = None,
     ):
-        super().__init__(transform)
-        check_mask_interpolation(self.transform)
         self._mounts = storage.mount(images_dir, masks_dir, storage_options=storage_options)  # NOTE [ Remote storage ]
-        self._configure_images(
-            check_directory(images_dir, "images_dir"),
-            image_size=image_size,
-            color_mode=color_mode,
-            interpolation=interpolation,
-            max_pixels=max_pixels,
-            cache=cache,
+        self._configure_masks(
+            images_dir, masks_dir, ("images_dir", "masks_dir"), image_size=image_size, transform=transform,
+            mask_mode=mask_mode, mask_dtype=mask_dtype, unpaired=unpaired, color_mode=color_mode,
+            interpolation=interpolation, max_pixels=max_pixels, cache=cache,
         )
-        self.masks_dir = check_directory(masks_dir, "masks_dir")
         self.mask_values = MaskValues.of(mask_values)
         self.mask_format = mask_format(mask_mode, mask_dtype, num_classes, modes=("index", "one_hot"))
-        check_choice("unpaired", unpaired, ("raise", "skip", "background"))
         self.mask_dtype = self.mask_format.dtype
         self.num_classes = self.mask_format.num_classes
 
         images = files_by_stem(
-            self.images_dir, list_image_files(self.images_dir, follow_links=follow_links), "images_dir"
+            self.images_dir, list_image_files(self.images_dir, follow_links=self.follow_links), "images_dir"
         )
         masks = files_by_stem(self.masks_dir, list_image_files(self.masks_dir, follow_links=follow_links), "masks_dir")
         if not images:
             raise DatasetError(f"images_dir {self.images_dir!r} has no images.")
-        self.skipped: list[tuple[str, str]] = settle_unpaired(
-            unpaired,
-            no_mask=[os.path.join(self.images_dir, images[s]) for s in images if s not in masks],
-            no_image=[os.path.join(self.masks_dir, masks[s]) for s in masks if s not in images],
-            no_mask_text=f"images have no mask in {self.masks_dir!r}",
-            no_image_text=f"masks have no image in {self.images_dir!r}",
-            rule="Files pair by name without extension (a.jpg with a.png).",
+        self._settle_unpaired(
+            [os.path.join(self.images_dir, images[s]) for s in images if s not in masks],
+            [os.path.join(self.masks_dir, masks[s]) for s in masks if s not in images],
+            "Files pair by name without extension (a.jpg with a.png).",
         )
         stems = sorted(s for s in images if s in masks or unpaired == "background")
         if not stems:

@@ -29,10 +29,10 @@ from xloader._strings import StringTable
 from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
+from xloader.index._sample_index import Ragged, SampleIndex
+from xloader.index._table import Table, read_table
 from xloader.sources._base import ImageSource, class_target
-from xloader.sources._index import Ragged, SampleIndex
 from xloader.sources._manifest_rows import CLASS_MODES, SINGLE_CLASS_MODES, ManifestRows, Problems, rows_text
-from xloader.sources._table import Table, read_table
 
 __all__ = ["ImageManifest"]
 

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Literal, Unpack
 
 import numpy as np
 
 from xloader import storage
-from xloader._checks import check_choice, check_class_names, check_directory, list_preview
+from xloader._checks import check_choice, check_class_names, list_preview
 from xloader._strings import StringTable
-from xloader.cache import DecodedCache
-from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode, is_image_file
+from xloader._targets import MaskFormat
+from xloader.decoding import is_image_file
 from xloader.errors import DatasetError
-from xloader.sources._index import Ragged, SampleIndex
+from xloader.index._sample_index import Ragged, SampleIndex
+from xloader.index._walk import IMAGE_EXTENSIONS, list_image_files
 from xloader.sources._masks import (
-    MaskFormat,
-    MaskMode,
+    MaskOptions,
     MaskSource,
-    Unpaired,
-    check_mask_interpolation,
     files_by_stem,
     mask_format,
     read_binary_mask,
     relative_stem,
-    settle_unpaired,
 )
-from xloader.sources._walk import IMAGE_EXTENSIONS, list_image_files
 
 __all__ = ["MultiMaskFolder"]
 
@@ -126,33 +122,24 @@ class MultiMaskFolder(MaskSource):
         image_size: tuple[int, int] | None,
         transform: object = None,
         class_names: Sequence[str] | None = None,
-        mask_mode: MaskMode = "index",
-        mask_dtype: str = "uint8",
-        unpaired: Unpaired = "raise",
-        color_mode: ColorMode = "rgb",
-        interpolation: str = "bilinear",
-        follow_links: bool = False,
-        on_bad_file: str = "raise",
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        cache: str | os.PathLike[str] | DecodedCache | None = None,
         storage_options: dict | None = None,
+        **options: Unpack[MaskOptions],
     ):
         check_choice("layout", layout, ("by_image", "by_class"))
-        mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
+        self.layout: str = layout
         self._mounts = storage.mount(images_dir, masks_dir, storage_options=storage_options)  # NOTE [ Remote storage ]
-        self._configure(images_dir, masks_dir, layout, transform, unpaired, image_size, color_mode, interpolation, max_pixels, cache)
-        self._on_bad_file = on_bad_file
-        names = check_class_names(class_names)
-        images = files_by_stem(
-            self.images_dir, list_image_files(self.images_dir, follow_links=follow_links), "images_dir"
+        self._configure_masks(
+            images_dir, masks_dir, ("images_dir", "masks_dir"), image_size=image_size, transform=transform, **options
         )
+        names = check_class_names(class_names)
+        images = files_by_stem(self.images_dir, self._list(self.images_dir), "images_dir")
         if layout == "by_image":
             self.class_names = names
-            found = self._index_by_image(images, follow_links)
+            found = self._index_by_image(images)
         else:
             self.class_names = self._class_folders(names)
-            found = self._index_by_class(images, follow_links)
-        self._finish(images, *found, mask_mode, mask_dtype, unpaired)
+            found = self._index_by_class(images)
+        self._finish(images, *found)
 
     @classmethod
     def from_sample_folders(
@@ -164,15 +151,8 @@ class MultiMaskFolder(MaskSource):
         masks: str = "masks",
         transform: object = None,
         class_names: Sequence[str] | None = None,
-        mask_mode: MaskMode = "index",
-        mask_dtype: str = "uint8",
-        unpaired: Unpaired = "raise",
-        color_mode: ColorMode = "rgb",
-        interpolation: str = "bilinear",
-        on_bad_file: str = "raise",
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        cache: str | os.PathLike[str] | DecodedCache | None = None,
         storage_options: dict | None = None,
+        **options: Unpack[MaskOptions],
     ) -> MultiMaskFolder:
         """One folder per sample, as in the Data Science Bowl 2018's `stage1_train`:
 
@@ -185,11 +165,10 @@ class MultiMaskFolder(MaskSource):
             DatasetError: a sample folder without exactly one image, or without a masks folder
                 (unless `unpaired` is "skip" or "background"); otherwise as the constructor.
         """
-        mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
         source = cls.__new__(cls)
+        source.layout = "sample_folders"
         source._mounts = storage.mount(root, storage_options=storage_options)  # NOTE [ Remote storage ]
-        source._configure(root, root, "sample_folders", transform, unpaired, image_size, color_mode, interpolation, max_pixels, cache)
-        source._on_bad_file = on_bad_file
+        source._configure_masks(root, root, ("root", "root"), image_size=image_size, transform=transform, **options)
         source.class_names = check_class_names(class_names)
         for name, value in (("images", images), ("masks", masks)):
             if not isinstance(value, str) or not value or os.sep in value or value.startswith("."):
@@ -202,7 +181,7 @@ class MultiMaskFolder(MaskSource):
             sample_names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
         for sample in sample_names:
             image_folder = os.path.join(top, sample, images)
-            files = list_image_files(image_folder, follow_links=False) if storage.isdir(image_folder) else []
+            files = source._list(image_folder) if storage.isdir(image_folder) else []
             if len(files) != 1:
                 raise DatasetError(
                     f"sample folder {os.path.join(top, sample)!r} has {len(files)} images in {images}/"
@@ -211,42 +190,16 @@ class MultiMaskFolder(MaskSource):
             found[sample] = os.path.join(sample, images, files[0])
             mask_folder = os.path.join(top, sample, masks)
             if storage.isdir(mask_folder):
-                groups[sample] = [
-                    os.path.join(sample, masks, f) for f in list_image_files(mask_folder, follow_links=False)
-                ]
+                groups[sample] = [os.path.join(sample, masks, f) for f in source._list(mask_folder)]
             else:
                 no_mask.append(os.path.join(top, found[sample]))
         if not found:
             raise DatasetError(f"root {top!r} has no sample folders (<id>/{images}/<image>).")
-        source._finish(found, groups, no_mask, [], mask_mode, mask_dtype, unpaired)
+        source._finish(found, groups, no_mask, [])
         return source
 
-    def _configure(
-        self,
-        images_dir: Any,
-        masks_dir: Any,
-        layout: str,
-        transform: object,
-        unpaired: str,
-        image_size: Any,
-        color_mode: Any,
-        interpolation: str,
-        max_pixels: int | None,
-        cache: object,
-    ) -> None:
-        super().__init__(transform)
-        check_mask_interpolation(self.transform)
-        self._configure_images(
-            check_directory(images_dir, "images_dir" if layout != "sample_folders" else "root"),
-            image_size=image_size,
-            color_mode=color_mode,
-            interpolation=interpolation,
-            max_pixels=max_pixels,
-            cache=cache,
-        )
-        self.masks_dir = check_directory(masks_dir, "masks_dir" if layout != "sample_folders" else "root")
-        self.layout = layout
-        check_choice("unpaired", unpaired, ("raise", "skip", "background"))
+    def _list(self, folder: str) -> list[str]:
+        return list_image_files(folder, follow_links=self.follow_links)
 
     def _stray_files(self, files: list[str]) -> None:
         if files:
@@ -261,12 +214,10 @@ class MultiMaskFolder(MaskSource):
                 f"layout={self.layout!r} masks are {where}. Move them, or use ImageMaskFolder for one mask per image."
             )
 
-    def _index_by_image(
-        self, images: dict[str, str], follow_links: bool
-    ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    def _index_by_image(self, images: dict[str, str]) -> tuple[dict[str, list[str]], list[str], list[str]]:
         """({image stem: mask paths}, images without masks, mask folders without images)."""
         groups: dict[str, list[str]] = {}
-        for path in list_image_files(self.masks_dir, follow_links=follow_links):
+        for path in self._list(self.masks_dir):
             groups.setdefault(os.path.dirname(path), []).append(path)
         self._stray_files(groups.pop("", []))
         no_image = [os.path.join(self.masks_dir, folder) for folder in groups if folder not in images]
@@ -306,15 +257,13 @@ class MultiMaskFolder(MaskSource):
             )
         return names
 
-    def _index_by_class(
-        self, images: dict[str, str], follow_links: bool
-    ) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    def _index_by_class(self, images: dict[str, str]) -> tuple[dict[str, list[str]], list[str], list[str]]:
         groups: dict[str, list[str]] = {}
         no_image: list[str] = []
         assert self.class_names is not None
         for name in self.class_names:
             folder = os.path.join(self.masks_dir, name)
-            stems = files_by_stem(folder, list_image_files(folder, follow_links=follow_links), "class folder")
+            stems = files_by_stem(folder, self._list(folder), "class folder")
             for stem, path in stems.items():
                 if stem in images:
                     groups.setdefault(stem, []).append(os.path.join(name, path))
@@ -337,28 +286,18 @@ class MultiMaskFolder(MaskSource):
         groups: dict[str, list[str]],
         no_mask: list[str],
         no_image: list[str],
-        mask_mode: object,
-        mask_dtype: object,
-        unpaired: str,
     ) -> None:
         """Settle unpaired files, check classes, and store the index in flat arrays."""
         if not images:
             raise DatasetError(f"images_dir {self.images_dir!r} has no images.")
         self.num_classes = 2 if self.class_names is None else len(self.class_names) + 1
-        self.mask_format = mask_format(mask_mode, mask_dtype, self.num_classes)
+        self.mask_format = mask_format(*self._mask_options, self.num_classes)
         rule = {
             "by_image": "An image's masks are in masks_dir/<image path without extension>/ (an empty folder: no objects).",
             "by_class": "Masks pair with images by name without extension (masks/car/a.png with images/a.jpg).",
             "sample_folders": "Each sample folder needs a masks folder (an empty one: no objects).",
         }[self.layout]
-        self.skipped: list[tuple[str, str]] = settle_unpaired(
-            unpaired,
-            no_mask=no_mask,
-            no_image=no_image,
-            no_mask_text=f"images have no mask in {self.masks_dir!r}",
-            no_image_text=f"masks have no image in {self.images_dir!r}",
-            rule=rule,
-        )
+        self._settle_unpaired(no_mask, no_image, rule)
         index = {name: i + 1 for i, name in enumerate(self.class_names or [""])}
         unknown = [
             os.path.join(self.masks_dir, p) for files in groups.values() for p in files if self._class_of(p) is None
@@ -369,7 +308,7 @@ class MultiMaskFolder(MaskSource):
                 "Name each file <class>.png, or <class>_<anything>.png for several objects of one class, "
                 "or pass class_names=None if every file is an object of one class."
             )
-        keep_all = unpaired == "background"
+        keep_all = self.unpaired == "background"
         stems = sorted(s for s in images if s in groups or keep_all)
         if not stems:
             raise DatasetError(f"no image in {self.images_dir!r} has a mask in {self.masks_dir!r}.")

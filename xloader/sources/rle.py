@@ -14,29 +14,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Unpack
 
 import numpy as np
 
 from xloader import storage
-from xloader._checks import check_choice, check_class_names, check_directory, list_preview
+from xloader._checks import check_choice, check_class_names, list_preview
 from xloader._strings import StringTable
-from xloader.cache import DecodedCache
-from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import BadImageError, DatasetError
-from xloader.sources._index import Ragged, SampleIndex
+from xloader.index._sample_index import Ragged, SampleIndex
+from xloader.index._table import read_table
+from xloader.index._walk import list_image_files
 from xloader.sources._masks import (
-    MaskMode,
+    MaskOptions,
     MaskSource,
-    Unpaired,
-    check_mask_interpolation,
     mask_format,
     relative_stem,
-    settle_unpaired,
 )
 from xloader.sources._rle_rows import decode_rows, runs_text, runs_to_pixels
-from xloader.sources._table import read_table
-from xloader.sources._walk import list_image_files
 
 __all__ = ["RLEMasks", "rle_decode", "rle_encode"]
 
@@ -222,34 +217,15 @@ class RLEMasks(MaskSource):
         rle_column: str = "rle",
         class_names: Sequence[str | int] | None = None,
         order: Order = "F",
-        mask_mode: MaskMode = "index",
-        mask_dtype: str = "uint8",
-        unpaired: Unpaired = "raise",
-        color_mode: ColorMode = "rgb",
-        interpolation: str = "bilinear",
-        follow_links: bool = False,
-        on_bad_file: str = "raise",
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        cache: str | os.PathLike[str] | DecodedCache | None = None,
         storage_options: dict | None = None,
+        **options: Unpack[MaskOptions],
     ):
-        super().__init__(transform)
-        check_mask_interpolation(self.transform)
-        mask_format(mask_mode, mask_dtype, 2)  # option errors before any file is read
         self._mounts = storage.mount(images_dir, storage.parent(csv_path), storage_options=storage_options)
-        self._configure_images(
-            check_directory(images_dir, "images_dir"),
-            image_size=image_size,
-            color_mode=color_mode,
-            interpolation=interpolation,
-            max_pixels=max_pixels,
-            cache=cache,
-        )
+        self._configure_masks(images_dir, None, ("images_dir", ""), image_size=image_size, transform=transform, **options)
         self.csv_path = os.fspath(csv_path)
         if not storage.isfile(self.csv_path):
             raise FileNotFoundError(f"csv_path {self.csv_path!r} does not exist or is not a file.")
         self.order = _check_order(order)
-        check_choice("unpaired", unpaired, ("raise", "skip", "background"))
         for name, value in (("id_column", id_column), ("rle_column", rle_column)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a column name (str), got {value!r}.")
@@ -266,7 +242,7 @@ class RLEMasks(MaskSource):
         else:
             self.class_names = names if names is not None else sorted(set(classes), key=_sort_key)
         self.num_classes = 2 if self.class_names is None else len(self.class_names) + 1
-        self.mask_format = mask_format(mask_mode, mask_dtype, self.num_classes)
+        self.mask_format = mask_format(*self._mask_options, self.num_classes)
         class_index = {name: i + 1 for i, name in enumerate(self.class_names or [])}
         unknown = [(line, c) for line, c in zip(lines, classes, strict=True) if class_column and c not in class_index]
         if unknown:
@@ -277,26 +253,24 @@ class RLEMasks(MaskSource):
             )
         row_class = np.array([class_index[c] if class_column else 1 for c in classes], dtype=np.int32)
 
-        files = list_image_files(self.images_dir, follow_links=follow_links)
+        files = list_image_files(self.images_dir, follow_links=self.follow_links)
         image_of_row, no_image = self._match_ids(files, ids, lines)
         has_rows = np.zeros(len(files), dtype=bool)
         has_rows[image_of_row[image_of_row >= 0]] = True
         no_rows = [os.path.join(self.images_dir, files[i]) for i in np.flatnonzero(~has_rows)]
-        self.skipped: list[tuple[str, str]] = settle_unpaired(
-            unpaired,
-            no_mask=no_rows,
-            no_image=no_image,
-            no_mask_text=f"images have no row in {self.csv_path!r}",
-            no_image_text=f"rows name no image in {self.images_dir!r}",
+        self._settle_unpaired(
+            no_rows,
+            no_image,
+            texts=(f"images have no row in {self.csv_path!r}", f"rows name no image in {self.images_dir!r}"),
             rule=f"Ids name images by their path relative to images_dir, with or without extension; {id_column!r} "
             "is the id column.",
         )
-        samples = np.flatnonzero(has_rows | (unpaired == "background"))
+        samples = np.flatnonzero(has_rows | (self.unpaired == "background"))
         if not len(samples):
             raise DatasetError(f"no image in {self.images_dir!r} has a row in {self.csv_path!r}.")
         rows = self._index_rows(samples, image_of_row, row_class, np.asarray(lines, dtype=np.int64), runs)
         self._index = SampleIndex(files=StringTable(files[i] for i in samples), rows=rows)
-        self._apply_bad_file_policy(on_bad_file)
+        self._apply_bad_file_policy(self._on_bad_file)
 
     def _match_ids(self, files: list[str], ids: list[str], lines: list[int]) -> tuple[np.ndarray, list[str]]:
         """The image index of each row (-1: none), and the rows without an image, named by line.

@@ -28,9 +28,8 @@ import numpy as np
 
 from xloader._checks import check_fraction
 from xloader._random import SPLIT_TAG
-from xloader.source import Source, SupportsPaths, SupportsSampleKeys, fuses_normalize, y_is_image
-from xloader.sources._base import refuse_indexing
-from xloader.sources._index import positions
+from xloader.index._sample_index import positions
+from xloader.source import Source, SupportsPaths, SupportsSampleKeys, fuses_normalize, refuse_indexing, y_is_image
 
 __all__ = ["Subset", "split", "validation_mask"]
 

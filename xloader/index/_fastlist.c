@@ -1,4 +1,4 @@
-/* One directory's image files and sub-directories, listed in C: xloader.sources._walk's fast path.
+/* One directory's image files and sub-directories, listed in C: xloader.index._walk's fast path.
  *
  * NOTE [ Listing a directory in C ]
  * Indexing 100,000 files in Python costs about 2.5 times a bare os.scandir walk: the scandir loop
@@ -396,7 +396,7 @@ static PyMethodDef methods[] = {
      "tuple[list[str], list[str]]\n\n"
      "The image files of `directory` (prefix + name, sorted by name) and the sub-directories to "
      "descend into (names, in directory order), exactly as "
-     "xloader.sources._walk._scan_directory_python gives them."},
+     "xloader.index._walk._scan_directory_python gives them."},
     {NULL, NULL, 0, NULL},
 };
 
