@@ -10,8 +10,8 @@ are bit-identical whatever the worker count, the start method or the framework.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -110,6 +110,21 @@ class LoaderOptions:
             object.__setattr__(self, "weights", check_weights(self.weights, self.replacement))
 
 
+# NOTE [ One list of loader keywords ]
+# `Batches`, `xloader.keras.PyDataset` and `xloader.torch.DataLoader` each spell the loader
+# keywords out in their own signature (what users, `help()` and IDEs read) and hand them on
+# with `loader_keywords(locals())`, so the hand-over is written once, here. The names are the
+# fields of `LoaderOptions`; tests/test_loader_keywords.py checks that the three signatures
+# take the same keywords with the same defaults.
+_OPTION_NAMES = tuple(option.name for option in fields(LoaderOptions))
+
+
+def loader_keywords(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The `LoaderOptions` fields among a constructor's `arguments` (its `locals()`), by name:
+    NOTE [ One list of loader keywords ]."""
+    return {name: arguments[name] for name in _OPTION_NAMES}
+
+
 class Batches:
     """Batches of a source, by (epoch, batch index), with no framework involved.
 
@@ -189,18 +204,7 @@ class Batches:
             )
         self.batch_transform = batch_transform
         seed, self.seed_drawn = resolve_seed(seed, world_size)
-        self.options = LoaderOptions(
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            to_fit=to_fit,
-            rank=rank,
-            world_size=world_size,
-            shard_mode=shard_mode,
-            weights=weights,
-            replacement=replacement,
-        )
+        self.options = LoaderOptions(**loader_keywords(locals()))
         self.dataset = dataset
         self.plan = self._make_plan()
         self.with_targets = self.options.to_fit and dataset.has_targets

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from xloader._prefetch import Prefetcher
-from xloader.batching import Batch, Batches, BatchTransform
+from xloader.batching import Batch, Batches, BatchTransform, loader_keywords
 from xloader.source import Source
 
 __all__ = ["EpochSync", "PyDataset"]
@@ -243,20 +243,7 @@ class PyDataset(keras.utils.PyDataset):
         # Keras's enqueuer must stay off: see NOTE [ What model.fit trains on ].
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
         rank, world_size, self._keras_stride = _process_shard(rank, world_size)
-        self.batches = Batches(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            to_fit=to_fit,
-            rank=rank,
-            world_size=world_size,
-            shard_mode=shard_mode,
-            batch_transform=batch_transform,
-            weights=weights,
-            replacement=replacement,
-        )
+        self.batches = Batches(dataset, batch_transform=batch_transform, **loader_keywords(locals()))
         self.loader_workers = workers
         # As in Keras: workers=0 means "in the main thread", whatever use_multiprocessing says.
         self.loader_use_multiprocessing = bool(use_multiprocessing) and workers > 0

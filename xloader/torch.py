@@ -22,7 +22,7 @@ import torch.utils.data
 from torch._utils import ExceptionWrapper
 
 from xloader import _opencv, _slots
-from xloader.batching import Batches, BatchTransform
+from xloader.batching import Batches, BatchTransform, loader_keywords
 from xloader.source import Source, y_is_image
 from xloader.torch_options import (
     OptionView,
@@ -319,20 +319,7 @@ class DataLoader(torch.utils.data.DataLoader):
             # A worker forked from a rank whose process group runs (gloo/NCCL threads) can abort
             # the rank at exit (measured with gloo: about 1 run in 6). forkserver forks a clean server.
             multiprocessing_context = "forkserver"
-        batches = Batches(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            to_fit=to_fit,
-            rank=rank,
-            world_size=world_size,
-            shard_mode=shard_mode,
-            batch_transform=batch_transform,
-            weights=weights,
-            replacement=replacement,
-        )
+        batches = Batches(dataset, batch_transform=batch_transform, **loader_keywords(locals()))
         batches.seed_drawn = seed_drawn
         self.batches = batches
         self.layout = layout
