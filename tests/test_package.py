@@ -17,9 +17,9 @@ FRAMEWORKS = ("keras", "torch", "tensorflow", "jax", "albumentations")
 # The Keras adapter may also ask the backend's own framework where it runs (rank, world size).
 ADAPTERS = {
     "keras.py": {"keras", "jax", "torch"},
-    "cli/_demo_keras.py": {"keras"},
+    "keras_demo.py": {"keras"},
     "torch.py": {"torch"},
-    "cli/_demo_torch.py": {"torch"},
+    "torch_demo.py": {"torch"},
     "torch_options.py": {"torch"},
     "torch_workers.py": {"torch"},
 }

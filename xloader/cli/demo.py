@@ -41,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
     dataset = xl.ImageFolder(root, image_size=(args.image_size, args.image_size), transform=augmentation())
     print(f"{dataset}: classes {dataset.class_names}")
 
-    from xloader.cli._demo_keras import train_keras  # imports Keras, with the backend chosen above
-    from xloader.cli._demo_torch import train_torch
+    from xloader.keras_demo import train_keras  # imports Keras, with the backend chosen above
+    from xloader.torch_demo import train_torch
 
-    keras_seen, keras_seconds = train_keras(dataset, args)
-    torch_seen, torch_seconds = train_torch(dataset, args)
+    options = {"batch_size": args.batch_size, "shuffle": True, "seed": args.seed}  # the same in both
+    keras_seen, keras_seconds = train_keras(dataset, args, options)
+    torch_seen, torch_seconds = train_torch(dataset, args, options)
 
     per_epoch = len(keras_seen) // args.epochs
     images = len(dataset) * args.epochs

@@ -1,8 +1,8 @@
 """The torch half of `xloader demo` (xloader/cli/demo.py): the same small CNN trained with a
 plain loop over `xloader.torch.DataLoader`, fingerprinting every batch (back in NHWC).
 
-Framework imports live only in `xloader/keras*` and `xloader/torch*`, so the demo's framework
-code lives here, beside the adapter, rather than in the command-line package.
+Only `xloader/keras*.py` and `xloader/torch*.py` import a framework, so the demo's two halves
+live beside their adapters (this file and xloader/keras_demo.py), not under xloader/cli/.
 """
 
 from __future__ import annotations
@@ -15,17 +15,11 @@ from tqdm import tqdm
 from xloader.testing import fingerprint
 
 
-def train_torch(dataset, args) -> tuple[list[str], float]:
+def train_torch(dataset, args, loader_options: dict) -> tuple[list[str], float]:
+    """Train for `args.epochs` with a plain loop; return the batch fingerprints and the seconds taken."""
     from xloader.torch import DataLoader
 
-    loader = DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        seed=args.seed,
-        num_workers=args.workers,
-        persistent_workers=args.workers > 0,
-    )
+    loader = DataLoader(dataset, **loader_options, num_workers=args.workers, persistent_workers=args.workers > 0)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 16, 3, stride=2),
         torch.nn.ReLU(),

@@ -1,8 +1,8 @@
 """The Keras half of `xloader demo` (xloader/cli/demo.py): a small CNN trained with `model.fit`
 from `xloader.keras.PyDataset`, noting a fingerprint of every batch `train_step` receives.
 
-Framework imports live only in `xloader/keras*` and `xloader/torch*`, so the demo's framework
-code lives here, beside the adapter, rather than in the command-line package.
+Only `xloader/keras*.py` and `xloader/torch*.py` import a framework, so the demo's two halves
+live beside their adapters (this file and xloader/torch_demo.py), not under xloader/cli/.
 """
 
 from __future__ import annotations
@@ -38,17 +38,11 @@ class KerasCNN(keras.Model):
         return super().train_step(*args)
 
 
-def train_keras(dataset, args) -> tuple[list[str], float]:
+def train_keras(dataset, args, loader_options: dict) -> tuple[list[str], float]:
+    """Train for `args.epochs` with `model.fit`; return the batch fingerprints and the seconds taken."""
     from xloader.keras import EpochSync, PyDataset
 
-    train = PyDataset(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        seed=args.seed,
-        workers=args.workers,
-        use_multiprocessing=args.processes,
-    )
+    train = PyDataset(dataset, **loader_options, workers=args.workers, use_multiprocessing=args.processes)
     model = KerasCNN(len(dataset.class_names))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
