@@ -69,16 +69,33 @@ def _quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+def _command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    description: str,
+    *,
+    dataset: bool = True,
+    image_size: int | None = None,
+) -> argparse.ArgumentParser:
+    """A sub-command whose help shows every default; with `dataset`, one that reads a dataset
+    (`_dataset_arguments`, `image_size` the default `--image-size`)."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    command = commands.add_parser(name, formatter_class=formatter, help=summary, description=description)
+    if dataset:
+        _dataset_arguments(command, default_size=image_size)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xloader", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="generate a small photo dataset, train with Keras fit and a torch loop, check parity",
-        description="Writes a small photo dataset, trains the same CNN with Keras model.fit and with a "
+    demo = _command(
+        commands, "demo", "generate a small photo dataset, train with Keras fit and a torch loop, check parity",
+        "Writes a small photo dataset, trains the same CNN with Keras model.fit and with a "
         "torch loop from one xloader dataset, and checks both trained on the same batches.",
+        dataset=False,
     )
     demo.add_argument("--data", default="demo-data", help="where to write the dataset")
     demo.add_argument("--images-per-class", type=int, default=40, help="photos per class (4 classes)")
@@ -90,14 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="the loader seed (order and augmentation)")
     _quiet(demo)
 
-    inspect = commands.add_parser(
-        "inspect",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="layout, counts per class, image sizes, bad and orphan files",
-        description="Finds the layout of PATH, decodes every file once and reports counts per class, "
+    inspect = _command(
+        commands, "inspect", "layout, counts per class, image sizes, bad and orphan files",
+        "Finds the layout of PATH, decodes every file once and reports counts per class, "
         "stored image sizes, files that cannot be read and images without masks. Exits 1 if any were found.",
     )
-    _dataset_arguments(inspect, default_size=None)
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.add_argument(
         "--workers",
@@ -108,28 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arguments(inspect)
     _quiet(inspect)
 
-    preview = commands.add_parser(
-        "preview",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="a PNG grid of samples over epochs, augmentation applied, masks overlaid",
-        description="Writes a PNG grid: one row per sample, one column per epoch, each tile the sample as "
+    preview = _command(
+        commands, "preview", "a PNG grid of samples over epochs, augmentation applied, masks overlaid",
+        "Writes a PNG grid: one row per sample, one column per epoch, each tile the sample as "
         "the model sees it that epoch (augmented; masks overlaid in colour).",
+        image_size=128,
     )
-    _dataset_arguments(preview, default_size=128)
     preview.add_argument("--out", required=True, help="the PNG file to write")
     preview.add_argument("--samples", type=int, default=4, help="rows")
     preview.add_argument("--epochs", type=int, default=4, help="columns")
     preview.add_argument("--seed", type=int, default=0, help="the loader seed (augmentation)")
 
-    parity = commands.add_parser(
-        "parity",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="the same batches through Keras (each installed backend) and torch, compared",
-        description="Runs the dataset through xloader.Batches, xloader.torch.DataLoader (several "
+    parity = _command(
+        commands, "parity", "the same batches through Keras (each installed backend) and torch, compared",
+        "Runs the dataset through xloader.Batches, xloader.torch.DataLoader (several "
         "num_workers) and xloader.keras.PyDataset on each installed Keras backend (each in its own "
         "process, several worker settings), and prints per-batch fingerprints. Exits 1 on a mismatch.",
+        image_size=64,
     )
-    _dataset_arguments(parity, default_size=64)
     _loader_arguments(parity)
     parity.add_argument("--epochs", type=int, default=2, help="epochs compared")
     parity.add_argument(
@@ -141,14 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--workers", type=int, default=2, help="the multi-worker setting tried")
     _quiet(parity)
 
-    bench = commands.add_parser(
-        "bench",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="images/s, CPU per image and peak memory for your options",
-        description="Times full epochs of the dataset with the chosen loader and prints images/s, CPU "
+    bench = _command(
+        commands, "bench", "images/s, CPU per image and peak memory for your options",
+        "Times full epochs of the dataset with the chosen loader and prints images/s, CPU "
         "milliseconds per image (all processes) and peak memory (main process plus workers).",
+        image_size=224,
     )
-    _dataset_arguments(bench, default_size=224)
     _loader_arguments(bench)
     bench.add_argument("--loader", choices=["torch", "keras", "core"], default="torch", help="which loader to time")
     bench.add_argument("--workers", type=int, default=2, help="torch num_workers or Keras workers")
@@ -157,13 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_arguments(bench)
     _quiet(bench)
 
-    pack = commands.add_parser(
+    pack = _command(
+        commands,
         "pack",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="copy a dataset into WebDataset tar shards with an offset index (xloader.TarShards reads them)",
-        description="Writes the samples of SOURCE (class folders, images/ + masks/, or a CSV manifest) into "
+        "copy a dataset into WebDataset tar shards with an offset index (xloader.TarShards reads them)",
+        "Writes the samples of SOURCE (class folders, images/ + masks/, or a CSV manifest) into "
         "OUT as WebDataset tar shards (original file bytes, <key>.cls labels, <key>.mask.png masks) and one "
         "index file; xloader.TarShards(OUT, ...) then gives the same batches as the source.",
+        dataset=False,
     )
     pack.add_argument("source", help="the dataset to pack, as for inspect")
     pack.add_argument(
