@@ -115,7 +115,8 @@ class LoaderOptions:
 # keywords out in their own signature (what users, `help()` and IDEs read) and hand them on
 # with `loader_keywords(locals())`, so the hand-over is written once, here. The names are the
 # fields of `LoaderOptions`; tests/test_loader_keywords.py checks that the three signatures
-# take the same keywords with the same defaults.
+# take the same keywords with the same defaults. Sources hand their image options on to their
+# `ImageDecoder` the same way (`ImageSource._configure_images_from`).
 _OPTION_NAMES = tuple(option.name for option in fields(LoaderOptions))
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import inspect
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,9 @@ class _DecoderOption:
         source.decoder = dataclasses.replace(source.decoder, **{self.name: value})
 
 
+_DECODER_OPTIONS = [option.name for option in dataclasses.fields(ImageDecoder) if option.init]
+
+
 class ImageSource(TransformedSource):
     """A source whose `x` is an image file: `root` joined with `self._index.files[i]`, decoded
     by `decoder`. Classification sources implement `_target`; mask sources override `load`."""
@@ -138,6 +141,14 @@ class ImageSource(TransformedSource):
         self._root = root
         self.decoder = ImageDecoder(**image_options)
         self.decoded_cache = bind_cache(cache)
+
+    def _configure_images_from(self, root: str, arguments: Mapping[str, Any]) -> None:
+        """`_configure_images` with the image options (`ImageDecoder`'s fields, and `cache`)
+        found among a constructor's `arguments`, its `locals()`: the constructor's signature
+        names them for users, and they are handed on here once (NOTE [ One list of loader
+        keywords ] in xloader/batching.py)."""
+        names = [*_DECODER_OPTIONS, "cache"]
+        self._configure_images(root, **{name: arguments[name] for name in names if name in arguments})
 
     image_size = _DecoderOption()
     color_mode = _DecoderOption()

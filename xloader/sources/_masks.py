@@ -184,14 +184,7 @@ class MaskSource(ImageSource):
         check_mask_interpolation(self.transform)
         mask_format(mask_mode, mask_dtype, 2)  # option errors before any folder is read
         check_choice("unpaired", unpaired, ("raise", "skip", "background"))
-        self._configure_images(
-            check_directory(images_dir, names[0]),
-            image_size=image_size,
-            color_mode=color_mode,
-            interpolation=interpolation,
-            max_pixels=max_pixels,
-            cache=cache,
-        )
+        self._configure_images_from(check_directory(images_dir, names[0]), locals())
         if masks_dir is not None:
             self.masks_dir = check_directory(masks_dir, names[1])
         self.unpaired, self.follow_links, self._on_bad_file = str(unpaired), follow_links, on_bad_file

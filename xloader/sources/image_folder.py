@@ -191,16 +191,7 @@ class ImageFolder(ImageSource):
         super().__init__(transform)
         self._mounts = storage.mount(root, storage_options=storage_options)  # NOTE [ Remote storage ]
         self.root = check_directory(root, "ImageFolder root")
-        self._configure_images(
-            self.root,
-            image_size=image_size,
-            color_mode=color_mode,
-            interpolation=interpolation,
-            keep_aspect_ratio=keep_aspect_ratio,
-            max_pixels=max_pixels,
-            downscale_on_decode=downscale_on_decode,
-            cache=cache,
-        )
+        self._configure_images_from(self.root, locals())
         self.label_mode = _check_label_mode(label_mode)
         self.follow_links = check_bool("follow_links", follow_links)
         check_bool("allow_empty_classes", allow_empty_classes)

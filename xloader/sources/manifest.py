@@ -165,16 +165,7 @@ class ImageManifest(ManifestRows, ImageSource):
         files_root = storage.parent(manifest) if base_dir is None else base_dir
         self._mounts = storage.mount(files_root, storage_options=storage_options)
         # base_dir is known only after the table is read; the image options are checked first.
-        self._configure_images(
-            "",
-            image_size=image_size,
-            color_mode=color_mode,
-            interpolation=interpolation,
-            keep_aspect_ratio=keep_aspect_ratio,
-            max_pixels=max_pixels,
-            downscale_on_decode=downscale_on_decode,
-            cache=cache,
-        )
+        self._configure_images_from("", locals())
         check_choice("missing_files", missing_files, ("raise", "skip"))
         if isinstance(label_mode, str) and label_mode in _KERAS_ONLY_MODES:
             raise ValueError(f"label_mode={label_mode!r} is a Keras class_mode; {_KERAS_ONLY_MODES[label_mode]}.")
