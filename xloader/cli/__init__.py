@@ -65,10 +65,6 @@ def _storage_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-
-
 def _command(
     commands: argparse._SubParsersAction,
     name: str,
@@ -77,13 +73,16 @@ def _command(
     *,
     dataset: bool = True,
     image_size: int | None = None,
+    quiet: bool = True,
 ) -> argparse.ArgumentParser:
     """A sub-command whose help shows every default; with `dataset`, one that reads a dataset
-    (`_dataset_arguments`, `image_size` the default `--image-size`)."""
+    (`_dataset_arguments`, `image_size` the default `--image-size`); with `quiet`, a `--quiet`."""
     formatter = argparse.ArgumentDefaultsHelpFormatter
     command = commands.add_parser(name, formatter_class=formatter, help=summary, description=description)
     if dataset:
         _dataset_arguments(command, default_size=image_size)
+    if quiet:
+        command.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     return command
 
 
@@ -105,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2, help="Keras workers and torch num_workers")
     demo.add_argument("--processes", action="store_true", help="Keras workers as processes, not threads")
     demo.add_argument("--seed", type=int, default=0, help="the loader seed (order and augmentation)")
-    _quiet(demo)
 
     inspect = _command(
         commands, "inspect", "layout, counts per class, image sizes, bad and orphan files",
@@ -120,13 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="decoding threads (default: XLOADER_VALIDATION_WORKERS or one per core)",
     )
     _storage_arguments(inspect)
-    _quiet(inspect)
 
     preview = _command(
         commands, "preview", "a PNG grid of samples over epochs, augmentation applied, masks overlaid",
         "Writes a PNG grid: one row per sample, one column per epoch, each tile the sample as "
         "the model sees it that epoch (augmented; masks overlaid in colour).",
         image_size=128,
+        quiet=False,
     )
     preview.add_argument("--out", required=True, help="the PNG file to write")
     preview.add_argument("--samples", type=int, default=4, help="rows")
@@ -149,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="Keras backends to check (default: every installed one)",
     )
     parity.add_argument("--workers", type=int, default=2, help="the multi-worker setting tried")
-    _quiet(parity)
 
     bench = _command(
         commands, "bench", "images/s, CPU per image and peak memory for your options",
@@ -163,7 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--processes", action="store_true", help="Keras workers as processes, not threads")
     bench.add_argument("--epochs", type=int, default=2, help="epochs timed (the first starts the workers)")
     _storage_arguments(bench)
-    _quiet(bench)
 
     pack = _command(
         commands,
@@ -181,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pack.add_argument("--shard-size", default="256MB", help="bytes per shard: 256MB (10**6 bytes per MB), 1GiB...")
     _storage_arguments(pack)
-    _quiet(pack)
     return parser
 
 
