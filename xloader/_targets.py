@@ -38,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from xloader._checks import check_choice
-from xloader.errors import BadImageError
+from xloader._checks import check_choice, list_preview
+from xloader.errors import BadImageError, DatasetError
 
 __all__ = [
     "MASK_MODES",
     "MaskFormat",
     "MaskValues",
+    "check_binary_classes",
     "check_class_values",
     "checked_index_map",
     "class_target",
@@ -72,6 +73,17 @@ def class_target(label_mode: str | None, classes: Any, num_classes: int) -> np.n
     hot = np.zeros(num_classes, dtype=np.float32)
     hot[classes] = 1.0
     return hot
+
+
+def check_binary_classes(label_mode: object, class_names: Sequence[str], where: str) -> None:
+    """Raise `DatasetError` unless `label_mode="binary"` has exactly two classes (`where`: what
+    the classes came from, for the message)."""
+    if label_mode == "binary" and len(class_names) != 2:
+        shown = list_preview([repr(name) for name in class_names])
+        raise DatasetError(
+            f"label_mode='binary' needs exactly 2 classes, but {where} has {len(class_names)}: [{shown}]. "
+            "Use label_mode='int' or 'categorical'."
+        )
 
 
 def dtype_name(dtype: object) -> object:

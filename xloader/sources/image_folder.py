@@ -15,6 +15,7 @@ import numpy as np
 from xloader import storage
 from xloader._checks import check_bool, check_choice, check_class_names, check_directory, check_fraction, list_preview
 from xloader._strings import StringTable
+from xloader._targets import check_binary_classes
 from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
@@ -200,11 +201,7 @@ class ImageFolder(ImageSource):
 
         self.class_names = self._find_classes(class_names)
         self.class_indices = {name: index for index, name in enumerate(self.class_names)}
-        if self.label_mode == "binary" and len(self.class_names) != 2:
-            raise DatasetError(
-                f"label_mode='binary' needs exactly 2 classes, but {self.root!r} has "
-                f"{len(self.class_names)}: {self.class_names}. Use label_mode='int' or 'categorical'."
-            )
+        check_binary_classes(self.label_mode, self.class_names, repr(self.root))
         self.has_targets = self.label_mode is not None
         self.y_is_image = self.label_mode == "input"
 

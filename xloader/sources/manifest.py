@@ -26,6 +26,7 @@ import numpy as np
 from xloader import storage
 from xloader._checks import check_bool, check_choice, check_class_names, check_directory, list_preview
 from xloader._strings import StringTable
+from xloader._targets import check_binary_classes
 from xloader.cache import DecodedCache
 from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
@@ -194,12 +195,8 @@ class ImageManifest(ManifestRows, ImageSource):
         self._check_duplicates(table, paths)
         self.class_names = given_classes if given_classes is not None else self._found_classes(table, labels)
         self.class_indices = {name: index for index, name in enumerate(self.class_names)}
-        if self.label_mode == "binary" and len(self.class_names) != 2:
-            where = "class_names" if given_classes is not None else table.name
-            raise DatasetError(
-                f"label_mode='binary' needs exactly 2 classes, but {where} has {len(self.class_names)}: "
-                f"{list_preview(self.class_names)}. Use label_mode='int' or 'categorical'."
-            )
+        where = "class_names" if given_classes is not None else table.name
+        check_binary_classes(self.label_mode, self.class_names, where)
 
         self.skipped: list[tuple[str, str]] = []
         """(path, reason) of every row left out by `missing_files="skip"`."""
