@@ -69,6 +69,10 @@ class MultiMaskFolder(MaskSource):
     neighbour) and go through `transform(image=x, mask=y)` in one call; `y`'s dtype and shape do
     not depend on the transform's random choices.
 
+    The options it shares with `ImageMaskFolder` (`mask_mode`, `mask_dtype`, `unpaired`,
+    `color_mode`, `interpolation`, `follow_links`, `on_bad_file`, `max_pixels`, `cache`) are
+    keyword arguments typed by `xloader.sources._masks.MaskOptions`, with the same defaults.
+
     Args:
         images_dir: folder of images (searched recursively).
         masks_dir: folder of masks, laid out as `layout` says. PNG: masks must be lossless.

@@ -157,6 +157,10 @@ class RLEMasks(MaskSource):
     Where rows overlap, the highest class index wins (in "index" and "one_hot" modes);
     "multi_hot" keeps every class.
 
+    The options it shares with `ImageMaskFolder` (`mask_mode`, `mask_dtype`, `unpaired`,
+    `color_mode`, `interpolation`, `follow_links`, `on_bad_file`, `max_pixels`, `cache`) are
+    keyword arguments typed by `xloader.sources._masks.MaskOptions`, with the same defaults.
+
     Args:
         images_dir: folder of images (searched recursively, extensions as `ImageFolder`).
         csv_path: the CSV file, with a header row.
