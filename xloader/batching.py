@@ -110,20 +110,16 @@ class LoaderOptions:
             object.__setattr__(self, "weights", check_weights(self.weights, self.replacement))
 
 
-# NOTE [ One list of loader keywords ]
-# `Batches`, `xloader.keras.PyDataset` and `xloader.torch.DataLoader` each spell the loader
-# keywords out in their own signature (what users, `help()` and IDEs read) and hand them on
-# with `loader_keywords(locals())`, so the hand-over is written once, here. The names are the
-# fields of `LoaderOptions`; tests/test_loader_keywords.py checks that the three signatures
-# take the same keywords with the same defaults. Sources hand their image options on to their
-# `ImageDecoder` the same way (`ImageSource._configure_images_from`).
-_OPTION_NAMES = tuple(option.name for option in fields(LoaderOptions))
-
-
 def loader_keywords(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The `LoaderOptions` fields among a constructor's `arguments` (its `locals()`), by name:
-    NOTE [ One list of loader keywords ]."""
-    return {name: arguments[name] for name in _OPTION_NAMES}
+    """The `LoaderOptions` fields among a constructor's `arguments` (its `locals()`), by name.
+
+    NOTE [ One list of loader keywords ]
+    `Batches`, `xloader.keras.PyDataset` and `xloader.torch.DataLoader` spell the loader keywords
+    out in their signatures (what users, `help()` and IDEs read) and hand them on with
+    `loader_keywords(locals())`: once. tests/test_loader_keywords.py checks the three signatures
+    agree. Sources hand their image options to `ImageDecoder` the same way (`_configure_images_from`).
+    """
+    return {option.name: arguments[option.name] for option in fields(LoaderOptions)}
 
 
 class Batches:
