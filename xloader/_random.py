@@ -22,7 +22,7 @@ import numpy as np
 # Stream tags: arbitrary fixed constants. Changing one changes every user's batches.
 _SHUFFLE_TAG = 0x5A4D_0001
 _SAMPLE_TAG = 0x5A4D_0002
-SPLIT_TAG = 0x5A4D_0003  # xl.split and ImageFolder's split_seed (xloader/sources/subset.py)
+SPLIT_TAG = 0x5A4D_0003  # xl.split and ImageFolder's split_seed (xloader/index/subset.py)
 _WEIGHTED_TAG = 0x5A4D_0004
 _REPEAT_TAG = 0x5A4D_0005
 _BATCH_TAG = 0x5A4D_0006

@@ -1,6 +1,6 @@
 """`ImageFolder`: classification from `root/<class>/**/<image>` (Keras's flow_from_directory job).
 
-The split follows NOTE [ Validation splits ] (xloader/sources/subset.py).
+The split follows NOTE [ Validation splits ] (xloader/index/subset.py).
 """
 
 from __future__ import annotations
