@@ -104,6 +104,20 @@ def test_split_without_seed_takes_the_first_samples_of_each_class_as_keras():
     assert val.indices.tolist() == [0, 1, 2] and train.indices.tolist() == list(range(3, 10))
 
 
+@pytest.mark.parametrize(
+    ("seed", "error", "message"),
+    [
+        (-1, ValueError, "seed must be a non-negative int, or None for Keras's split; got -1."),
+        (1.5, TypeError, "seed must be a non-negative int, or None for Keras's split; got 1.5."),
+        (True, TypeError, "seed must be a non-negative int, or None for Keras's split; got True."),
+    ],
+)
+def test_split_checks_its_seed_with_image_folder_s_wording(seed, error, message):
+    data = xl.ArrayDataset(np.arange(10).reshape(10, 1), np.arange(10))
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        xl.split(data, validation_split=0.2, seed=seed)
+
+
 def test_subset_checks_its_indices_and_keeps_the_source_s_names(sources):
     folder = sources["ImageMaskFolder"]
     with pytest.raises(IndexError, match=re.escape(f"sample index {len(folder)} is out of range for a source of {len(folder)} samples.")):

@@ -31,8 +31,19 @@ from xloader._random import SPLIT_TAG
 from xloader.index._sample_index import positions
 from xloader.source import Source, SupportsPaths, SupportsSampleKeys, fuses_normalize, refuse_indexing, y_is_image
 
-__all__ = ["Subset", "split", "validation_mask"]
+__all__ = ["Subset", "check_split_seed", "split", "validation_mask"]
 
+
+
+def check_split_seed(seed: object, name: str = "seed") -> int | None:
+    """A split's seed as a plain int, or None (Keras's split); `TypeError`/`ValueError` naming `name`."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be a non-negative int, or None for Keras's split; got {seed!r}.")
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative int, or None for Keras's split; got {seed}.")
+    return int(seed)
 
 
 def validation_mask(keys: Sequence[str], labels: np.ndarray | None, validation_split: float, seed: int | None) -> np.ndarray:
@@ -161,9 +172,8 @@ def split(source: Source, *, validation_split: float, seed: int | None = None) -
         ...                    validation_split=0.2, seed=0)  # doctest: +SKIP
     """
     fraction = check_fraction("validation_split", validation_split, " It is the fraction kept for validation, e.g. 0.2.")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise TypeError(f"seed must be a non-negative int or None, got {seed!r}.")
+    seed = check_split_seed(seed)
     key = source.sample_key if isinstance(source, SupportsSampleKeys) else source.describe
     keys = [key(i) for i in range(len(source))]
-    in_validation = validation_mask(keys, _class_labels(source), fraction, None if seed is None else int(seed))
+    in_validation = validation_mask(keys, _class_labels(source), fraction, seed)
     return Subset(source, np.flatnonzero(~in_validation)), Subset(source, np.flatnonzero(in_validation))

@@ -21,7 +21,7 @@ from xloader.decoding import DEFAULT_MAX_PIXELS, ColorMode
 from xloader.errors import DatasetError
 from xloader.index._sample_index import SampleIndex
 from xloader.index._walk import IMAGE_EXTENSIONS, list_image_files
-from xloader.index.subset import validation_mask
+from xloader.index.subset import check_split_seed, validation_mask
 from xloader.sources._base import ImageSource, TransformedSource, class_target
 
 __all__ = ["ImageFolder"]
@@ -51,16 +51,6 @@ def _check_fraction(validation_split: object) -> float:
     )
 
 
-def _check_split_seed(split_seed: object) -> int | None:
-    if split_seed is None:
-        return None
-    if isinstance(split_seed, (bool, np.bool_)) or not isinstance(split_seed, (int, np.integer)):
-        raise TypeError(f"split_seed must be a non-negative int, or None for Keras's split; got {split_seed!r}.")
-    if split_seed < 0:
-        raise ValueError(f"split_seed must be a non-negative int, or None for Keras's split; got {split_seed}.")
-    return int(split_seed)
-
-
 _BOTH_HINT = "for both subsets, use train, val = ImageFolder.split(root, validation_split=..., ...)"
 
 
@@ -83,7 +73,7 @@ def _check_split(validation_split: object, subset: object, split_seed: object) -
             )
         return None, None
     fraction = _check_fraction(validation_split)
-    seed = _check_split_seed(split_seed)
+    seed = check_split_seed(split_seed, "split_seed")
     if subset is None:
         raise ValueError(
             f"validation_split={validation_split!r} needs subset='training' or subset='validation'; {_BOTH_HINT}."
@@ -236,7 +226,7 @@ class ImageFolder(ImageSource):
         """
         if "subset" in options:
             raise TypeError("ImageFolder.split returns both subsets, (training, validation); do not pass subset.")
-        fraction, seed = _check_fraction(validation_split), _check_split_seed(split_seed)
+        fraction, seed = _check_fraction(validation_split), check_split_seed(split_seed, "split_seed")
         on_bad_file = options.pop("on_bad_file", "raise")  # applied per subset, after the split
         every = cls(root, **options)  # type: ignore[arg-type]
         parts = every._subset("training", fraction, seed), every._subset("validation", fraction, seed)
