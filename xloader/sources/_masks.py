@@ -163,7 +163,7 @@ class MaskSource(ImageSource):
         self,
         images_dir: Any,
         masks_dir: Any,
-        names: tuple[str, str],
+        names: tuple[str, ...],
         *,
         image_size: tuple[int, int] | None,
         transform: object,
@@ -186,7 +186,7 @@ class MaskSource(ImageSource):
         check_choice("unpaired", unpaired, ("raise", "skip", "background"))
         self._configure_images_from(check_directory(images_dir, names[0]), locals())
         if masks_dir is not None:
-            self.masks_dir = check_directory(masks_dir, names[1])
+            self.masks_dir = check_directory(masks_dir, names[-1])
         self.unpaired, self.follow_links, self._on_bad_file = str(unpaired), follow_links, on_bad_file
         self._mask_options = (mask_mode, mask_dtype)
 

@@ -225,7 +225,7 @@ class RLEMasks(MaskSource):
         **options: Unpack[MaskOptions],
     ):
         self._mounts = storage.mount(images_dir, storage.parent(csv_path), storage_options=storage_options)
-        self._configure_masks(images_dir, None, ("images_dir", ""), image_size=image_size, transform=transform, **options)
+        self._configure_masks(images_dir, None, ("images_dir",), image_size=image_size, transform=transform, **options)
         self.csv_path = os.fspath(csv_path)
         if not storage.isfile(self.csv_path):
             raise FileNotFoundError(f"csv_path {self.csv_path!r} does not exist or is not a file.")
