@@ -163,7 +163,8 @@ class MultiMaskFolder(MaskSource):
             root/<id>/images/<id>.png      the image (exactly one)
             root/<id>/masks/*.png          its masks, classes as in layout="by_image"
 
-        `images` and `masks` name the two sub-folders. Other options as in the constructor.
+        `images` and `masks` name the two sub-folders. Other options as in the constructor
+        (`follow_links` applies inside each sample folder).
 
         Raises:
             DatasetError: a sample folder without exactly one image, or without a masks folder
