@@ -384,6 +384,20 @@ def test_from_sample_folders_reads_the_data_science_bowl_layout(tmp_path):
         MultiMaskFolder.from_sample_folders(root, image_size=None)
 
 
+def test_from_sample_folders_follows_links_inside_sample_folders_when_asked(tmp_path):
+    root = tmp_path / "stage1_train"
+    save_png(root / "a1" / "images" / "a1.png", image_pattern())
+    save_png(root / "a1" / "masks" / "n1.png", binary(CAR))
+    save_png(tmp_path / "elsewhere" / "n2.png", binary(SIGN))
+    os.symlink(tmp_path / "elsewhere", root / "a1" / "masks" / "linked")
+    _, y = whole(MultiMaskFolder.from_sample_folders(root, image_size=None))
+    np.testing.assert_array_equal(y[0], CAR.astype(np.uint8))
+    followed = MultiMaskFolder.from_sample_folders(root, image_size=None, follow_links=True)
+    assert followed.mask_files(0) == [os.path.join("a1", "masks", "linked", "n2.png"), os.path.join("a1", "masks", "n1.png")]
+    _, y = whole(followed)
+    np.testing.assert_array_equal(y[0], (CAR | SIGN).astype(np.uint8))
+
+
 def test_rle_classes_are_found_sorted_as_numbers_and_can_be_fixed(tmp_path, images_dir):
     rows = [("a.png", 10, rle_encode(SIGN)), ("a.png", 2, rle_encode(ROAD)), ("b.png", 1, "")]
     csv = write_csv(tmp_path / "severstal.csv", rows, header=("ImageId", "ClassId", "EncodedPixels"))
