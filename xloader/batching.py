@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xloader import storage
+from xloader._checks import check_bool, check_int
 from xloader._collate import Allocate, BatchWriter
 from xloader._random import batch_generator, check_seed, resolve_seed
 from xloader._state import check_state, make_state
@@ -36,20 +37,6 @@ class BatchTransform(Protocol):
     See NOTE [ Batch transforms ] in `xloader.Batches`; recipes: `xloader.MixUp`, `xloader.CutMix`."""
 
     def __call__(self, batch: Batch, generator: np.random.Generator, /) -> Batch: ...
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}.")
-    return bool(value)
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}.")
-    return int(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,14 +73,14 @@ class LoaderOptions:
 
     def __post_init__(self) -> None:
         plain = {
-            "batch_size": _check_int("batch_size", self.batch_size, 1),
+            "batch_size": check_int("batch_size", self.batch_size, 1),
             "seed": check_seed(self.seed),
             **{
-                name: _check_bool(name, getattr(self, name))
+                name: check_bool(name, getattr(self, name))
                 for name in ("shuffle", "drop_last", "to_fit", "replacement")
             },
-            "world_size": _check_int("world_size", self.world_size, 1),
-            "rank": _check_int("rank", self.rank, 0),
+            "world_size": check_int("world_size", self.world_size, 1),
+            "rank": check_int("rank", self.rank, 0),
         }
         for name, value in plain.items():
             object.__setattr__(self, name, value)
