@@ -2,8 +2,10 @@
 
 Class labels (`class_target`): "int", "binary", "categorical", "multi_hot". Masks (`MaskFormat`):
 "index", "one_hot", "multi_hot" maps, with stored values remapped (`MaskValues`, `mask_values=`),
-checked against `num_classes` and the dtype, and finished after the transform (`finish_mask`).
-Every source and packed shard encodes its targets here, so each rule and its message exist once.
+checked against `num_classes` and the dtype, and finished after the transform (`finish_mask`);
+several binary mask files merged into one (`merge_binary_masks`), run-length rows decoded into
+one (`decode_rows`). Every source and packed shard encodes its targets here, so each rule and its
+message exist once.
 
 # NOTE [ Masks through albumentations ]
 Measured on albumentations 2.0.8 with OpenCV 5.0.0 (NumPy 2.4):
@@ -32,14 +34,15 @@ dtype and checks its shape and values; (5) refuses transforms that interpolate m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from xloader._checks import check_choice, list_preview
 from xloader.errors import BadImageError, DatasetError
+from xloader.index._sample_index import Ragged
 
 __all__ = [
     "MASK_MODES",
@@ -49,9 +52,13 @@ __all__ = [
     "check_class_values",
     "checked_index_map",
     "class_target",
+    "decode_rows",
     "dtype_name",
     "finish_mask",
     "mask_format",
+    "merge_binary_masks",
+    "runs_text",
+    "runs_to_pixels",
     "size_mismatch",
 ]
 
@@ -273,3 +280,76 @@ class MaskValues:
             raise BadImageError(f"cannot use {path}: {reason}. Add it to mask_values.", path=path, reason=reason)
         table = self._table.astype(np.uint8) if self._table.max() <= 255 else self._table
         return table[mask]
+
+
+def merge_binary_masks(
+    fmt: MaskFormat, image_shape: tuple[int, ...], masks: Iterable[tuple[int, np.ndarray]]
+) -> np.ndarray:
+    """One image's binary masks, (class, bool (H, W)) in merge order, as the mask of `fmt`: an
+    index map in `fmt.work_dtype` where a later mask wins an overlap, or for "multi_hot" a uint8
+    (H, W, classes) stack with one channel per class (packed shards merge with this too)."""
+    height, width = image_shape[:2]
+    if fmt.mode == "multi_hot":
+        mask = np.zeros((height, width, fmt.num_classes - 1), np.uint8)  # type: ignore[operator]
+    else:
+        mask = np.zeros((height, width), fmt.work_dtype)
+    for class_index, on in masks:
+        if fmt.mode == "multi_hot":
+            mask[on, class_index - 1] = 1
+        else:
+            mask[on] = class_index
+    return mask
+
+
+def runs_to_pixels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat 0-based indices of every pixel the runs cover, run by run."""
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    # Position p of the output belongs to run r: index = starts[r] + (p - first position of r).
+    firsts = np.cumsum(lengths) - lengths
+    return np.repeat(starts - firsts, lengths) + np.arange(total, dtype=np.int64)
+
+
+def runs_text(starts: np.ndarray, lengths: np.ndarray) -> str:
+    """0-based `starts` and `lengths` as `"start length ..."`, pixels numbered from 1."""
+    pairs = np.empty(2 * len(starts), np.int64)
+    pairs[0::2], pairs[1::2] = starts.astype(np.int64) + 1, lengths
+    return " ".join(map(str, pairs.tolist()))
+
+
+def decode_rows(
+    rows: Ragged,
+    index: int,
+    shape: tuple[int, int],
+    fmt: MaskFormat,
+    order: Literal["F", "C"],
+    overrun: Callable[[int, int], None],
+) -> np.ndarray:
+    """The mask of sample `index` from its run-length rows (`rows`: a `Ragged` of rows with
+    `classes` and `runs`, itself a `Ragged` of `starts` and `lengths`) at `shape` (H, W): an
+    index map in `fmt.work_dtype`, or for "multi_hot" a uint8 (H, W, classes) stack. A run past
+    the image calls `overrun(row, end pixel)`, which raises. Packed shards decode with this too."""
+    runs, classes = rows.columns["runs"], rows.columns["classes"]
+    height, width = shape
+    pixels_in_image = height * width
+    if fmt.mode == "multi_hot":
+        mask = np.zeros((pixels_in_image, fmt.num_classes - 1), np.uint8)  # type: ignore[operator]
+    else:
+        mask = np.zeros(pixels_in_image, fmt.work_dtype)
+    # Rows are sorted by class, so writing them in turn lets the highest class win an overlap.
+    for row in rows.span(index):
+        starts, lengths = runs.row(row, "starts").astype(np.int64), runs.row(row, "lengths").astype(np.int64)
+        if not len(starts):
+            continue
+        end = int(starts[-1] + lengths[-1])  # runs are increasing: the last one ends last
+        if end > pixels_in_image:
+            overrun(row, end)
+        pixels = runs_to_pixels(starts, lengths)
+        if order == "F":  # to row-major positions, so the mask is built C-contiguous
+            pixels = (pixels % height) * width + pixels // height
+        if fmt.mode == "multi_hot":
+            mask[pixels, int(classes[row]) - 1] = 1
+        else:
+            mask[pixels] = classes[row]
+    return mask.reshape(height, width, -1) if fmt.mode == "multi_hot" else mask.reshape(height, width)

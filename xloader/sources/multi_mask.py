@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Literal, Unpack
 
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from xloader import storage
 from xloader._checks import check_choice, check_class_names, list_preview
 from xloader._strings import StringTable
-from xloader._targets import MaskFormat
+from xloader._targets import merge_binary_masks
 from xloader.decoding import is_image_file
 from xloader.errors import DatasetError
 from xloader.index._sample_index import Ragged, SampleIndex
@@ -367,22 +367,3 @@ class MultiMaskFolder(MaskSource):
                 for i in masks.span(index)
             ),
         )
-
-
-def merge_binary_masks(
-    fmt: MaskFormat, image_shape: tuple[int, ...], masks: Iterable[tuple[int, np.ndarray]]
-) -> np.ndarray:
-    """One image's binary masks, (class, bool (H, W)) in merge order, as the mask of `fmt`: an
-    index map in `fmt.work_dtype` where a later mask wins an overlap, or for "multi_hot" a uint8
-    (H, W, classes) stack with one channel per class (packed shards merge with this too)."""
-    height, width = image_shape[:2]
-    if fmt.mode == "multi_hot":
-        mask = np.zeros((height, width, fmt.num_classes - 1), np.uint8)  # type: ignore[operator]
-    else:
-        mask = np.zeros((height, width), fmt.work_dtype)
-    for class_index, on in masks:
-        if fmt.mode == "multi_hot":
-            mask[on, class_index - 1] = 1
-        else:
-            mask[on] = class_index
-    return mask

@@ -21,6 +21,7 @@ import numpy as np
 from xloader import storage
 from xloader._checks import check_choice, check_class_names, list_preview
 from xloader._strings import StringTable
+from xloader._targets import decode_rows, runs_text, runs_to_pixels
 from xloader.errors import BadImageError, DatasetError
 from xloader.index._sample_index import Ragged, SampleIndex
 from xloader.index._table import read_table
@@ -31,7 +32,6 @@ from xloader.sources._masks import (
     mask_format,
     relative_stem,
 )
-from xloader.sources._rle_rows import decode_rows, runs_text, runs_to_pixels
 
 __all__ = ["RLEMasks", "rle_decode", "rle_encode"]
 
