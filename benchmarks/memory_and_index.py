@@ -58,7 +58,7 @@ def bare_walk(root: str) -> int:
 
 def check_indexing(work: str, source_files: list[str], repeats: int) -> bool:
     import xloader as xl
-    from xloader.sources import _walk
+    from xloader.index import _walk
 
     root = linked_tree(os.path.join(work, "index100k"), source_files, classes=10, per_class=10_000)
     listing = "C listing" if _walk._c_listing_applies(_walk.IMAGE_EXTENSIONS) else "Python listing: C one not built"

@@ -76,7 +76,7 @@ def per_image_ms(function, paths: list[str], repeats: int) -> float:
 
 def run_size(root: str, size: int, repeats: int) -> dict:
     import xloader as xl
-    from xloader.sources._decode import ImageDecoder
+    from xloader._decoder import ImageDecoder
 
     folder = os.path.join(root, "photos")
     paths = sorted(os.path.join(folder, name) for name in os.listdir(folder))

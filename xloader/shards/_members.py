@@ -15,10 +15,10 @@ import numpy as np
 from xloader import storage
 from xloader.cache import files_key
 from xloader.errors import BadImageError, DatasetError
+from xloader.index._sample_index import SampleIndex
 from xloader.shards._block_order import block_bounds
 from xloader.shards._index import member_extension
 from xloader.shards._reader import ShardReader
-from xloader.sources._index import SampleIndex
 
 __all__ = ["PackedMembers"]
 

@@ -24,17 +24,17 @@ import numpy as np
 
 from xloader import storage
 from xloader._checks import check_choice, check_int
+from xloader._targets import MaskValues, class_target, decode_rows, merge_binary_masks
 from xloader.cache import CachedSample, DecodedCache, decode_sample, image_and_mask_sample, image_sample
 from xloader.decoding import decode_mask
 from xloader.errors import DatasetError
+from xloader.index._sample_index import Ragged, SampleIndex
 from xloader.shards._block_order import block_order
 from xloader.shards._index import member_extension, read_index
 from xloader.shards._members import PackedMembers, bad_member
 from xloader.shards._reader import ShardReader
 from xloader.shards.pack import parse_size
-from xloader.sources._base import ImageSource, class_target
-from xloader.sources._index import Ragged, SampleIndex
-from xloader.sources._mask_values import MaskValues
+from xloader.sources._base import ImageSource
 from xloader.sources._masks import (
     check_mask_interpolation,
     checked_index_map,
@@ -43,9 +43,7 @@ from xloader.sources._masks import (
     size_mismatch,
     transform_with_mask,
 )
-from xloader.sources._rle_rows import decode_rows
 from xloader.sources.image_folder import LABEL_MODES  # a packed ImageManifest has one class per row
-from xloader.sources.multi_mask import merge_binary_masks
 
 __all__ = ["TarShards"]
 

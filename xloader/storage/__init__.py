@@ -1,6 +1,6 @@
 """Data that is not on the local disk: fsspec URLs (`s3://`, `gs://`, `http(s)://`, `memory://`,
 `file://`) behind the one read path (`decoding.read_bytes`) and the one listing path
-(`sources._walk.list_image_files`). Local paths never reach this module's fsspec code.
+(`index._walk.list_image_files`). Local paths never reach this module's fsspec code.
 
 # NOTE [ Remote storage ]
 - A source given a URL calls `mount(root, storage_options=...)` once: the root is listed there,

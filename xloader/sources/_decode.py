@@ -1,5 +1,0 @@
-"""Moved to `xloader._decoder`; this path stays for code that still imports it."""
-
-from xloader._decoder import ImageDecoder
-
-__all__ = ["ImageDecoder"]
