@@ -377,7 +377,10 @@ def test_torch_iterator_collected_in_its_own_pin_memory_thread_shuts_down_withou
         gc.enable()
     assert inner() is None
     assert len(collected_in) == 1 and collected_in[0].endswith("(_pin_memory_loop)"), collected_in
-    deadline = time.monotonic() + 10
+    # The same collection runs the weakref finalizers of the index queues, which close their
+    # pipes: the workers never get torch's "exit" message, and torch's shutdown ends them its
+    # own fallback way, terminate() after a 5 s join of each: about 10.05 s, so wait up to 20.
+    deadline = time.monotonic() + 20
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in workers if _alive(pid)] == []
