@@ -10,7 +10,9 @@ without Keras, whose import would cost each forkserver worker seconds.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 import time
 
@@ -57,6 +59,10 @@ def batches(framework: str, start_method: str):
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for every stack if this hangs
+    # As in a terminal: Ctrl-C raises KeyboardInterrupt, even if the test run was started with SIGINT
+    # ignored (a shell's background job, as some CI runners start it, passes SIG_IGN on to every child).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     framework, start_method, mode = sys.argv[1:4]
     for step, _ in enumerate(batches(framework, start_method)):
         if step == 3:

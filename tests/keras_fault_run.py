@@ -18,6 +18,9 @@ import signal
 import sys
 import time
 
+# As in a terminal: Ctrl-C raises KeyboardInterrupt, even if the test run was started with SIGINT
+# ignored (a shell's background job, as some CI runners start it, passes SIG_IGN on to every child).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ["KERAS_BACKEND"] = "torch"
 sys.path.insert(0, os.path.dirname(__file__))
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -84,6 +85,10 @@ def test_ctrl_c_or_an_error_stops_every_worker_and_leaves_no_shared_memory(frame
         text=True,
         env=env,
     )
+    # Read all along: a child that fills the pipe would block on its own stderr and look hung.
+    stderr_parts: list[str] = []
+    drain = threading.Thread(target=lambda: stderr_parts.extend(process.stderr), daemon=True)
+    drain.start()
     try:
         deadline = time.monotonic() + 120
         line = ""
@@ -91,14 +96,23 @@ def test_ctrl_c_or_an_error_stops_every_worker_and_leaves_no_shared_memory(frame
             line = process.stdout.readline()
             if not line and process.poll() is not None:
                 break
-        assert line.startswith("READY"), process.stderr.read()[-3000:]
+        assert line.startswith("READY"), "".join(stderr_parts)[-3000:]
         workers = [int(pid) for pid in line.split()[1:]]
         in_use = process.stdout.readline().split()[1:]  # "SHM <name> ...": semaphores of torch's queues
         assert len(workers) >= 2  # two workers (plus the forkserver for Keras)
         if mode == "wait":
             process.send_signal(signal.SIGINT)
         start = time.monotonic()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with open(f"/proc/{process.pid}/status") as status:
+                signals = [
+                    line for line in status if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))
+                ]
+            process.send_signal(signal.SIGUSR1)  # interrupt_run.py prints every thread's stack
+            time.sleep(2)
+            pytest.fail(f"still running 20 s after Ctrl-C; {signals}; its stderr:\n" + "".join(stderr_parts)[-6000:])
         stopped_after = time.monotonic() - start
     finally:
         if process.poll() is None:
@@ -110,7 +124,8 @@ def test_ctrl_c_or_an_error_stops_every_worker_and_leaves_no_shared_memory(frame
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in workers if _alive(pid)] == []
-    stderr = process.stderr.read()  # complete once the last process holding it is gone
+    drain.join(10)  # stderr is complete once the last process holding it is gone
+    stderr = "".join(stderr_parts)
     assert ("KeyboardInterrupt" if mode == "wait" else "RuntimeError: a bug in the training loop") in stderr
     # The entries it used, not all of /dev/shm: other programs on the machine come and go.
     deadline = time.monotonic() + 10
