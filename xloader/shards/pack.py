@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from xloader import storage
 from xloader._strings import StringTable
 from xloader.decoding import read_bytes
 from xloader.shards._index import (
@@ -33,6 +34,7 @@ __all__ = ["PackResult", "pack"]
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _SINGLE_LABEL_MODES = ("int", "categorical", "binary")
+_FETCH_SAMPLES = 64  # a remote source's files are fetched this many samples at a time, and the next as many ahead
 
 
 def parse_size(size: object, name: str = "shard_size") -> int:
@@ -224,6 +226,17 @@ def _plan(source: Any) -> _Plan:
     )
 
 
+def _files(plan: _Plan, start: int, stop: int) -> list[str]:
+    """The paths or URLs of every file of samples `start` to `stop` (images, then masks)."""
+    stop = min(stop, len(plan.images))
+    paths = [plan.images[i] for i in range(start, stop)]
+    if plan.masks is not None:
+        paths += [os.path.join(plan.masks_dir, plan.masks[i]) for i in range(start, stop) if plan.masks[i]]
+    if plan.parts is not None:
+        paths += [os.path.join(plan.masks_dir, name) for i in range(start, stop) for name in plan.parts[i]]
+    return paths
+
+
 class _ShardWriter:
     """Appends members to numbered shards, starting a new shard when the next sample would
     push the current one past `shard_size` (a sample's members always share a shard)."""
@@ -334,6 +347,10 @@ def pack(
     writer = _ShardWriter(output, limit)
     try:
         for i in _progress(count, progress):
+            if i % _FETCH_SAMPLES == 0:  # concurrent GETs (NOTE [ Remote storage ]); local paths are skipped
+                storage.prefetch(
+                    _files(plan, i, i + _FETCH_SAMPLES), ahead=_files(plan, i + _FETCH_SAMPLES, i + 2 * _FETCH_SAMPLES)
+                )
             key = f"{i:0{width}d}"
             image = read_bytes(plan.images[i])
             mask_name = plan.masks[i] if plan.masks is not None else ""
@@ -374,5 +391,7 @@ def pack(
         writer.close()
         writer.remove()
         raise
+    finally:
+        storage.prefetch(())  # drop the fetches a failed pack left pending
     output.done()
     return PackResult(out=out, samples=count, shards=len(writer.shards), bytes=sum(s["bytes"] for s in writer.shards))
