@@ -19,7 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
+import fsspec
 import numpy as np
 import pytest
 
@@ -569,3 +571,20 @@ def test_fetches_left_pending_before_a_fork_are_not_waited_for_in_the_child(clas
     _, status = os.waitpid(child, 0)
     storage.prefetch([])
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_mounting_a_root_again_with_other_options_warns_naming_the_keys_not_the_values():
+    # The registry holds one set of options per root (NOTE [ Remote storage ]): the later one wins.
+    fs = fsspec.filesystem("memory")
+    fs.pipe("memory://xl-remount/a.txt", b"x")
+    storage.mount("memory://xl-remount", storage_options={"token": "secret-1", "same": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        storage.mount("memory://xl-remount", storage_options={"token": "secret-1", "same": 1})  # same: silent
+    with pytest.warns(
+        UserWarning,
+        match=r"^memory://xl-remount was mounted before with other storage_options \(differing: extra, token\)",
+    ) as caught:
+        storage.mount("memory://xl-remount", storage_options={"token": "secret-2", "same": 1, "extra": {"a": 1}})
+    assert "secret" not in str(caught[0].message)
+    assert storage.mount_for("memory://xl-remount/a.txt").storage_options["token"] == "secret-2"

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 
 import fsspec
 import numpy as np
@@ -160,10 +161,12 @@ def test_both_s3_read_clients_give_the_local_batches(endpoint, class_root, monke
 
     monkeypatch.setenv(storage.S3_CLIENT_ENV, client)
     options = s3_options(endpoint)
-    plain = xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=options)
-    other = xl.ImageFolder(
-        "s3://bucket/train", image_size=(16, 16), storage_options={**options, "requester_pays": False}
-    )
+    with warnings.catch_warnings():  # one root, two sets of options on purpose: the warning is tested in test_remote.py
+        warnings.simplefilter("ignore", UserWarning)
+        plain = xl.ImageFolder("s3://bucket/train", image_size=(16, 16), storage_options=options)
+        other = xl.ImageFolder(
+            "s3://bucket/train", image_size=(16, 16), storage_options={**options, "requester_pays": False}
+        )
     monkeypatch.delenv(storage.S3_CLIENT_ENV)
     reference = xl.Batches(xl.ImageFolder(class_root, image_size=(16, 16)), batch_size=8, shuffle=True, seed=1)
     for source, uses_botocore in [(plain, client == "botocore"), (other, False)]:
@@ -228,5 +231,7 @@ def test_a_server_that_ignores_byte_ranges_is_named():
 
     with http_server(NoRanges) as base:
         url = storage.byte_range(f"{base}/shard.bin", 10, 20)
-        with pytest.raises(StorageError, match=re.escape("the server ignored the byte range (sent 1,024 bytes for 20)")):
+        with pytest.raises(
+            StorageError, match=re.escape("the server ignored the byte range (sent 1,024 bytes for 20)")
+        ):
             storage.read_url(url)

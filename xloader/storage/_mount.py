@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -346,6 +347,16 @@ def mount(*locations: object, storage_options: dict[str, Any] | None = None) -> 
     roots = [url for url in roots if not any(other != url and url.startswith(other + "/") for other in roots)]
     mounts = tuple(Mount(url, storage_options) for url in dict.fromkeys(roots))
     for each in mounts:
+        previous = _mounts.get(each.root)
+        if previous is not None and previous.storage_options != each.storage_options:
+            old, new = previous.storage_options, each.storage_options
+            differing = sorted(str(key) for key in old.keys() | new.keys() if old.get(key, old) != new.get(key, old))
+            warnings.warn(  # the keys only: values may be secrets
+                f"{each.root} was mounted before with other storage_options (differing: {', '.join(differing)}); "
+                f"every source under {each.root} in this process now reads with the new ones. "
+                "One root reads with one set of options.",
+                stacklevel=3,
+            )
         _register(each)
     return mounts
 
