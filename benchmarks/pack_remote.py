@@ -6,8 +6,8 @@ served over http (each image GET answered after `--delay` seconds) into local ta
 Data: 4 x 100 = 400 JPEG crops (long side 350-500 px) with a manifest, served by Python's
 `http.server` in its own process on 127.0.0.1 (the server of benchmarks/remote_latency.py).
 Two packers, each writing 256 MB WebDataset shards of the same 400 images to a temporary folder:
-- `xloader.pack(xl.ImageManifest(url, image_size=None), out)`: fetches 64 samples' files at once
-  and the next 64 ahead (NOTE [ Remote storage ]);
+- `xloader.pack(xl.ImageManifest(url, image_size=None), out)`: fetches 16 samples' files at once
+  and the next 16 ahead (NOTE [ Remote storage ]);
 - the named peer, WebDataset's `ShardWriter` fed by `fsspec` reads one file after the other,
   as a hand-written packing script does.
 Prints seconds per packer and the ratio as JSON.
@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from remote_latency import SERVER  # noqa: E402
+from remote_latency import slow_manifest_server  # noqa: E402
 
 
 def pack_with_webdataset(rows: list[tuple[str, int]], pattern: str) -> None:
@@ -47,17 +45,11 @@ def main() -> None:
     from xloader.synthetic import make_image_folder
 
     with tempfile.TemporaryDirectory() as folder:
-        root = make_image_folder(os.path.join(folder, "train"), images_per_class=args.images_per_class)
+        root = make_image_folder(
+            os.path.join(folder, "train"), images_per_class=args.images_per_class, long_side=(350, 500)
+        )
         local = xl.ImageFolder(root, image_size=None)
-        with open(os.path.join(root, "train.csv"), "w") as file:
-            file.write("filename,class\n" + "".join(f"{name},{name.split('/')[0]}\n" for name in local.filenames))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-c", SERVER, root, str(args.delay), str(port)])
-        try:
-            time.sleep(1.0)
-            base = f"http://127.0.0.1:{port}"
+        with slow_manifest_server(root, local.filenames, args.delay) as base:
             start = time.perf_counter()
             packed = xl.pack(xl.ImageManifest(f"{base}/train.csv", image_size=None), f"{folder}/xl", progress=False)
             xloader_s = time.perf_counter() - start
@@ -66,9 +58,6 @@ def main() -> None:
             start = time.perf_counter()
             pack_with_webdataset(rows, f"{folder}/wds/shard-%06d.tar")
             peer_s = time.perf_counter() - start
-        finally:
-            server.terminate()
-            server.wait(10)
     result = {
         "images": packed.samples,
         "delay_s": args.delay,

@@ -16,6 +16,7 @@ Prints images/s per epoch as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 SERVER = r"""
 import functools, http.server, sys, time
@@ -36,6 +38,24 @@ class Slow(http.server.SimpleHTTPRequestHandler):
 http.server.ThreadingHTTPServer.request_queue_size = 128  # no SYN dropped (and retried 1 s later)
 http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Slow, directory=folder)).serve_forever()
 """
+
+
+@contextlib.contextmanager
+def slow_manifest_server(root: str, filenames: list[str], delay: float) -> Iterator[str]:
+    """Serves `root` (with a `train.csv` manifest of `filenames`, class = first folder) over http
+    on 127.0.0.1, each image GET answered after `delay` seconds; yields the base URL."""
+    with open(os.path.join(root, "train.csv"), "w") as file:
+        file.write("filename,class\n" + "".join(f"{name},{name.split('/')[0]}\n" for name in filenames))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", SERVER, root, str(delay), str(port)])
+    try:
+        time.sleep(1.0)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def speeds(source, epochs: int, fetch_ahead: int = 0) -> list[float]:
@@ -66,15 +86,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = make_image_folder(folder, images_per_class=args.images_per_class, long_side=(350, 500))
         local = xl.ImageFolder(root, image_size=(224, 224))
-        with open(os.path.join(root, "train.csv"), "w") as file:
-            file.write("filename,class\n" + "".join(f"{name},{name.split('/')[0]}\n" for name in local.filenames))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-c", SERVER, root, str(args.delay), str(port)])
-        try:
-            time.sleep(1.0)
-            remote = xl.ImageManifest(f"http://127.0.0.1:{port}/train.csv", image_size=(224, 224))
+        with slow_manifest_server(root, local.filenames, args.delay) as base:
+            remote = xl.ImageManifest(f"{base}/train.csv", image_size=(224, 224))
             result = {
                 "images": len(local),
                 "delay_s": args.delay,
@@ -83,9 +96,6 @@ def main() -> None:
                 "remote_no_fetch_ahead_images_per_s": speeds(remote, args.epochs, fetch_ahead=-1),
                 "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             }
-        finally:
-            server.terminate()
-            server.wait(10)
     print(json.dumps(result, indent=2))
 
 

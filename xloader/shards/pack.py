@@ -34,7 +34,9 @@ __all__ = ["PackResult", "pack"]
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _SINGLE_LABEL_MODES = ("int", "categorical", "binary")
-_FETCH_SAMPLES = 64  # a remote source's files are fetched this many samples at a time, and the next as many ahead
+# A remote source's files are fetched this many samples at a time, with the next as many ahead:
+# enough to keep the storage pool's 16 threads busy, and at most 32 samples' bytes held at once.
+_FETCH_SAMPLES = 16
 
 
 def parse_size(size: object, name: str = "shard_size") -> int:
