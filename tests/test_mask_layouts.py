@@ -393,7 +393,10 @@ def test_from_sample_folders_follows_links_inside_sample_folders_when_asked(tmp_
     _, y = whole(MultiMaskFolder.from_sample_folders(root, image_size=None))
     np.testing.assert_array_equal(y[0], CAR.astype(np.uint8))
     followed = MultiMaskFolder.from_sample_folders(root, image_size=None, follow_links=True)
-    assert followed.mask_files(0) == [os.path.join("a1", "masks", "linked", "n2.png"), os.path.join("a1", "masks", "n1.png")]
+    assert followed.mask_files(0) == [
+        os.path.join("a1", "masks", "linked", "n2.png"),
+        os.path.join("a1", "masks", "n1.png"),
+    ]
     _, y = whole(followed)
     np.testing.assert_array_equal(y[0], (CAR | SIGN).astype(np.uint8))
 
@@ -612,7 +615,7 @@ def test_images_without_masks_raise_skip_or_become_background(by_image):
     lonely = save_png(os.path.join(images_dir, "c.png"), image_pattern())
     save_png(os.path.join(masks_dir, "zz", "car.png"), binary(CAR))
     expected = (
-        f"1 images have no mask in {masks_dir!r}: {lonely}; 1 masks have no image in {images_dir!r}: "
+        f"1 image has no mask in {masks_dir!r}: {lonely}; 1 mask has no image in {images_dir!r}: "
         f"{os.path.join(masks_dir, 'zz')}. An image's masks are in masks_dir/<image path without extension>/"
     )
     options = {"layout": "by_image", "image_size": None, "class_names": CLASSES}
@@ -623,7 +626,7 @@ def test_images_without_masks_raise_skip_or_become_background(by_image):
         skipped = MultiMaskFolder(images_dir, masks_dir, unpaired="skip", **options)
     assert skipped.image_files == ["a.png", "b.png"]
     assert skipped.skipped == [(lonely, "image has no mask"), (os.path.join(masks_dir, "zz"), "mask has no image")]
-    with pytest.warns(UserWarning, match="1 masks have no image"):
+    with pytest.warns(UserWarning, match="1 mask has no image"):
         background = MultiMaskFolder(images_dir, masks_dir, unpaired="background", **options)
     assert background.image_files == ["a.png", "b.png", "c.png"]
     _, y = whole(background)
@@ -633,7 +636,7 @@ def test_images_without_masks_raise_skip_or_become_background(by_image):
 def test_by_class_image_without_any_class_file_is_unpaired(by_class):
     images_dir, masks_dir = by_class
     lonely = save_png(os.path.join(images_dir, "c.png"), image_pattern())
-    with pytest.raises(xl.DatasetError, match=re.escape(f"1 images have no mask in {masks_dir!r}: {lonely}")):
+    with pytest.raises(xl.DatasetError, match=re.escape(f"1 image has no mask in {masks_dir!r}: {lonely}")):
         MultiMaskFolder(images_dir, masks_dir, layout="by_class", image_size=None)
 
 
@@ -753,7 +756,7 @@ def test_rle_images_without_rows_and_rows_without_images(tmp_path, images_dir):
     lonely = save_png(os.path.join(images_dir, "c.png"), image_pattern())
     csv = write_csv(tmp_path / "t.csv", [("a.png", "car", rle_encode(CAR)), ("b", "car", ""), ("zz.png", "car", "1 2")])
     expected = (
-        f"1 images have no row in {csv!r}: {lonely}; 1 rows name no image in {images_dir!r}: {csv} line 4 (id 'zz.png'). "
+        f"1 image has no row in {csv!r}: {lonely}; 1 row names no image in {images_dir!r}: {csv} line 4 (id 'zz.png'). "
         "Ids name images by their path relative to images_dir, with or without extension"
     )
     with pytest.raises(xl.DatasetError, match=re.escape(expected)):
@@ -762,7 +765,7 @@ def test_rle_images_without_rows_and_rows_without_images(tmp_path, images_dir):
         skipped = RLEMasks(images_dir, csv, image_size=None, unpaired="skip")
     assert skipped.image_files == ["a.png", "b.png"]
     assert skipped.skipped == [(lonely, "image has no mask"), (f"{csv} line 4 (id 'zz.png')", "mask has no image")]
-    with pytest.warns(UserWarning, match=re.escape("1 rows name no image")):
+    with pytest.warns(UserWarning, match=re.escape("1 row names no image")):
         background = RLEMasks(images_dir, csv, image_size=None, unpaired="background")
     assert background.image_files == ["a.png", "b.png", "c.png"]
     _, y = whole(background)

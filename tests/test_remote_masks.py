@@ -139,7 +139,7 @@ def test_an_empty_mask_folder_does_not_exist_in_a_store_so_unpaired_background_k
     os.mkdir(os.path.join(local_masks, "0003"))
     options = {"layout": "by_image", "class_names": CLASSES, "image_size": (16, 16)}
     local = xl.MultiMaskFolder(f"{layouts}/images", local_masks, **options)
-    with pytest.raises(xl.DatasetError, match=r"^1 images have no mask in 'memory://empty/by_image'"):
+    with pytest.raises(xl.DatasetError, match=r"^1 image has no mask in 'memory://empty/by_image'"):
         xl.MultiMaskFolder("memory://empty/images", "memory://empty/by_image", **options)
     remote = xl.MultiMaskFolder("memory://empty/images", "memory://empty/by_image", unpaired="background", **options)
     assert remote.image_files == local.image_files and remote.mask_files(3) == local.mask_files(3) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import warnings
 
 import albumentations as A
 import cv2
@@ -554,8 +555,8 @@ def test_unpaired_files_raise_listing_every_orphan(tmp_path):
     lonely_image = os.path.join(images_dir, "lonely_image.jpg")
     lonely_mask = os.path.join(masks_dir, "lonely_mask.png")
     expected = (
-        f"1 images have no mask in {masks_dir!r}: {lonely_image}; "
-        f"1 masks have no image in {images_dir!r}: {lonely_mask}. "
+        f"1 image has no mask in {masks_dir!r}: {lonely_image}; "
+        f"1 mask has no image in {images_dir!r}: {lonely_mask}. "
         "Files pair by name without extension (a.jpg with a.png)."
     )
     with pytest.raises(xl.DatasetError, match=re.escape(expected)):
@@ -894,3 +895,36 @@ def test_failing_transform_is_a_sample_error_naming_the_file(two_class_root):
         whole(ds)
     assert (caught.value.epoch, caught.value.batch, caught.value.index, caught.value.path) == (0, 0, 0, path)
     assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+# --- a new user's likely mistakes ---------------------------------------------------------------
+
+
+def test_a_root_holding_train_and_val_warns_that_they_look_like_splits(tmp_path):
+    for split in ("train", "val"):
+        save_png(tmp_path / "root" / split / "cats" / "a.png", solid(10))
+    with pytest.warns(UserWarning, match=re.escape("has the class folders ['train', 'val'], which look like dataset")):
+        xl.ImageFolder(tmp_path / "root", image_size=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xl.ImageFolder(tmp_path / "root", image_size=None, class_names=["train", "val"])  # said to be classes
+        xl.ImageFolder(tmp_path / "root" / "train", image_size=None)
+
+
+def test_image_folder_split_names_split_seed_when_given_seed(two_class_root):
+    with pytest.raises(TypeError, match=re.escape("ImageFolder.split takes split_seed= for the split")):
+        xl.ImageFolder.split(two_class_root, validation_split=0.5, image_size=None, seed=0)
+
+
+def test_jpeg_files_in_masks_dir_warn_that_the_folders_may_be_swapped(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "images" / f"{name}.jpg").write_bytes(jpeg_bytes())
+        save_png(tmp_path / "masks" / f"{name}.png", ASYMMETRIC_MASK)
+    with pytest.warns(
+        UserWarning, match=r"holds JPEG files \(2 of 2, e\.g\. a\.jpg\): were images_dir and masks_dir swapped"
+    ):
+        xl.ImageMaskFolder(tmp_path / "masks", tmp_path / "images", image_size=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xl.ImageMaskFolder(tmp_path / "images", tmp_path / "masks", image_size=None)

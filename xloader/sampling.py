@@ -167,7 +167,7 @@ class EpochPlan:
             if chosen is not None and len(chosen) != self.num_samples:
                 raise ValueError(
                     f"{type(self.source_order).__name__}.epoch_order gave {len(chosen)} samples for a loader of "
-                    f"{self.num_samples}: a Subset of a source that orders itself cannot use that order."
+                    f"{self.num_samples}: it must be a permutation of all the source's indices."
                 )
             order = chosen if chosen is not None else epoch_permutation(self.seed, epoch, self.num_samples)
         order.flags.writeable = False  # shared by every caller of this epoch

@@ -29,10 +29,17 @@ import numpy as np
 from xloader._checks import check_fraction
 from xloader._random import SPLIT_TAG
 from xloader.index._sample_index import positions
-from xloader.source import Source, SupportsPaths, SupportsSampleKeys, fuses_normalize, refuse_indexing, y_is_image
+from xloader.source import (
+    Source,
+    SupportsEpochOrder,
+    SupportsPaths,
+    SupportsSampleKeys,
+    fuses_normalize,
+    refuse_indexing,
+    y_is_image,
+)
 
 __all__ = ["Subset", "check_split_seed", "split", "validation_mask"]
-
 
 
 def check_split_seed(seed: object, name: str = "seed") -> int | None:
@@ -46,7 +53,9 @@ def check_split_seed(seed: object, name: str = "seed") -> int | None:
     return int(seed)
 
 
-def validation_mask(keys: Sequence[str], labels: np.ndarray | None, validation_split: float, seed: int | None) -> np.ndarray:
+def validation_mask(
+    keys: Sequence[str], labels: np.ndarray | None, validation_split: float, seed: int | None
+) -> np.ndarray:
     """Which samples are validation samples, bool (N,): NOTE [ Validation splits ].
 
     `keys` are the samples' stable keys and `labels` their class indices (None: one group).
@@ -65,7 +74,10 @@ def validation_mask(keys: Sequence[str], labels: np.ndarray | None, validation_s
             chosen = group[:count]
         else:
             names = [keys[p] for p in group]
-            digests = [hashlib.blake2b(name.encode("utf-8", "surrogateescape"), key=key, digest_size=8).digest() for name in names]
+            digests = [
+                hashlib.blake2b(name.encode("utf-8", "surrogateescape"), key=key, digest_size=8).digest()
+                for name in names
+            ]
             ranking = sorted(range(len(group)), key=lambda j: (digests[j], names[j]))
             chosen = group[ranking[:count]]
         mask[chosen] = True
@@ -87,6 +99,7 @@ class Subset:
     Raises:
         TypeError: `source` is not a source, or `indices` are not integers.
         IndexError: an index outside `range(len(source))`.
+        ValueError: `source` chooses its own order of all its samples (`TarShards(order="block")`).
 
     Example:
         >>> data = ArrayDataset(np.arange(10).reshape(10, 1), np.arange(10))  # doctest: +SKIP
@@ -97,6 +110,12 @@ class Subset:
     def __init__(self, source: Source, indices: Sequence[int] | np.ndarray):
         if not isinstance(source, Source):
             raise TypeError(f"source must be an xloader source, got {type(source).__name__}.")
+        if isinstance(source, SupportsEpochOrder) and source.epoch_order(0, 0) is not None:
+            raise ValueError(
+                f"a Subset of {source!r} cannot keep the order it chooses for all of its samples "
+                "(e.g. TarShards(order='block')). Build the source with its random order for subsets and "
+                "splits (TarShards: order='random'), or pack the subset on its own."
+            )
         self.source = source
         self.indices = positions(np.asarray(indices), len(source))
         self.indices.flags.writeable = False
@@ -117,7 +136,7 @@ class Subset:
 
     def __getattr__(self, name: str) -> Any:
         # class_names, num_classes, mask_format...: what the whole source says of its samples.
-        if name in ("source", "indices"):
+        if name in ("source", "indices", "epoch_order"):  # the parent's order covers all its samples
             raise AttributeError(name)
         return getattr(self.source, name)
 
@@ -138,7 +157,11 @@ class Subset:
 
     def sample_key(self, index: int) -> str:
         parent = int(self.indices[index])
-        return self.source.sample_key(parent) if isinstance(self.source, SupportsSampleKeys) else self.source.describe(parent)
+        return (
+            self.source.sample_key(parent)
+            if isinstance(self.source, SupportsSampleKeys)
+            else self.source.describe(parent)
+        )
 
     @property
     def labels(self) -> np.ndarray | None:
@@ -166,12 +189,15 @@ def split(source: Source, *, validation_split: float, seed: int | None = None) -
 
     Raises:
         TypeError, ValueError: `validation_split` not in (0, 1), or a bad `seed`.
+        ValueError: `source` chooses its own order of all its samples (as `Subset`).
 
     Example:
         >>> train, val = split(ImageMaskFolder("images", "masks", image_size=(128, 128)),
         ...                    validation_split=0.2, seed=0)  # doctest: +SKIP
     """
-    fraction = check_fraction("validation_split", validation_split, " It is the fraction kept for validation, e.g. 0.2.")
+    fraction = check_fraction(
+        "validation_split", validation_split, " It is the fraction kept for validation, e.g. 0.2."
+    )
     seed = check_split_seed(seed)
     key = source.sample_key if isinstance(source, SupportsSampleKeys) else source.describe
     keys = [key(i) for i in range(len(source))]

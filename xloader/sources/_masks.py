@@ -56,6 +56,7 @@ class MaskOptions(TypedDict, total=False):
     max_pixels: int | None
     cache: str | os.PathLike[str] | DecodedCache | None
 
+
 _NEAREST = (cv2.INTER_NEAREST, cv2.INTER_NEAREST_EXACT)
 
 
@@ -191,18 +192,24 @@ class MaskSource(ImageSource):
         self._mask_options = (mask_mode, mask_dtype)
 
     def _settle_unpaired(
-        self, no_mask: list[str], no_image: list[str], rule: str, *, texts: tuple[str, str] | None = None
+        self,
+        no_mask: list[str],
+        no_image: list[str],
+        rule: str,
+        *,
+        texts: tuple[tuple[str, str], tuple[str, str]] | None = None,
     ) -> None:
         """Apply `self.unpaired` to images without masks and masks without images, into
-        `self.skipped`. `texts`: what each lacks (default: naming the two folders).
+        `self.skipped`. `texts`: what each lacks, said of one and of several (default: naming
+        the two folders).
 
         "raise": `DatasetError` listing both. "skip": both left out, warned about, listed as
         (path, reason) in `.skipped`. "background": images without masks stay (all background);
         masks without images are skipped as with "skip".
         """
         no_mask_text, no_image_text = texts or (
-            f"images have no mask in {self.masks_dir!r}",
-            f"masks have no image in {self.images_dir!r}",
+            (f"image has no mask in {self.masks_dir!r}", f"images have no mask in {self.masks_dir!r}"),
+            (f"mask has no image in {self.images_dir!r}", f"masks have no image in {self.images_dir!r}"),
         )
         self.skipped: list[tuple[str, str]] = []
         keep_images = self.unpaired == "background"
@@ -210,17 +217,20 @@ class MaskSource(ImageSource):
         if not reported_images and not no_image:
             return
         problems = []
-        if reported_images:
-            problems.append(f"{len(reported_images)} {no_mask_text}: {list_preview(reported_images)}")
-        if no_image:
-            problems.append(f"{len(no_image)} {no_image_text}: {list_preview(no_image)}")
+        for files, (one, several) in ((reported_images, no_mask_text), (no_image, no_image_text)):
+            if files:
+                problems.append(f"{len(files)} {one if len(files) == 1 else several}: {list_preview(files)}")
         if self.unpaired == "raise":
-            message = "; ".join(problems) + f". {rule} Pass unpaired='skip' to leave them out (they are listed in .skipped)"
+            message = (
+                "; ".join(problems) + f". {rule} Pass unpaired='skip' to leave them out (they are listed in .skipped)"
+            )
             if reported_images:
                 message += ", or unpaired='background' to use images without masks as all background"
             raise DatasetError(message + ".")
         warnings.warn("; ".join(problems) + ". They are skipped (see .skipped).", stacklevel=3)
-        self.skipped = [(p, "image has no mask") for p in reported_images] + [(p, "mask has no image") for p in no_image]
+        self.skipped = [(p, "image has no mask") for p in reported_images] + [
+            (p, "mask has no image") for p in no_image
+        ]
 
     @property
     def images_dir(self) -> str:
@@ -255,6 +265,12 @@ class MaskSource(ImageSource):
         if mask is None:
             mask = resize_nearest(self._mask(index, file_shape), self.image_size)
         return transform_with_mask(
-            self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index,
+            self,
+            image,
+            mask,
+            self.mask_format,
+            seed=seed,
+            epoch=epoch,
+            index=index,
             defer_normalize=defer_normalize,
         )

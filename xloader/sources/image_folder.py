@@ -29,7 +29,10 @@ __all__ = ["ImageFolder"]
 LABEL_MODES = ("int", "categorical", "binary", "input", None)
 # Keras's class_mode names that mean one of LABEL_MODES.
 _LABEL_MODE_ALIASES = {"sparse": "int"}
+# Sub-folders that are splits, not classes, when they are all a root holds besides train/ (as xloader inspect reads them).
+_SPLIT_FOLDERS = frozenset({"train", "val", "validation", "test"})
 SUBSETS = ("training", "validation")
+
 
 def _check_label_mode(label_mode: object) -> str | None:
     if isinstance(label_mode, str) and label_mode in _LABEL_MODE_ALIASES:
@@ -226,6 +229,11 @@ class ImageFolder(ImageSource):
         """
         if "subset" in options:
             raise TypeError("ImageFolder.split returns both subsets, (training, validation); do not pass subset.")
+        if "seed" in options:
+            raise TypeError(
+                "ImageFolder.split takes split_seed= for the split (xl.split(source, seed=...) calls it seed); "
+                "the shuffle seed goes to the loader: Batches, PyDataset or DataLoader(seed=...)."
+            )
         fraction, seed = _check_fraction(validation_split), check_split_seed(split_seed, "split_seed")
         on_bad_file = options.pop("on_bad_file", "raise")  # applied per subset, after the split
         every = cls(root, **options)  # type: ignore[arg-type]
@@ -277,6 +285,13 @@ class ImageFolder(ImageSource):
                 raise DatasetError(
                     f"ImageFolder root {self.root!r} has no class folders. "
                     f"Put each class's images in its own sub-folder, e.g. {self.root}/cats/001.jpg."
+                )
+            if "train" in folders and len(folders) > 1 and set(folders) <= _SPLIT_FOLDERS:
+                warnings.warn(
+                    f"ImageFolder root {self.root!r} has the class folders {folders}, which look like dataset "
+                    f"splits: did you mean ImageFolder({os.path.join(self.root, 'train')!r}, ...) and one per "
+                    "split? If they are classes, pass class_names= to say so.",
+                    stacklevel=3,  # the caller of ImageFolder(...)
                 )
             return folders
         names = check_class_names(class_names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Literal
 
@@ -109,9 +110,18 @@ class ImageMaskFolder(MaskSource):
     ):
         self._mounts = storage.mount(images_dir, masks_dir, storage_options=storage_options)  # NOTE [ Remote storage ]
         self._configure_masks(
-            images_dir, masks_dir, ("images_dir", "masks_dir"), image_size=image_size, transform=transform,
-            mask_mode=mask_mode, mask_dtype=mask_dtype, unpaired=unpaired, color_mode=color_mode,
-            interpolation=interpolation, max_pixels=max_pixels, cache=cache,
+            images_dir,
+            masks_dir,
+            ("images_dir", "masks_dir"),
+            image_size=image_size,
+            transform=transform,
+            mask_mode=mask_mode,
+            mask_dtype=mask_dtype,
+            unpaired=unpaired,
+            color_mode=color_mode,
+            interpolation=interpolation,
+            max_pixels=max_pixels,
+            cache=cache,
         )
         self.mask_values = MaskValues.of(mask_values)
         self.mask_format = mask_format(mask_mode, mask_dtype, num_classes, modes=("index", "one_hot"))
@@ -124,6 +134,14 @@ class ImageMaskFolder(MaskSource):
         masks = files_by_stem(self.masks_dir, list_image_files(self.masks_dir, follow_links=follow_links), "masks_dir")
         if not images:
             raise DatasetError(f"images_dir {self.images_dir!r} has no images.")
+        jpeg_masks = [name for name in masks.values() if os.path.splitext(name)[1].lower() in (".jpg", ".jpeg")]
+        if len(jpeg_masks) > len(masks) / 2:
+            warnings.warn(
+                f"masks_dir {self.masks_dir!r} holds JPEG files ({len(jpeg_masks)} of {len(masks)}, e.g. "
+                f"{jpeg_masks[0]}): were images_dir and masks_dir swapped? A mask saved as JPEG also has values "
+                "between its classes at edges (lossy compression); PNG keeps them exact.",
+                stacklevel=2,
+            )
         self._settle_unpaired(
             [os.path.join(self.images_dir, images[s]) for s in images if s not in masks],
             [os.path.join(self.masks_dir, masks[s]) for s in masks if s not in images],

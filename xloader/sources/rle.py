@@ -265,7 +265,10 @@ class RLEMasks(MaskSource):
         self._settle_unpaired(
             no_rows,
             no_image,
-            texts=(f"images have no row in {self.csv_path!r}", f"rows name no image in {self.images_dir!r}"),
+            texts=(
+                (f"image has no row in {self.csv_path!r}", f"images have no row in {self.csv_path!r}"),
+                (f"row names no image in {self.images_dir!r}", f"rows name no image in {self.images_dir!r}"),
+            ),
             rule=f"Ids name images by their path relative to images_dir, with or without extension; {id_column!r} "
             "is the id column.",
         )
