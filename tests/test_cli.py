@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -135,6 +136,12 @@ def test_demo_trains_both_frameworks_on_the_same_batches(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "PASS: Keras model.fit and the torch loop trained on the same 8 batches, bit for bit." in done.stdout
+    # Both halves report the same figures (epoch means of loss and accuracy) in the same form.
+    for framework in (r"keras \(\w+\)", "torch"):  # the Keras backend in parentheses
+        for epoch in (1, 2):
+            line = rf"^{framework} epoch {epoch}/2: loss \d+\.\d{{3}}, accuracy [01]\.\d{{2}}$"
+            assert re.search(line, done.stdout, re.MULTILINE), done.stdout
+    assert "each start their model from different random weights, so loss and accuracy differ" in done.stdout
 
 
 def test_inspect_reads_a_csv_manifest(class_root, tmp_path):

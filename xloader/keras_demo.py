@@ -50,11 +50,17 @@ def train_keras(dataset, args, loader_options: dict) -> tuple[list[str], float]:
         metrics=["accuracy"],
         run_eagerly=True,
     )  # eager only so train_step can fingerprint
+    # Keras's `loss` and `accuracy` at an epoch's end are means over that epoch's batches (the
+    # loss weighted by batch size); xloader/torch_demo.py prints the same figures in the same form.
+    name = f"keras ({keras.backend.backend()})"
+    report = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: print(
+            f"{name} epoch {epoch + 1}/{args.epochs}: loss {logs['loss']:.3f}, accuracy {logs['accuracy']:.2f}"
+        )
+    )
     start = time.perf_counter()
     # shuffle=False: xloader shuffles the samples; Keras must keep the batch order.
-    verbose = 0 if args.quiet else 2
-    history = model.fit(train, epochs=args.epochs, shuffle=False, verbose=verbose, callbacks=[EpochSync(train)])
+    model.fit(train, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[EpochSync(train), report])
     seconds = time.perf_counter() - start
     train.close()
-    print(f"keras ({keras.backend.backend()}): final accuracy {history.history['accuracy'][-1]:.2f}")
     return model.seen, seconds

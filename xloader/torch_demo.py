@@ -33,6 +33,8 @@ def train_torch(dataset, args, loader_options: dict) -> tuple[list[str], float]:
     seen: list[str] = []
     start = time.perf_counter()
     for epoch in range(args.epochs):
+        # Means over the epoch's batches, the loss weighted by batch size: the figures Keras prints.
+        loss_sum = 0.0
         correct = total = 0
         batches = tqdm(loader, desc=f"torch epoch {epoch + 1}/{args.epochs}", leave=False, disable=args.quiet)
         for x, y in batches:  # x: float32 (N, 3, H, W), y: int64 (N,)
@@ -42,7 +44,8 @@ def train_torch(dataset, args, loader_options: dict) -> tuple[list[str], float]:
             loss = torch.nn.functional.cross_entropy(logits, y)
             loss.backward()
             optimizer.step()
+            loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             total += len(y)
-        print(f"torch epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}, accuracy {correct / total:.2f}")
+        print(f"torch epoch {epoch + 1}/{args.epochs}: loss {loss_sum / total:.3f}, accuracy {correct / total:.2f}")
     return seen, time.perf_counter() - start

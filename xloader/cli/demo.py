@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"\nthroughput incl. training: keras {images / keras_seconds:.0f} img/s, torch {images / torch_seconds:.0f} img/s"
     )
+    print("Keras and torch each start their model from different random weights, so loss and accuracy differ;")
+    print("what must match is the batches each trained on:")
     matched = keras_seen == torch_seen
     for epoch in range(args.epochs):
         k = keras_seen[epoch * per_epoch : (epoch + 1) * per_epoch]

@@ -141,7 +141,8 @@ class Mount:
             import fsspec
         except ImportError:
             raise ImportError(
-                f"reading {self.root} needs fsspec (and s3fs for s3://, gcsfs for gs://): pip install 'xloader[remote]'."
+                f"reading {self.root} needs fsspec (and s3fs for s3://, gcsfs for gs://). "
+                'In a clone of the xloader repository run pip install -e ".[remote]" (".[gcs]" for gs://).'
             ) from None
         options = dict(self.storage_options)
         if self.scheme in ("s3", "s3a"):  # one attempt per call: the retries are ours, bounded in time
