@@ -56,7 +56,6 @@ class MaskOptions(TypedDict, total=False):
     max_pixels: int | None
     cache: str | os.PathLike[str] | DecodedCache | None
 
-
 _NEAREST = (cv2.INTER_NEAREST, cv2.INTER_NEAREST_EXACT)
 
 
@@ -192,12 +191,7 @@ class MaskSource(ImageSource):
         self._mask_options = (mask_mode, mask_dtype)
 
     def _settle_unpaired(
-        self,
-        no_mask: list[str],
-        no_image: list[str],
-        rule: str,
-        *,
-        texts: tuple[tuple[str, str], tuple[str, str]] | None = None,
+        self, no_mask: list[str], no_image: list[str], rule: str, *, texts: tuple[tuple[str, str], ...] | None = None
     ) -> None:
         """Apply `self.unpaired` to images without masks and masks without images, into
         `self.skipped`. `texts`: what each lacks, said of one and of several (default: naming
@@ -221,16 +215,12 @@ class MaskSource(ImageSource):
             if files:
                 problems.append(f"{len(files)} {one if len(files) == 1 else several}: {list_preview(files)}")
         if self.unpaired == "raise":
-            message = (
-                "; ".join(problems) + f". {rule} Pass unpaired='skip' to leave them out (they are listed in .skipped)"
-            )
+            message = "; ".join(problems) + f". {rule} Pass unpaired='skip' to leave them out (they are listed in .skipped)"
             if reported_images:
                 message += ", or unpaired='background' to use images without masks as all background"
             raise DatasetError(message + ".")
         warnings.warn("; ".join(problems) + ". They are skipped (see .skipped).", stacklevel=3)
-        self.skipped = [(p, "image has no mask") for p in reported_images] + [
-            (p, "mask has no image") for p in no_image
-        ]
+        self.skipped = [(p, "image has no mask") for p in reported_images] + [(p, "mask has no image") for p in no_image]
 
     @property
     def images_dir(self) -> str:
@@ -265,12 +255,6 @@ class MaskSource(ImageSource):
         if mask is None:
             mask = resize_nearest(self._mask(index, file_shape), self.image_size)
         return transform_with_mask(
-            self,
-            image,
-            mask,
-            self.mask_format,
-            seed=seed,
-            epoch=epoch,
-            index=index,
+            self, image, mask, self.mask_format, seed=seed, epoch=epoch, index=index,
             defer_normalize=defer_normalize,
         )

@@ -110,18 +110,9 @@ class ImageMaskFolder(MaskSource):
     ):
         self._mounts = storage.mount(images_dir, masks_dir, storage_options=storage_options)  # NOTE [ Remote storage ]
         self._configure_masks(
-            images_dir,
-            masks_dir,
-            ("images_dir", "masks_dir"),
-            image_size=image_size,
-            transform=transform,
-            mask_mode=mask_mode,
-            mask_dtype=mask_dtype,
-            unpaired=unpaired,
-            color_mode=color_mode,
-            interpolation=interpolation,
-            max_pixels=max_pixels,
-            cache=cache,
+            images_dir, masks_dir, ("images_dir", "masks_dir"), image_size=image_size, transform=transform,
+            mask_mode=mask_mode, mask_dtype=mask_dtype, unpaired=unpaired, color_mode=color_mode,
+            interpolation=interpolation, max_pixels=max_pixels, cache=cache,
         )
         self.mask_values = MaskValues.of(mask_values)
         self.mask_format = mask_format(mask_mode, mask_dtype, num_classes, modes=("index", "one_hot"))
