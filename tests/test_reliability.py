@@ -106,10 +106,13 @@ def test_ctrl_c_or_an_error_stops_every_worker_and_leaves_no_shared_memory(frame
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            with open(f"/proc/{process.pid}/status") as status:
-                signals = [
-                    line for line in status if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))
-                ]
+            try:
+                with open(f"/proc/{process.pid}/status") as status:
+                    signals = [
+                        line for line in status if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))
+                    ]
+            except OSError as error:  # it exited just now
+                signals = [str(error)]
             process.send_signal(signal.SIGUSR1)  # interrupt_run.py prints every thread's stack
             time.sleep(2)
             pytest.fail(f"still running 20 s after Ctrl-C; {signals}; its stderr:\n" + "".join(stderr_parts)[-6000:])

@@ -588,3 +588,20 @@ def test_mounting_a_root_again_with_other_options_warns_naming_the_keys_not_the_
         storage.mount("memory://xl-remount", storage_options={"token": "secret-2", "same": 1, "extra": {"a": 1}})
     assert "secret" not in str(caught[0].message)
     assert storage.mount_for("memory://xl-remount/a.txt").storage_options["token"] == "secret-2"
+
+
+class _Config:  # no __eq__, as botocore's Config; module level, so it pickles
+    def __init__(self, retries: int):
+        self.retries = retries
+
+
+def test_options_that_pickle_alike_are_the_same_options():
+    Config = _Config  # built twice with the same settings: the same options
+    fs = fsspec.filesystem("memory")
+    fs.pipe("memory://xl-remount-config/a.txt", b"x")
+    storage.mount("memory://xl-remount-config", storage_options={"config": Config(3)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        storage.mount("memory://xl-remount-config", storage_options={"config": Config(3)})
+    with pytest.warns(UserWarning, match=r"\(differing: config\)"):
+        storage.mount("memory://xl-remount-config", storage_options={"config": Config(4)})

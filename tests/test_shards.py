@@ -488,13 +488,15 @@ def test_block_order_options_are_checked(packed_classes):
         xl.TarShards(packed_classes, order="block", window=0)
     with pytest.raises(ValueError, match=re.escape("block_size '4XB' has an unknown unit 'XB'; use B, KB,")):
         xl.TarShards(packed_classes, order="block", block_size="4XB")
-    # A subset cannot keep an order of all the shards' samples: refused when it is built, not at its first batch.
-    with pytest.raises(ValueError, match=r"^a Subset of .* cannot keep the order .*\(TarShards: order='random'\)"):
-        xl.Subset(xl.TarShards(packed_classes, order="block"), [0, 1, 2])
-    with pytest.raises(ValueError, match=r"^a Subset of .* cannot keep the order"):
-        xl.split(xl.TarShards(packed_classes, order="block"), validation_split=0.25)
-    plan = xl.Batches(xl.Subset(xl.TarShards(packed_classes), [0, 1, 2]), batch_size=2, shuffle=True, seed=0)
-    assert sorted(np.concatenate([plan.batch_indices(0, b) for b in range(len(plan))]).tolist()) == [0, 1, 2]
+    # A subset cannot keep an order of all the shards' samples: it shuffles in random order, and says so.
+    with pytest.warns(UserWarning, match=r"^a Subset of .* shuffles its samples in the usual random order"):
+        blocked = xl.Subset(xl.TarShards(packed_classes, order="block"), [0, 1, 2])
+    with pytest.warns(UserWarning, match="usual random order"):
+        train, val = xl.split(xl.TarShards(packed_classes, order="block"), validation_split=0.25)
+    assert len(train) + len(val) == 28
+    for subset in (blocked, xl.Subset(xl.TarShards(packed_classes), [0, 1, 2])):
+        plan = xl.Batches(subset, batch_size=2, shuffle=True, seed=0)
+        assert sorted(np.concatenate([plan.batch_indices(0, b) for b in range(len(plan))]).tolist()) == [0, 1, 2]
 
 
 # --- damaged shards ------------------------------------------------------------------------------

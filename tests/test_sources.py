@@ -921,10 +921,14 @@ def test_jpeg_files_in_masks_dir_warn_that_the_folders_may_be_swapped(tmp_path):
         (tmp_path / "images").mkdir(exist_ok=True)
         (tmp_path / "images" / f"{name}.jpg").write_bytes(jpeg_bytes())
         save_png(tmp_path / "masks" / f"{name}.png", ASYMMETRIC_MASK)
+        (tmp_path / "jpeg_masks").mkdir(exist_ok=True)
+        (tmp_path / "jpeg_masks" / f"{name}.jpg").write_bytes(jpeg_bytes())
     with pytest.warns(
-        UserWarning, match=r"holds JPEG files \(2 of 2, e\.g\. a\.jpg\): were images_dir and masks_dir swapped"
+        UserWarning, match=r"holds JPEG files \(2 of 2, e\.g\. a\.jpg\) and images_dir .* were the two swapped"
     ):
         xl.ImageMaskFolder(tmp_path / "masks", tmp_path / "images", image_size=None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         xl.ImageMaskFolder(tmp_path / "images", tmp_path / "masks", image_size=None)
+        # JPEG masks beside JPEG images (Kvasir-SEG ships them so): not a swap
+        xl.ImageMaskFolder(tmp_path / "images", tmp_path / "jpeg_masks", image_size=None)

@@ -21,6 +21,7 @@ Both kinds: the two subsets are disjoint and cover every sample.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,7 +91,8 @@ class Subset:
     Sample `i` of the subset is sample `indices[i]` of `source`, with that sample's augmentation
     stream (seed, epoch, `indices[i]`): a sample looks the same in a subset as in the whole
     source, so a subset's batches are identical in Keras and torch as any source's are. Indices
-    may repeat (oversampling) and need not be sorted.
+    may repeat (oversampling) and need not be sorted. A subset shuffles in the usual random
+    order, also of a source that orders its own samples (`TarShards(order="block")`: warned).
 
     Args:
         source: any xloader source (or an object following `xloader.Source`).
@@ -99,7 +101,6 @@ class Subset:
     Raises:
         TypeError: `source` is not a source, or `indices` are not integers.
         IndexError: an index outside `range(len(source))`.
-        ValueError: `source` chooses its own order of all its samples (`TarShards(order="block")`).
 
     Example:
         >>> data = ArrayDataset(np.arange(10).reshape(10, 1), np.arange(10))  # doctest: +SKIP
@@ -111,10 +112,11 @@ class Subset:
         if not isinstance(source, Source):
             raise TypeError(f"source must be an xloader source, got {type(source).__name__}.")
         if isinstance(source, SupportsEpochOrder) and source.epoch_order(0, 0) is not None:
-            raise ValueError(
-                f"a Subset of {source!r} cannot keep the order it chooses for all of its samples "
-                "(e.g. TarShards(order='block')). Build the source with its random order for subsets and "
-                "splits (TarShards: order='random'), or pack the subset on its own."
+            warnings.warn(
+                f"a Subset of {source!r} shuffles its samples in the usual random order, not in the order the "
+                "source chooses for all of its samples (TarShards(order='block')): with shuffle=True expect "
+                "one read per sample. To keep block reads, pack the subset on its own.",
+                stacklevel=2,
             )
         self.source = source
         self.indices = positions(np.asarray(indices), len(source))
@@ -189,7 +191,6 @@ def split(source: Source, *, validation_split: float, seed: int | None = None) -
 
     Raises:
         TypeError, ValueError: `validation_split` not in (0, 1), or a bad `seed`.
-        ValueError: `source` chooses its own order of all its samples (as `Subset`).
 
     Example:
         >>> train, val = split(ImageMaskFolder("images", "masks", image_size=(128, 128)),

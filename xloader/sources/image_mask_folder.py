@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -27,6 +27,10 @@ from xloader.sources._masks import (
 )
 
 __all__ = ["ImageMaskFolder"]
+
+
+def _jpeg_files(names: Iterable[str]) -> list[str]:
+    return [name for name in names if os.path.splitext(name)[1].lower() in (".jpg", ".jpeg")]
 
 
 class ImageMaskFolder(MaskSource):
@@ -125,12 +129,11 @@ class ImageMaskFolder(MaskSource):
         masks = files_by_stem(self.masks_dir, list_image_files(self.masks_dir, follow_links=follow_links), "masks_dir")
         if not images:
             raise DatasetError(f"images_dir {self.images_dir!r} has no images.")
-        jpeg_masks = [name for name in masks.values() if os.path.splitext(name)[1].lower() in (".jpg", ".jpeg")]
-        if len(jpeg_masks) > len(masks) / 2:
+        jpeg_masks, jpeg_images = _jpeg_files(masks.values()), _jpeg_files(images.values())
+        if len(jpeg_masks) > len(masks) / 2 and len(jpeg_images) < len(images) / 2:  # JPEG masks, lossless images
             warnings.warn(
                 f"masks_dir {self.masks_dir!r} holds JPEG files ({len(jpeg_masks)} of {len(masks)}, e.g. "
-                f"{jpeg_masks[0]}): were images_dir and masks_dir swapped? A mask saved as JPEG also has values "
-                "between its classes at edges (lossy compression); PNG keeps them exact.",
+                f"{jpeg_masks[0]}) and images_dir {self.images_dir!r} mostly others: were the two swapped?",
                 stacklevel=2,
             )
         self._settle_unpaired(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import pickle
 import re
 import threading
 import time
@@ -328,6 +329,25 @@ def _register(mount_: Mount) -> None:
         _mounts[mount_.root] = mount_
 
 
+_ABSENT = object()
+
+
+def _same_value(a: object, b: object) -> bool:
+    """Equal, or pickled alike (option objects without `==`, e.g. a botocore Config built twice)."""
+    if a is b or a == b:
+        return True
+    try:
+        return pickle.dumps(a) == pickle.dumps(b)
+    except Exception:  # noqa: BLE001 - an unpicklable option: it is told apart by ==
+        return False
+
+
+def _differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys (as text, sorted) whose values differ between two `storage_options`."""
+    keys = [*old, *(key for key in new if key not in old)]
+    return sorted(str(key) for key in keys if not _same_value(old.get(key, _ABSENT), new.get(key, _ABSENT)))
+
+
 def mount(*locations: object, storage_options: dict[str, Any] | None = None) -> tuple[Mount, ...]:
     """Mount every URL among `locations` (local paths, None and other objects are skipped):
     list it once and register it in this process (NOTE [ Remote storage ]). Keep the result on
@@ -349,9 +369,8 @@ def mount(*locations: object, storage_options: dict[str, Any] | None = None) -> 
     mounts = tuple(Mount(url, storage_options) for url in dict.fromkeys(roots))
     for each in mounts:
         previous = _mounts.get(each.root)
-        if previous is not None and previous.storage_options != each.storage_options:
-            old, new = previous.storage_options, each.storage_options
-            differing = sorted(str(key) for key in old.keys() | new.keys() if old.get(key, old) != new.get(key, old))
+        differing = _differing_options(previous.storage_options, each.storage_options) if previous else []
+        if differing:
             warnings.warn(  # the keys only: values may be secrets
                 f"{each.root} was mounted before with other storage_options (differing: {', '.join(differing)}); "
                 f"every source under {each.root} in this process now reads with the new ones. "
