@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from itertools import islice
 
 from xloader import _slots
-from xloader._workers import WorkerPool, install_sigint_handler
+from xloader._workers import WorkerPool, deliver_deferred_sigint, install_sigint_handler
 from xloader.batching import Batch, Batches
 from xloader.errors import WorkerDiedError
 
@@ -111,6 +111,7 @@ class Prefetcher:
 
     def get(self, key: Key, upcoming: Iterable[Key] = ()) -> Batch:
         """The batch of `key` = (epoch, batch); starts work on the next `queue_size` of `upcoming`."""
+        deliver_deferred_sigint()  # a Ctrl-C that came inside a finalizer (NOTE [ Worker processes that fail safely ])
         if self.synchronous:
             return self.batches.get_batch(*key)
         first_batch = None
