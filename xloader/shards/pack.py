@@ -349,7 +349,7 @@ def pack(
     writer = _ShardWriter(output, limit)
     try:
         for i in _progress(count, progress):
-            if i % _FETCH_SAMPLES == 0:  # concurrent GETs (NOTE [ Remote storage ]); local paths are skipped
+            if i % _FETCH_SAMPLES == 0 and storage.active():  # concurrent GETs (NOTE [ Remote storage ])
                 storage.prefetch(
                     _files(plan, i, i + _FETCH_SAMPLES), ahead=_files(plan, i + _FETCH_SAMPLES, i + 2 * _FETCH_SAMPLES)
                 )
